@@ -1,1 +1,18 @@
+//! The on-device agent of the carrier CPE (`cpe-agent`).
+//!
+//! The router a carrier ships to a medical institution exists to carry the
+//! institution's electronic certificate (機関認証) and connect it to the
+//! national health-information network. This library holds the device-side
+//! logic; `src/main.rs` is the thin command-line shell around it.
+//!
+//! - [`identity`]: the certificate lifecycle (import, validation, durable
+//!   storage, status, CSR, renewal policy, TLS client configuration).
+//! - [`config`]: the TOML configuration with drop-ins.
+//! - [`lang`]: Japanese / English selection for user-facing text.
+//! - [`clock`]: the build time, the floor below which the clock is unset.
+#![forbid(unsafe_code)]
 
+pub mod clock;
+pub mod config;
+pub mod identity;
+pub mod lang;

@@ -42,19 +42,11 @@ pub struct OsStorage;
 
 impl Storage for OsStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
     }
 
     fn write_synced(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
         // The file may have existed with other permissions (a leftover temp file).
         file.set_permissions(Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
@@ -84,9 +76,7 @@ impl Storage for OsStorage {
 
 /// The temporary sibling that [`write_atomic`] writes before renaming.
 pub fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     path.with_file_name(format!(".{name}.tmp"))
 }
 
@@ -120,11 +110,7 @@ pub struct FaultyStorage<S> {
 impl<S: Storage> FaultyStorage<S> {
     /// Wraps `inner`, failing the mutating operation number `fail_at`.
     pub fn new(inner: S, fail_at: Option<usize>) -> Self {
-        Self {
-            inner,
-            fail_at,
-            count: AtomicUsize::new(0),
-        }
+        Self { inner, fail_at, count: AtomicUsize::new(0) }
     }
 
     /// How many mutating operations were attempted so far.
@@ -135,10 +121,7 @@ impl<S: Storage> FaultyStorage<S> {
     fn step(&self, what: &str, path: &Path) -> io::Result<()> {
         let n = self.count.fetch_add(1, Ordering::SeqCst);
         if Some(n) == self.fail_at {
-            Err(io::Error::other(format!(
-                "injected failure at step {n}: {what} {}",
-                path.display()
-            )))
+            Err(io::Error::other(format!("injected failure at step {n}: {what} {}", path.display())))
         } else {
             Ok(())
         }

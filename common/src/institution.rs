@@ -67,9 +67,7 @@ impl FromStr for InstitutionCode {
         if s.len() == INSTITUTION_CODE_LEN && s.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(InvalidInstitutionCode {
-                given: s.to_owned(),
-            })
+            Err(InvalidInstitutionCode { given: s.to_owned() })
         }
     }
 }
@@ -112,13 +110,7 @@ mod tests {
     #[test]
     fn parses_only_ten_digits() {
         assert!("1312345678".parse::<InstitutionCode>().is_ok());
-        for bad in [
-            "",
-            "131234567",
-            "13123456789",
-            "13123456a8",
-            "１３１２３４５６７８",
-        ] {
+        for bad in ["", "131234567", "13123456789", "13123456a8", "１３１２３４５６７８"] {
             let err = bad.parse::<InstitutionCode>().unwrap_err();
             assert_eq!(err.given, bad);
         }
@@ -129,10 +121,7 @@ mod tests {
         let found = InstitutionCode::find_in("Clinic 1312345678 Tokyo").map(|c| c.0);
         assert_eq!(found.as_deref(), Some("1312345678"));
         assert_eq!(InstitutionCode::find_in("id 131234567890"), None);
-        assert_eq!(
-            InstitutionCode::find_in("12 1312345678"),
-            Some(InstitutionCode("1312345678".into()))
-        );
+        assert_eq!(InstitutionCode::find_in("12 1312345678"), Some(InstitutionCode("1312345678".into())));
         assert_eq!(InstitutionCode::find_in("no digits"), None);
     }
 }

@@ -1,0 +1,307 @@
+//! Command-line interface: argument definitions, dispatch, output and exit codes.
+//!
+//! Exit codes (all commands): 0 done; 1 the input was refused (nothing
+//! changed); 2 the command could not run (configuration, storage, usage).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use cpe_agent::clock;
+use cpe_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
+use cpe_agent::identity::csr::{self, CsrSubject, KeyAlgorithm};
+use cpe_agent::identity::store::IdentityStore;
+use cpe_agent::identity::validate::{rfc3339, Policy};
+use cpe_agent::identity::{self, status, ImportError, ImportInput};
+use cpe_agent::lang::Lang;
+use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_CANNOT_RUN: u8 = 2;
+
+/// The on-device agent of the carrier router (CPE) for the national
+/// health-information network: holds the institution certificate (機関認証).
+///
+/// Exit codes: 0 done, 1 input refused (nothing changed), 2 could not run.
+#[derive(Debug, Parser)]
+#[command(name = "cpe-agent", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file; `agent.d/*.toml` beside it are merged over it.
+    #[arg(long, global = true, env = "CPE_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Language of messages (default: from LANG; ja if it starts with "ja").
+    #[arg(long, global = true, value_enum)]
+    lang: Option<Lang>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the institution certificate (機関証明書).
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Check a certificate file and install it as the device identity.
+    ///
+    /// Accepts PEM (certificate, chain and key), DER, and PKCS#12 (.p12/.pfx).
+    /// Every check runs before anything is stored; a refused file changes
+    /// nothing. The identity it replaces is kept for `cert rollback`.
+    Import(ImportArgs),
+    /// Show the installed certificate: subject, validity, days left, state.
+    Status {
+        /// Print JSON (keys: subject, issuer, serial, not_before, not_after,
+        /// days_left, fingerprint_sha256, institution_code, key_type, state).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a key on the device and write a certificate request (CSR).
+    ///
+    /// The key stays on the device, pending until the certificate signed for
+    /// it is imported with `cert import CERT`.
+    Csr {
+        /// Where to write the CSR (PEM).
+        #[arg(long)]
+        out: PathBuf,
+        /// Key algorithm (default from [csr] key_type, else ecdsa-p256).
+        #[arg(long, value_enum)]
+        key_type: Option<KeyAlgorithm>,
+    },
+    /// Go back to the previously installed identity.
+    Rollback,
+    /// Decommission: overwrite and delete every key and certificate.
+    Wipe {
+        /// Confirm: the device loses its identity and cannot connect.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// Certificate file (PEM, DER or PKCS#12).
+    path: PathBuf,
+    /// Separate private key file (PEM or DER: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// File whose first line is the PKCS#12 password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level (warn).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// A failure with the exit code it maps to and its text in both languages.
+struct Failure {
+    code: u8,
+    en: String,
+    ja: String,
+}
+
+impl Failure {
+    fn cannot_run(en: impl Into<String>, ja: impl Into<String>) -> Self {
+        Self { code: EXIT_CANNOT_RUN, en: en.into(), ja: ja.into() }
+    }
+}
+
+impl From<ImportError> for Failure {
+    fn from(e: ImportError) -> Self {
+        let code = if e.is_refusal() { EXIT_REFUSED } else { EXIT_CANNOT_RUN };
+        let ja = match &e {
+            ImportError::Material(m) => m.ja(),
+            ImportError::Invalid(v) => v.ja(),
+            other => format!("処理できませんでした: {other}"),
+        };
+        Self { code, en: format!("{e} [{}]", e.code()), ja: format!("{ja} [{}]", e.code()) }
+    }
+}
+
+/// Runs the parsed command and maps the outcome to an exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let lang = cli.lang.unwrap_or_else(Lang::from_env);
+    match dispatch(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let text = match lang {
+                Lang::Ja => format!("エラー: {}", failure.ja),
+                Lang::En => format!("error: {}", failure.en),
+            };
+            let _ = writeln!(std::io::stderr(), "{text}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<(), Failure> {
+    let lang = cli.lang.unwrap_or_else(Lang::from_env);
+    let config = AgentConfig::load(&cli.config)
+        .map_err(|e| Failure::cannot_run(e.to_string(), format!("設定ファイルを読み込めません: {e}")))?;
+    let store = IdentityStore::new(OsStorage, &config.state_dir);
+    match &cli.command {
+        Command::Cert(CertCommand::Import(args)) => import(&config, &store, args, lang),
+        Command::Cert(CertCommand::Status { json }) => show_status(&config, &store, *json, lang),
+        Command::Cert(CertCommand::Csr { out, key_type }) => make_csr(&config, &store, out, *key_type, lang),
+        Command::Cert(CertCommand::Rollback) => rollback(&config, &store, lang),
+        Command::Cert(CertCommand::Wipe { yes }) => wipe(&store, *yes, lang),
+    }
+}
+
+fn required_code(config: &AgentConfig) -> Result<&cpe_common::institution::InstitutionCode, Failure> {
+    config.institution_code.as_ref().ok_or_else(|| {
+        Failure::cannot_run(
+            "institution_code is not configured; set it in the agent configuration (10 digits)",
+            "institution_code が設定されていません。設定ファイルに医療機関コード（10 桁）を記入してください。",
+        )
+    })
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|source| ImportError::Read { path: path.to_owned(), source }.into())
+}
+
+fn import(
+    config: &AgentConfig,
+    store: &IdentityStore<OsStorage>,
+    args: &ImportArgs,
+    lang: Lang,
+) -> Result<(), Failure> {
+    let code = required_code(config)?;
+    let anchors = identity::load_trust_anchors(&config.trust_anchors)?;
+    let file = read_input(&args.path)?;
+    let key_file = args.key.as_deref().map(read_input).transpose()?;
+    let password = args.password_file.as_deref().map(identity::read_password_file).transpose()?;
+    let policy = Policy {
+        trust_anchors: &anchors,
+        institution_code: code,
+        code_field: config.institution_code_field,
+        build_time: clock::build_time(),
+    };
+    let input = ImportInput { file: &file, key_file: key_file.as_deref(), password: password.as_deref() };
+    let imported = identity::import(store, input, &policy, clock::now())?;
+    tracing::info!(generation = %imported.generation, subject = %imported.info.subject, "identity installed");
+    let not_after = rfc3339(imported.info.not_after);
+    println!(
+        "{}",
+        match lang {
+            Lang::Ja => format!(
+                "機関証明書を設定しました（{}）: {}、有効期限 {not_after}",
+                imported.generation, imported.info.subject
+            ),
+            Lang::En => format!(
+                "installed institution certificate as {}: {}, valid until {not_after}",
+                imported.generation, imported.info.subject
+            ),
+        }
+    );
+    Ok(())
+}
+
+fn show_status(
+    config: &AgentConfig,
+    store: &IdentityStore<OsStorage>,
+    json: bool,
+    lang: Lang,
+) -> Result<(), Failure> {
+    let current = store.load_current().map_err(ImportError::from)?;
+    let report =
+        status::report(current.as_ref(), config.institution_code_field, &config.renewal, clock::now())
+            .map_err(|e| {
+                Failure::cannot_run(
+                    format!("stored certificate unreadable: {e}"),
+                    format!("保存された証明書を読めません: {e}"),
+                )
+            })?;
+    if json {
+        let text = serde_json::to_string_pretty(&report.status)
+            .map_err(|e| Failure::cannot_run(e.to_string(), e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render_text(&report, lang));
+    }
+    Ok(())
+}
+
+fn make_csr(
+    config: &AgentConfig,
+    store: &IdentityStore<OsStorage>,
+    out: &Path,
+    key_type: Option<KeyAlgorithm>,
+    lang: Lang,
+) -> Result<(), Failure> {
+    let code = required_code(config)?;
+    let subject = CsrSubject {
+        institution_code: code,
+        common_name: config.csr.common_name.as_deref(),
+        organization: config.csr.organization.as_deref(),
+    };
+    let request = csr::generate(&subject, key_type.unwrap_or(config.csr.key_type))
+        .map_err(|e| Failure::cannot_run(e.to_string(), format!("鍵または CSR を作成できません: {e}")))?;
+    let key_path = store.save_pending_key(&request.key).map_err(ImportError::from)?;
+    write_atomic(&OsStorage, out, request.csr_pem.as_bytes(), MODE_PUBLIC).map_err(|e| {
+        Failure::cannot_run(
+            format!("cannot write {}: {e}", out.display()),
+            format!("{} に書き込めません: {e}", out.display()),
+        )
+    })?;
+    println!(
+        "{}",
+        match lang {
+            Lang::Ja => format!(
+                "CSR を {} に書き出しました。鍵は装置内（{}）に保管され、署名された証明書を `cpe-agent cert import` で取り込むまで保留されます。",
+                out.display(),
+                key_path.display()
+            ),
+            Lang::En => format!(
+                "wrote the CSR to {}; the key stays on the device ({}) until the signed certificate is imported with `cpe-agent cert import`",
+                out.display(),
+                key_path.display()
+            ),
+        }
+    );
+    Ok(())
+}
+
+fn rollback(config: &AgentConfig, store: &IdentityStore<OsStorage>, lang: Lang) -> Result<(), Failure> {
+    let restored = store.rollback().map_err(ImportError::from)?;
+    let leaf = restored
+        .chain
+        .first()
+        .ok_or_else(|| Failure::cannot_run("restored chain is empty", "証明書がありません"))?;
+    let subject =
+        identity::validate::cert_info(leaf, config.institution_code_field).map_or_else(|e| e, |i| i.subject);
+    println!(
+        "{}",
+        match lang {
+            Lang::Ja => format!("以前の証明書（{}）に戻しました: {subject}", restored.generation),
+            Lang::En => format!("rolled back to {}: {subject}", restored.generation),
+        }
+    );
+    Ok(())
+}
+
+fn wipe(store: &IdentityStore<OsStorage>, yes: bool, lang: Lang) -> Result<(), Failure> {
+    if !yes {
+        return Err(Failure::cannot_run(
+            "wipe destroys the institution keys and the device can no longer connect; add --yes to confirm",
+            "wipe は機関の鍵を消去し、装置は接続できなくなります。実行するには --yes を付けてください。",
+        ));
+    }
+    let destroyed = store.wipe().map_err(ImportError::from)?;
+    println!(
+        "{}",
+        match lang {
+            Lang::Ja => format!("鍵 {destroyed} 個を上書き消去しました。証明書の状態は none です。"),
+            Lang::En => format!("overwrote and removed {destroyed} key(s); certificate state is now none"),
+        }
+    );
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The agent configuration: `/etc/cpe-agent/agent.toml` plus drop-ins.
+//!
+//! Drop-ins in `agent.d/*.toml` beside the main file are merged over it in
+//! file-name order (tables merge key by key, other values replace), so a
+//! carrier can ship defaults and a unit can carry its own small override.
+//! Unknown keys are errors: a typo must not silently fall back to a default.
+//! Relative paths are taken relative to the directory of the main file.
+
+use std::path::{Path, PathBuf};
+
+use cpe_common::institution::{CodeField, InstitutionCode};
+use serde::Deserialize;
+
+use crate::identity::csr::KeyAlgorithm;
+use crate::identity::renewal::RenewalPolicy;
+
+/// Default location of the main configuration file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpe-agent/agent.toml";
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cpe-agent";
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where the identity and other state live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// PEM files of the certification body's CA certificates.
+    #[serde(default)]
+    pub trust_anchors: Vec<PathBuf>,
+    /// The 10-digit code of the institution this device serves.
+    pub institution_code: Option<InstitutionCode>,
+    /// Which subject attribute carries the code.
+    #[serde(default)]
+    pub institution_code_field: CodeField,
+    /// Subject and key of CSRs made on the device.
+    #[serde(default)]
+    pub csr: CsrConfig,
+    /// When to renew.
+    #[serde(default)]
+    pub renewal: RenewalPolicy,
+}
+
+/// `[csr]`: what `cert csr` puts in the request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrConfig {
+    /// Name before the code in the common name (e.g. the clinic's name).
+    pub common_name: Option<String>,
+    /// Organization (O).
+    pub organization: Option<String>,
+    /// Key algorithm (`ecdsa-p256`, `ecdsa-p384`, `ed25519`).
+    #[serde(default)]
+    pub key_type: KeyAlgorithm,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The main file does not exist.
+    #[error("configuration file {} not found; create it (see README.md) or pass --config PATH", path.display())]
+    NotFound {
+        /// The path looked at.
+        path: PathBuf,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML or has wrong keys or values.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file (or the merged result, named after the main file).
+        path: PathBuf,
+        /// Parser message with line and column.
+        message: String,
+    },
+}
+
+impl AgentConfig {
+    /// Loads `path` and the drop-ins of `<dir of path>/agent.d/`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut merged = read_table(path)?;
+        for drop_in in drop_ins(path)? {
+            let table = read_table(&drop_in)?;
+            merge(&mut merged, table);
+        }
+        let mut config: Self = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Invalid { path: path.to_owned(), message: e.message().to_owned() }
+        })?;
+        config.renewal.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        let base = cpe_common::durable::parent_dir(path).to_owned();
+        config.state_dir = base.join(&config.state_dir);
+        for anchor in &mut config.trust_anchors {
+            *anchor = base.join(&*anchor);
+        }
+        Ok(config)
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::NotFound { path: path.to_owned() }
+        } else {
+            ConfigError::Read { path: path.to_owned(), source }
+        }
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Invalid { path: path.to_owned(), message: e.to_string() })
+}
+
+fn drop_ins(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = cpe_common::durable::parent_dir(path).join("agent.d");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_drop_ins_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("agent.toml");
+        std::fs::write(&main, "institution_code = \"1312345678\"\ntrust_anchors = [\"ca.pem\"]\n[csr]\ncommon_name = \"Clinic\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("agent.d")).unwrap();
+        std::fs::write(dir.path().join("agent.d/20-state.toml"), "state_dir = \"/data/state\"\n").unwrap();
+        std::fs::write(dir.path().join("agent.d/10-csr.toml"), "[csr]\norganization = \"Org\"\n").unwrap();
+        std::fs::write(dir.path().join("agent.d/README"), "not toml").unwrap();
+        let config = AgentConfig::load(&main).unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/data/state"));
+        assert_eq!(config.trust_anchors, vec![dir.path().join("ca.pem")]);
+        assert_eq!(config.csr.common_name.as_deref(), Some("Clinic"));
+        assert_eq!(config.csr.organization.as_deref(), Some("Org"));
+        assert_eq!(config.institution_code_field, CodeField::SerialNumber);
+        assert_eq!(config.renewal, RenewalPolicy::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("agent.toml");
+        assert!(matches!(AgentConfig::load(&main), Err(ConfigError::NotFound { .. })));
+        for (text, needle) in [
+            ("institution_code = \"12\"", "10 ASCII digits"),
+            ("instituton_code = \"1312345678\"", "unknown field"),
+            ("state_dir = ", "expected"),
+            ("[renewal]\nlifetime_fraction = 1.5", "between 0 and 1"),
+        ] {
+            std::fs::write(&main, text).unwrap();
+            let err = AgentConfig::load(&main).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("agent.toml"), "{text:?} gave {err}");
+        }
+    }
+}
