@@ -176,7 +176,7 @@ mod tests {
         for (text, needle) in [
             ("institution_code = \"12\"", "10 ASCII digits"),
             ("instituton_code = \"1312345678\"", "unknown field"),
-            ("state_dir = ", "expected"),
+            ("state_dir = ", "line 1, column 13"),
             ("[renewal]\nlifetime_fraction = 1.5", "between 0 and 1"),
         ] {
             std::fs::write(&main, text).unwrap();

@@ -248,7 +248,19 @@ pub fn validate(
         parse(der).map_err(|detail| ValidationError::CorruptCertificate { index, detail })?;
     }
     let key = material.key.or(pending_key).ok_or(ValidationError::NoPrivateKey)?;
-    let key_spki = public_key_of(&key)?;
+    let key_spki = public_key_of(&key).map_err(|unusable| {
+        // ring refuses RSA keys under 2048 bits outright; name the real problem.
+        material
+            .certs
+            .iter()
+            .filter_map(|der| parse(der).ok())
+            .filter(|cert| !cert.is_ca())
+            .find_map(|cert| match key_type_of(&cert) {
+                Err(weak @ ValidationError::WeakKey { .. }) => Some(weak),
+                _ => None,
+            })
+            .unwrap_or(unusable)
+    })?;
     let leaf_index = material
         .certs
         .iter()
