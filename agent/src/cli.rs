@@ -126,9 +126,9 @@ impl From<ImportError> for Failure {
 }
 
 /// Runs the parsed command and maps the outcome to an exit code.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run(cli: &Cli) -> ExitCode {
     let lang = cli.lang.unwrap_or_else(Lang::from_env);
-    match dispatch(&cli) {
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let text = match lang {

@@ -11,5 +11,5 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging();
-    cli::run(args)
+    cli::run(&args)
 }

@@ -305,7 +305,7 @@ fn assert_refused_unchanged(
     assert_eq!(env.current_fingerprint(), fingerprint, "{code}: identity changed");
     // Still usable for TLS.
     let current = env.store().load_current().unwrap().unwrap();
-    identity::tls::client_config(&current, &[env.ca.cert.clone()]).unwrap();
+    identity::tls::client_config(&current, std::slice::from_ref(&env.ca.cert)).unwrap();
 }
 
 #[test]
@@ -432,6 +432,13 @@ fn code_in_common_name_is_found_when_configured() {
     identity::import(&env.store(), input, &policy, OffsetDateTime::now_utc()).unwrap();
 }
 
+fn fingerprint_of(identity: &identity::store::StoredIdentity) -> Option<String> {
+    let now = OffsetDateTime::now_utc();
+    let report =
+        status::report(Some(identity), CodeField::SerialNumber, &RenewalPolicy::default(), now).unwrap();
+    report.status.fingerprint_sha256
+}
+
 /// A failure injected at each storage step of an install leaves the
 /// previous identity current and usable, also when read back from disk by
 /// a fresh store (as after a reboot). Once the install succeeds, the new
@@ -453,41 +460,23 @@ fn failure_at_every_install_step_keeps_previous_identity() {
         let current = env.current_fingerprint().unwrap();
         let store = env.store();
         let previous = store.load_previous().unwrap().unwrap();
-        identity::tls::client_config(&store.load_current().unwrap().unwrap(), &[env.ca.cert.clone()])
-            .unwrap();
-        identity::tls::client_config(&previous, &[env.ca.cert.clone()]).unwrap();
-        match result {
-            Err(e) => {
-                assert_eq!(e.code(), "store_failed", "step {step}: {e}");
-                assert!(e.to_string().contains("injected failure"), "{e}");
-                if current != old {
-                    // Only possible after the switch: the old identity is previous.
-                    let report = status::report(
-                        Some(&previous),
-                        CodeField::SerialNumber,
-                        &RenewalPolicy::default(),
-                        OffsetDateTime::now_utc(),
-                    )
-                    .unwrap();
-                    assert_eq!(
-                        report.status.fingerprint_sha256.as_deref(),
-                        Some(old.as_str()),
-                        "step {step}"
-                    );
-                }
+        identity::tls::client_config(
+            &store.load_current().unwrap().unwrap(),
+            std::slice::from_ref(&env.ca.cert),
+        )
+        .unwrap();
+        identity::tls::client_config(&previous, std::slice::from_ref(&env.ca.cert)).unwrap();
+        if let Err(e) = result {
+            assert_eq!(e.code(), "store_failed", "step {step}: {e}");
+            assert!(e.to_string().contains("injected failure"), "{e}");
+            if current != old {
+                // Only possible after the switch: the old identity is previous.
+                assert_eq!(fingerprint_of(&previous).as_deref(), Some(old.as_str()), "step {step}");
             }
-            Ok(_) => {
-                assert_ne!(current, old);
-                let report = status::report(
-                    Some(&previous),
-                    CodeField::SerialNumber,
-                    &RenewalPolicy::default(),
-                    OffsetDateTime::now_utc(),
-                )
-                .unwrap();
-                assert_eq!(report.status.fingerprint_sha256.as_deref(), Some(old.as_str()));
-                break;
-            }
+        } else {
+            assert_ne!(current, old);
+            assert_eq!(fingerprint_of(&previous).as_deref(), Some(old.as_str()));
+            break;
         }
         // Put the old identity back as current for the next round.
         if current != old {
@@ -547,7 +536,7 @@ fn csr_key_stays_pending_until_its_certificate_is_imported() {
     )
     .unwrap();
     let leaf =
-        env.ca.issue_for(&LeafSpec { common_name: format!("Clinic {CODE}"), ..LeafSpec::default() }, key);
+        env.ca.issue_for(&LeafSpec { common_name: format!("Clinic {CODE}"), ..LeafSpec::default() }, &key);
     // Import of the certificate alone uses the pending key, then drops it.
     let imported = env.import(leaf.cert_pem.as_bytes(), None, None).unwrap();
     assert!(imported.used_pending_key);
@@ -581,7 +570,8 @@ mod tls {
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![server_cert.cert.clone()], server_cert.key.clone_key())
             .unwrap();
-        let client_config = identity::tls::client_config(identity, &[server_ca.cert.clone()]).unwrap();
+        let client_config =
+            identity::tls::client_config(identity, std::slice::from_ref(&server_ca.cert)).unwrap();
         let name = rustls::pki_types::ServerName::try_from("carrier.test").unwrap();
         let mut client = ClientConnection::new(Arc::new(client_config), name).unwrap();
         let mut server = ServerConnection::new(Arc::new(server_config)).unwrap();

@@ -166,9 +166,7 @@ pub fn read_pem(bytes: &[u8]) -> Result<Material, MaterialError> {
 pub fn read_der(bytes: &[u8]) -> Result<Material, MaterialError> {
     check_size(bytes)?;
     match x509_parser::parse_x509_certificate(bytes) {
-        Ok((rest, _)) if rest.is_empty() => {
-            Ok(Material { certs: vec![CertificateDer::from(bytes.to_vec())], key: None })
-        }
+        Ok(([], _)) => Ok(Material { certs: vec![CertificateDer::from(bytes.to_vec())], key: None }),
         _ => Err(MaterialError::UnknownFormat),
     }
 }

@@ -5,6 +5,8 @@
 //! fingerprint_sha256, institution_code, key_type, state`, nothing else. When
 //! no identity is installed every field but `state` (`"none"`) is null.
 
+use std::fmt::Write;
+
 use cpe_common::institution::CodeField;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -161,14 +163,14 @@ pub fn render_text(report: &StatusReport, lang: Lang) -> String {
         (labels[11], report.generation.clone().unwrap_or_else(dash)),
     ];
     for (label, value) in rows {
-        out.push_str(&format!("{label:<22} {value}\n"));
+        let _ = writeln!(out, "{label:<22} {value}");
     }
     if let Some(days) = report.assessment.as_ref().and_then(|a| a.warning_days) {
         if s.state == CertState::Expiring {
-            out.push_str(&match lang {
-                Lang::Ja => format!("警告: 有効期限まで {days} 日以内です。証明書を更新してください。\n"),
-                Lang::En => format!("warning: the certificate expires within {days} days; renew it.\n"),
-            });
+            let _ = match lang {
+                Lang::Ja => writeln!(out, "警告: 有効期限まで {days} 日以内です。証明書を更新してください。"),
+                Lang::En => writeln!(out, "warning: the certificate expires within {days} days; renew it."),
+            };
         }
     }
     out

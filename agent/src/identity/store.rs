@@ -93,14 +93,9 @@ impl Pointer {
     }
 
     fn render(&self) -> String {
-        let mut text = String::new();
-        if let Some(c) = &self.current {
-            text.push_str(&format!("current={c}\n"));
-        }
-        if let Some(p) = &self.previous {
-            text.push_str(&format!("previous={p}\n"));
-        }
-        text
+        let current = self.current.iter().map(|c| format!("current={c}\n"));
+        let previous = self.previous.iter().map(|p| format!("previous={p}\n"));
+        current.chain(previous).collect()
     }
 }
 
@@ -146,23 +141,19 @@ impl<S: Storage> IdentityStore<S> {
         let gen_dir = self.dir.join(&generation);
         // A directory of that name can only be left over from a failed install.
         if gen_dir.exists() {
-            self.io("remove leftover", &gen_dir, self.storage.remove_dir_all(&gen_dir))?;
+            step("remove leftover", &gen_dir, self.storage.remove_dir_all(&gen_dir))?;
         }
-        self.io("create", &gen_dir, self.storage.create_dir_all(&gen_dir))?;
+        step("create", &gen_dir, self.storage.create_dir_all(&gen_dir))?;
         let key_path = gen_dir.join(KEY_FILE);
-        self.io(
-            "write",
-            &key_path,
-            self.storage.write_synced(&key_path, key_pem(key).as_bytes(), MODE_SECRET),
-        )?;
+        step("write", &key_path, self.storage.write_synced(&key_path, key_pem(key).as_bytes(), MODE_SECRET))?;
         let chain_path = gen_dir.join(CHAIN_FILE);
-        self.io(
+        step(
             "write",
             &chain_path,
             self.storage.write_synced(&chain_path, chain_pem(chain).as_bytes(), MODE_PUBLIC),
         )?;
-        self.io("sync", &gen_dir, self.storage.sync_dir(&gen_dir))?;
-        self.io("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
+        step("sync", &gen_dir, self.storage.sync_dir(&gen_dir))?;
+        step("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
         let dropped = pointer.previous.clone();
         let new_pointer = Pointer { current: Some(generation.clone()), previous: pointer.current };
         self.write_pointer(&new_pointer)?;
@@ -210,8 +201,8 @@ impl<S: Storage> IdentityStore<S> {
         // half-destroyed identity marked current.
         let active = self.dir.join(ACTIVE);
         if active.exists() {
-            self.io("remove", &active, self.storage.remove_file(&active))?;
-            self.io("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
+            step("remove", &active, self.storage.remove_file(&active))?;
+            step("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
         }
         for path in entries.iter().filter(|p| p.is_dir()) {
             if path.join(KEY_FILE).exists() {
@@ -220,18 +211,18 @@ impl<S: Storage> IdentityStore<S> {
             self.scrub_dir(path)?;
         }
         for path in entries.iter().filter(|p| p.is_file() && p.exists()) {
-            self.io("remove", path, self.storage.remove_file(path))?;
+            step("remove", path, self.storage.remove_file(path))?;
         }
-        self.io("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
+        step("sync", &self.dir, self.storage.sync_dir(&self.dir))?;
         Ok(destroyed)
     }
 
     /// Keeps a key made on the device until its certificate is imported.
     pub fn save_pending_key(&self, key: &PrivateKeyDer<'_>) -> Result<PathBuf, StoreError> {
         let dir = self.dir.join(PENDING);
-        self.io("create", &dir, self.storage.create_dir_all(&dir))?;
+        step("create", &dir, self.storage.create_dir_all(&dir))?;
         let path = dir.join(KEY_FILE);
-        self.io("write", &path, write_atomic(&self.storage, &path, key_pem(key).as_bytes(), MODE_SECRET))?;
+        step("write", &path, write_atomic(&self.storage, &path, key_pem(key).as_bytes(), MODE_SECRET))?;
         Ok(path)
     }
 
@@ -286,7 +277,7 @@ impl<S: Storage> IdentityStore<S> {
 
     fn write_pointer(&self, pointer: &Pointer) -> Result<(), StoreError> {
         let path = self.dir.join(ACTIVE);
-        self.io("switch", &path, write_atomic(&self.storage, &path, pointer.render().as_bytes(), MODE_PUBLIC))
+        step("switch", &path, write_atomic(&self.storage, &path, pointer.render().as_bytes(), MODE_PUBLIC))
     }
 
     /// Overwrites the key file of `dir` with zeros (fsynced) and removes `dir`.
@@ -294,9 +285,9 @@ impl<S: Storage> IdentityStore<S> {
         let key_path = dir.join(KEY_FILE);
         if let Ok(meta) = std::fs::metadata(&key_path) {
             let zeros = vec![0u8; usize::try_from(meta.len()).unwrap_or(0)];
-            self.io("overwrite", &key_path, self.storage.write_synced(&key_path, &zeros, MODE_SECRET))?;
+            step("overwrite", &key_path, self.storage.write_synced(&key_path, &zeros, MODE_SECRET))?;
         }
-        self.io("remove", dir, self.storage.remove_dir_all(dir))
+        step("remove", dir, self.storage.remove_dir_all(dir))
     }
 
     fn read(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
@@ -306,10 +297,11 @@ impl<S: Storage> IdentityStore<S> {
             source,
         })
     }
+}
 
-    fn io<T>(&self, action: &'static str, path: &Path, result: io::Result<T>) -> Result<T, StoreError> {
-        result.map_err(|source| StoreError::Io { action, path: path.to_owned(), source })
-    }
+/// Names the step and path of a failed I/O operation.
+fn step<T>(action: &'static str, path: &Path, result: io::Result<T>) -> Result<T, StoreError> {
+    result.map_err(|source| StoreError::Io { action, path: path.to_owned(), source })
 }
 
 fn chain_pem(chain: &[CertificateDer<'_>]) -> String {

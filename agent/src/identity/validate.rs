@@ -339,7 +339,7 @@ fn field_name(field: CodeField) -> &'static str {
 
 fn parse<'a>(der: &'a CertificateDer<'_>) -> Result<X509Certificate<'a>, String> {
     match x509_parser::parse_x509_certificate(der.as_ref()) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err("trailing bytes after the certificate".into()),
         Err(e) => Err(e.to_string()),
     }

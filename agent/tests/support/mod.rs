@@ -49,10 +49,10 @@ impl Ca {
     /// Issues a leaf as described by `spec`.
     pub fn issue(&self, spec: &LeafSpec) -> Leaf {
         let key = KeyPair::generate_for(spec.alg).unwrap();
-        self.issue_for(spec, key)
+        self.issue_for(spec, &key)
     }
 
-    pub fn issue_for(&self, spec: &LeafSpec, key: KeyPair) -> Leaf {
+    pub fn issue_for(&self, spec: &LeafSpec, key: &KeyPair) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         if let Some(serial) = &spec.serial_number {
             params
@@ -60,12 +60,12 @@ impl Ca {
                 .push(DnType::CustomDnType(SERIAL_NUMBER_OID_ARCS.to_vec()), serial.as_str());
         }
         params.distinguished_name.push(DnType::CommonName, spec.common_name.as_str());
-        params.extended_key_usages = spec.eku.clone();
-        params.key_usages = spec.ku.clone();
+        params.extended_key_usages.clone_from(&spec.eku);
+        params.key_usages.clone_from(&spec.ku);
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
         let issuer = Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).unwrap();
+        let cert = params.signed_by(key, &issuer).unwrap();
         Leaf {
             cert: cert.der().clone(),
             cert_pem: cert.pem(),
