@@ -1,0 +1,184 @@
+//! The certificate lifecycle through the command lines: the carrier makes a
+//! test CA and a PKCS#12 file, the agent imports it, shows its status,
+//! refuses bad input with the documented exit codes (in English and
+//! Japanese), goes through CSR enrolment, rollback and wipe.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use cpe_e2e::binary;
+
+const CODE: &str = "1312345678";
+
+fn run(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let path = binary(bin);
+    assert!(path.exists(), "{} not built; run `cargo build --workspace --bins` first", path.display());
+    Command::new(&path).args(args).envs(envs.iter().copied()).env_remove("CPE_AGENT_CONFIG").output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A test CA, a PKCS#12 for the institution, and an agent configuration.
+    fn new() -> Self {
+        let site = Self { dir: tempfile::tempdir().unwrap() };
+        std::fs::write(site.p("pw"), "correct horse\n").unwrap();
+        ok(&run("cpe-provision", &["ca", "init", "--dir", &site.s("ca")], &[]));
+        site.issue("clinic.p12");
+        std::fs::write(
+            site.p("agent.toml"),
+            format!("state_dir = \"state\"\ntrust_anchors = [\"ca/ca.pem\"]\ninstitution_code = \"{CODE}\"\n[csr]\ncommon_name = \"Test Clinic\"\n"),
+        )
+        .unwrap();
+        site
+    }
+
+    fn issue(&self, name: &str) {
+        ok(&run(
+            "cpe-provision",
+            &[
+                "cert",
+                "issue",
+                "--ca",
+                &self.s("ca"),
+                "--institution",
+                CODE,
+                "--name",
+                "Test Clinic",
+                "--out",
+                &self.s(name),
+                "--password-file",
+                &self.s("pw"),
+            ],
+            &[],
+        ));
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.p(name).to_string_lossy().into_owned()
+    }
+
+    fn agent(&self, args: &[&str]) -> Output {
+        self.agent_lang(args, "C.UTF-8")
+    }
+
+    fn agent_lang(&self, args: &[&str], lang: &str) -> Output {
+        let config = self.s("agent.toml");
+        let mut full = vec!["--config", config.as_str()];
+        full.extend_from_slice(args);
+        run("cpe-agent", &full, &[("LANG", lang), ("LC_ALL", ""), ("LC_MESSAGES", "")])
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&ok(&self.agent(&["cert", "status", "--json"]))).unwrap()
+    }
+}
+
+#[test]
+fn import_status_refusals_csr_rollback_wipe() {
+    let site = Site::new();
+    assert_eq!(site.status()["state"], "none");
+
+    // A PKCS#12 with the right password installs.
+    let out = ok(&site.agent(&["cert", "import", &site.s("clinic.p12"), "--password-file", &site.s("pw")]));
+    assert!(out.contains("gen-000001"), "{out}");
+    let first = site.status();
+    assert_eq!(first["state"], "valid");
+    assert_eq!(first["institution_code"], CODE);
+    assert_eq!(first["key_type"], "ecdsa-p256");
+    let key_mode = std::fs::metadata(site.p("state/identity/gen-000001/key.pem")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode.permissions()) & 0o777, 0o600);
+
+    // Wrong password: refused with exit 1, English or Japanese by LANG, nothing changed.
+    std::fs::write(site.p("bad-pw"), "wrong\n").unwrap();
+    let args = ["cert", "import", &site.s("clinic.p12"), "--password-file", &site.s("bad-pw")];
+    let en = site.agent(&args);
+    assert_eq!(en.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&en.stderr);
+    assert!(stderr.contains("password does not open") && stderr.contains("[wrong_password]"), "{stderr}");
+    let ja = site.agent_lang(&args, "ja_JP.UTF-8");
+    assert_eq!(ja.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&ja.stderr);
+    assert!(stderr.contains("パスワードが違います"), "{stderr}");
+    let en_flag = site.agent_lang(
+        &["--lang", "en", "cert", "import", &site.s("clinic.p12"), "--password-file", &site.s("bad-pw")],
+        "ja_JP.UTF-8",
+    );
+    assert!(String::from_utf8_lossy(&en_flag.stderr).contains("password does not open"));
+    // A damaged file.
+    std::fs::write(site.p("junk.p12"), b"\x30\x82\x01\x00\x02\x01\x03junk").unwrap();
+    let junk = site.agent(&["cert", "import", &site.s("junk.p12"), "--password-file", &site.s("pw")]);
+    assert_eq!(junk.status.code(), Some(1), "{}", String::from_utf8_lossy(&junk.stderr));
+    assert_eq!(site.status(), first);
+
+    // Could not run: exit 2 (missing file, missing config, wipe without --yes).
+    assert_eq!(site.agent(&["cert", "import", &site.s("missing.p12")]).status.code(), Some(2));
+    let no_config = run("cpe-agent", &["--config", &site.s("nope.toml"), "cert", "status"], &[]);
+    assert_eq!(no_config.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_config.stderr).contains("not found"));
+    assert_eq!(site.agent(&["cert", "wipe"]).status.code(), Some(2));
+
+    // Enrolment: key made on the device, CSR signed by the carrier tool.
+    ok(&site.agent(&["cert", "csr", "--out", &site.s("req.pem")]));
+    assert!(site.p("state/identity/pending/key.pem").exists());
+    ok(&run(
+        "cpe-provision",
+        &[
+            "csr",
+            "sign",
+            "--ca",
+            &site.s("ca"),
+            &site.s("req.pem"),
+            "--out",
+            &site.s("signed.pem"),
+            "--institution",
+            CODE,
+        ],
+        &[],
+    ));
+    ok(&site.agent(&["cert", "import", &site.s("signed.pem")]));
+    let second = site.status();
+    assert_ne!(second["fingerprint_sha256"], first["fingerprint_sha256"]);
+    assert!(!site.p("state/identity/pending").exists());
+
+    // Rollback returns to the first identity.
+    ok(&site.agent(&["cert", "rollback"]));
+    assert_eq!(site.status()["fingerprint_sha256"], first["fingerprint_sha256"]);
+
+    // Human status in Japanese.
+    let text = ok(&site.agent_lang(&["cert", "status"], "ja_JP.UTF-8"));
+    assert!(text.contains("有効") && text.contains(CODE), "{text}");
+
+    // Wipe: keys gone, state none.
+    let out = ok(&site.agent(&["cert", "wipe", "--yes"]));
+    assert!(out.contains("2 key(s)"), "{out}");
+    assert_eq!(site.status()["state"], "none");
+    assert!(std::fs::read_dir(site.p("state/identity")).unwrap().next().is_none());
+}
+
+#[test]
+fn help_explains_commands_and_exit_codes() {
+    let out = ok(&run("cpe-agent", &["--help"], &[]));
+    assert!(out.contains("Exit codes") && out.contains("cert"), "{out}");
+    let out = ok(&run("cpe-agent", &["cert", "import", "--help"], &[]));
+    assert!(out.contains("PKCS#12") && out.contains("--password-file"), "{out}");
+    assert_eq!(run("cpe-agent", &["cert", "bogus"], &[]).status.code(), Some(2));
+}
