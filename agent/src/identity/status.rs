@@ -80,6 +80,21 @@ pub fn report(
     Ok(StatusReport { status, assessment: Some(assessment), generation: Some(identity.generation.clone()) })
 }
 
+/// Column width of the labels, in terminal cells.
+const LABEL_CELLS: usize = 22;
+
+/// Pads `label` to [`LABEL_CELLS`] terminal cells; CJK characters take two.
+fn pad(label: &str) -> String {
+    let cells: usize = label.chars().map(|c| if is_wide(c) { 2 } else { 1 }).sum();
+    format!("{label}{}", " ".repeat(LABEL_CELLS.saturating_sub(cells)))
+}
+
+/// East Asian wide characters (Hangul Jamo to CJK, Hangul, compatibility and
+/// full-width forms): enough for the labels this module prints.
+fn is_wide(c: char) -> bool {
+    matches!(u32::from(c), 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6)
+}
+
 fn none() -> CertStatus {
     CertStatus {
         subject: None,
@@ -140,7 +155,8 @@ pub fn render_text(report: &StatusReport, lang: Lang) -> String {
             "generation",
         ],
     };
-    let mut out = format!("{:<22} {state}\n", labels[0]);
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {state}", pad(labels[0]));
     if s.state == CertState::None {
         out.push_str(match lang {
             Lang::Ja => "証明書が設定されていません。`cpe-agent cert import` で機関証明書を取り込んでください。\n",
@@ -163,7 +179,7 @@ pub fn render_text(report: &StatusReport, lang: Lang) -> String {
         (labels[11], report.generation.clone().unwrap_or_else(dash)),
     ];
     for (label, value) in rows {
-        let _ = writeln!(out, "{label:<22} {value}");
+        let _ = writeln!(out, "{} {value}", pad(label));
     }
     if let Some(days) = report.assessment.as_ref().and_then(|a| a.warning_days) {
         if s.state == CertState::Expiring {
