@@ -94,6 +94,12 @@ impl AgentConfig {
             let table = read_table(&drop_in)?;
             merge(&mut merged, table);
         }
+        Self::from_merged(merged, path)
+    }
+
+    /// Builds the configuration from the merged TOML of the main file at
+    /// `path` and its drop-ins: checks keys and values, resolves relative paths.
+    pub fn from_merged(merged: toml::Table, path: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
             ConfigError::Invalid { path: path.to_owned(), message: e.message().to_owned() }
         })?;
