@@ -40,7 +40,7 @@ summary() {
 on_exit() {
     local rc=$?
     if [ "$rc" -ne 0 ] && [ -n "$CURRENT" ]; then
-        SECTIONS+=("$CURRENT  FAILED")
+        SECTIONS+=("[$N/$TOTAL] $CURRENT  FAILED")
         TIMES+=($((SECONDS - SECTION_START)))
         summary
         echo "test.sh: FAILED in section [$N/$TOTAL] $CURRENT (exit $rc) after $(fmt_secs $((SECONDS - T_START)))"
