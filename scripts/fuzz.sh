@@ -62,7 +62,11 @@ for t in "${targets[@]}"; do
     log="$LOG_DIR/$t.log"
     t0=$SECONDS
     # libFuzzer prints its progress on stderr; keep it in the log and show the tail.
-    cargo +nightly fuzz run "$t" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1
+    # The corpus grows in fuzz/corpus/<t>; fuzz/seeds/<t> (committed) holds valid inputs to start from.
+    corpus=("$ROOT/fuzz/corpus/$t")
+    mkdir -p "${corpus[0]}"
+    [ -d "$ROOT/fuzz/seeds/$t" ] && corpus+=("$ROOT/fuzz/seeds/$t")
+    cargo +nightly fuzz run "$t" "${corpus[@]}" -- -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 >"$log" 2>&1
     rc=$?
     WALL[$t]=$((SECONDS - t0))
     # "Done 123456 runs in 20 second(s)" is libFuzzer's last line on success.

@@ -86,8 +86,8 @@ section setup "setup" bash scripts/setup.sh
 section fmt "rustfmt" cargo fmt --all -- --check
 section clippy "clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 section test "build + test (host)" build_and_test
-section qemu "agent lib tests, aarch64 under qemu" \
-    cargo test -p cpe-agent --lib --target aarch64-unknown-linux-musl --locked
+section qemu "agent lib + identity tests, aarch64 under qemu" \
+    cargo test -p cpe-agent --lib --test identity --target aarch64-unknown-linux-musl --locked
 section cross "cross release builds" bash cross/build.sh
 section fuzz "fuzz (${FUZZ_SECONDS}s per target)" bash scripts/fuzz.sh
 
