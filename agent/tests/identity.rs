@@ -95,15 +95,7 @@ impl Env {
     }
 
     fn current_fingerprint(&self) -> Option<String> {
-        let current = self.store().load_current().unwrap()?;
-        let report = status::report(
-            Some(&current),
-            CodeField::SerialNumber,
-            &RenewalPolicy::default(),
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        report.status.fingerprint_sha256
+        fingerprint_of(&self.store().load_current().unwrap()?)
     }
 
     fn good_bundle(&self) -> (support::Leaf, String) {
@@ -123,13 +115,7 @@ fn pem_bundle_installs_and_status_has_exact_keys() {
 
     let current = env.store().load_current().unwrap().unwrap();
     assert_eq!(current.chain[0], leaf.cert);
-    let report = status::report(
-        Some(&current),
-        CodeField::SerialNumber,
-        &RenewalPolicy::default(),
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
+    let report = report_now(&current);
     let json = serde_json::to_value(&report.status).unwrap();
     let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = vec![
@@ -432,11 +418,13 @@ fn code_in_common_name_is_found_when_configured() {
     identity::import(&env.store(), input, &policy, OffsetDateTime::now_utc()).unwrap();
 }
 
-fn fingerprint_of(identity: &identity::store::StoredIdentity) -> Option<String> {
+fn report_now(identity: &identity::store::StoredIdentity) -> status::StatusReport {
     let now = OffsetDateTime::now_utc();
-    let report =
-        status::report(Some(identity), CodeField::SerialNumber, &RenewalPolicy::default(), now).unwrap();
-    report.status.fingerprint_sha256
+    status::report(Some(identity), CodeField::SerialNumber, &RenewalPolicy::default(), now).unwrap()
+}
+
+fn fingerprint_of(identity: &identity::store::StoredIdentity) -> Option<String> {
+    report_now(identity).status.fingerprint_sha256
 }
 
 /// A failure injected at each storage step of an install leaves the
