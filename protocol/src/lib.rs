@@ -87,6 +87,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// Records sent together, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportBatch {
+    /// The device id the agent believes it has (`<institution code>/<device>`).
+    /// The server trusts only the client certificate and refuses a batch
+    /// whose claim differs from it, so a misconfigured or cloned unit shows
+    /// up in the carrier's log instead of writing into another device.
+    pub device: String,
     /// The records, in increasing `seq`.
     pub records: Vec<Record>,
 }
@@ -301,6 +306,7 @@ mod tests {
 
     fn batch() -> ReportBatch {
         ReportBatch {
+            device: "1312345678/main".into(),
             records: vec![
                 Record { seq: 1, at_unix_ms: 1_700_000_000_000, payload: Payload::Heartbeat(Health::default()) },
                 Record {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use cpe_common::durable::{write_atomic, OsStorage, Storage, MODE_PUBLIC, MODE_SECRET};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
@@ -156,6 +156,7 @@ impl CertificationBody {
         subject: DistinguishedName,
         public_key: &impl PublicKeyData,
         validity: &Validity,
+        purpose: &LeafPurpose,
     ) -> Result<Leaf> {
         let not_after = validity.not_after();
         if not_after > self.not_after {
@@ -174,12 +175,57 @@ impl CertificationBody {
         if kind == KeyKind::Rsa {
             params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
         }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        match purpose {
+            LeafPurpose::InstitutionClient => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            }
+            LeafPurpose::Server { names } => {
+                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                params.subject_alt_names = names
+                    .iter()
+                    .map(|name| match name.parse::<std::net::IpAddr>() {
+                        Ok(ip) => Ok(SanType::IpAddress(ip)),
+                        Err(_) => is_dns_name(name)
+                            .then(|| name.as_str().try_into().ok())
+                            .flatten()
+                            .map(SanType::DnsName)
+                            .ok_or_else(|| ProvisionError::InvalidName {
+                                name: name.clone(),
+                                reason: "not a DNS name or IP address".into(),
+                            }),
+                    })
+                    .collect::<Result<_>>()?;
+            }
+        }
         params.use_authority_key_identifier_extension = true;
         let issuer = Issuer::from_ca_cert_pem(&self.cert_pem, &self.key).map_err(ProvisionError::signing)?;
         let cert: Certificate = params.signed_by(public_key, &issuer).map_err(ProvisionError::signing)?;
         Ok(Leaf { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), serial: serial.to_bytes() })
     }
+}
+
+/// A host name of letters, digits and hyphens in dot-separated labels of
+/// 1 to 63 characters (RFC 1123), at most 253 characters.
+fn is_dns_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeafPurpose {
+    /// An institution (device) client certificate: EKU clientAuth only.
+    InstitutionClient,
+    /// The carrier server's TLS certificate: EKU serverAuth, these SANs.
+    Server {
+        /// DNS names or IP addresses.
+        names: Vec<String>,
+    },
 }
 
 /// A freshly signed leaf certificate.

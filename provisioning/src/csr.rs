@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::CertificationBody;
+use crate::ca::{CertificationBody, LeafPurpose};
 use crate::encoding::{pem_blocks, CSR_TAGS};
 use crate::error::{ProvisionError, Result};
 use crate::issue::hex;
@@ -94,7 +94,7 @@ impl CertificationBody {
         // signature algorithm (a P-384 key may sign its CSR with SHA-256).
         let public_key = SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|e| ProvisionError::CsrKey { detail: e.to_string() })?;
-        let leaf = self.sign_leaf(subject, &public_key, &validity)?;
+        let leaf = self.sign_leaf(subject, &public_key, &validity, &LeafPurpose::InstitutionClient)?;
         ensure_same_key(&leaf.cert_der, spki_der)?;
 
         Ok(SignedCertificate {

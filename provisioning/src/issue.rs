@@ -9,7 +9,7 @@ use std::fmt;
 use cpe_common::institution::InstitutionCode;
 use time::OffsetDateTime;
 
-use crate::ca::CertificationBody;
+use crate::ca::{CertificationBody, LeafPurpose};
 use crate::encoding::{pem_encode, PRIVATE_KEY_TAG};
 use crate::error::Result;
 use crate::keys::KeySource;
@@ -107,7 +107,7 @@ impl CertificationBody {
         // Check the cheap things before generating a key.
         let subject = institution_subject(&request.code, &request.name, request.device_id.as_deref())?;
         let key = request.key.key_pair()?;
-        let leaf = self.sign_leaf(subject, &key, &request.validity)?;
+        let leaf = self.sign_leaf(subject, &key, &request.validity, &LeafPurpose::InstitutionClient)?;
         let key_pkcs8_der = key.serialize_der();
         Ok(IssuedIdentity {
             code: request.code.clone(),

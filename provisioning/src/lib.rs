@@ -37,6 +37,7 @@ pub mod error;
 pub mod issue;
 pub mod keys;
 pub mod pkcs12;
+pub mod server_cert;
 pub mod subject;
 pub mod validity;
 
