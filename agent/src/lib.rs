@@ -7,11 +7,13 @@
 //!
 //! - [`identity`]: the certificate lifecycle (import, validation, durable
 //!   storage, status, CSR, renewal policy, TLS client configuration).
+//! - [`channel`]: the mutual-TLS client for the carrier server, with backoff.
 //! - [`config`]: the TOML configuration with drop-ins.
 //! - [`lang`]: Japanese / English selection for user-facing text.
 //! - [`clock`]: the build time, the floor below which the clock is unset.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod identity;

@@ -92,6 +92,17 @@ impl fmt::Display for InstitutionCode {
     }
 }
 
+/// Device name used when a certificate names no device (no OU attribute).
+pub const DEFAULT_DEVICE: &str = "main";
+
+/// The device id both sides use: `<institution code>/<device>`, where the
+/// device is the certificate's OU (one institution may have several units)
+/// or [`DEFAULT_DEVICE`].
+pub fn device_id(code: &InstitutionCode, unit: Option<&str>) -> String {
+    let unit = unit.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(DEFAULT_DEVICE);
+    format!("{code}/{unit}")
+}
+
 /// Which subject attribute of the certificate carries the institution code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,6 +125,14 @@ mod tests {
             let err = bad.parse::<InstitutionCode>().unwrap_err();
             assert_eq!(err.given, bad);
         }
+    }
+
+    #[test]
+    fn device_id_uses_unit_or_main() {
+        let code: InstitutionCode = "1312345678".parse().unwrap();
+        assert_eq!(device_id(&code, Some("cpe-01")), "1312345678/cpe-01");
+        assert_eq!(device_id(&code, Some(" ")), "1312345678/main");
+        assert_eq!(device_id(&code, None), "1312345678/main");
     }
 
     #[test]
