@@ -193,15 +193,15 @@ impl Backoff {
     }
 
     /// The next wait, given a random fraction in `[0, 1]`.
-    pub fn next_with(&mut self, fraction: f64) -> Duration {
+    pub fn delay_with(&mut self, fraction: f64) -> Duration {
         let ceiling = self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         ceiling.mul_f64(fraction.clamp(0.0, 1.0))
     }
 
     /// The next wait with a random fraction from the OS.
-    pub fn next(&mut self) -> Duration {
-        self.next_with(random_fraction())
+    pub fn next_delay(&mut self) -> Duration {
+        self.delay_with(random_fraction())
     }
 
     /// After a success: start again from `base`.
@@ -225,14 +225,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let ceilings: Vec<u64> = (0..8).map(|_| b.next_with(1.0).as_secs()).collect();
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_mins(1));
+        let ceilings: Vec<u64> = (0..8).map(|_| b.delay_with(1.0).as_secs()).collect();
         assert_eq!(ceilings, vec![1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(b.next_with(0.0), Duration::ZERO);
+        assert_eq!(b.delay_with(0.0), Duration::ZERO);
         b.reset();
-        assert_eq!(b.next_with(0.5), Duration::from_millis(500));
+        assert_eq!(b.delay_with(0.5), Duration::from_millis(500));
         for _ in 0..100 {
-            assert!(b.next() <= Duration::from_secs(60));
+            assert!(b.next_delay() <= Duration::from_mins(1));
         }
     }
 
