@@ -96,6 +96,11 @@ impl CarrierClient {
         Ok(Self { http, base: base_url.trim_end_matches('/').to_owned(), device })
     }
 
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// The device id this client claims.
     pub fn device(&self) -> &str {
         &self.device

@@ -40,6 +40,88 @@ pub struct AgentConfig {
     /// When to renew.
     #[serde(default)]
     pub renewal: RenewalPolicy,
+    /// The carrier server and the report cadence (`cpe-agent run`).
+    #[serde(default)]
+    pub carrier: CarrierConfig,
+    /// Where the store-and-forward queue lives and how large it may grow.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Where metrics are read from (tests point these at fixture trees).
+    #[serde(default)]
+    pub system: SystemConfig,
+}
+
+/// `[carrier]`: the server the agent reports to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarrierConfig {
+    /// Base URL, e.g. `https://carrier.example.jp:8443`; empty: no reporting.
+    pub url: String,
+    /// PEM file of the CA that signed the carrier server's certificate.
+    pub ca: Option<PathBuf>,
+    /// Seconds between heartbeats.
+    pub interval_s: u64,
+    /// Seconds between metric samples inside an interval (rates, max, p95).
+    pub sample_s: u64,
+    /// Seconds a command long-poll is held open.
+    pub long_poll_s: u64,
+    /// Most records per batch.
+    pub batch_max: usize,
+    /// Seconds of request timeout.
+    pub timeout_s: u64,
+    /// Longest wait between retries, seconds.
+    pub backoff_max_s: u64,
+}
+
+impl Default for CarrierConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            ca: None,
+            interval_s: 60,
+            sample_s: 5,
+            long_poll_s: 30,
+            batch_max: 200,
+            timeout_s: 30,
+            backoff_max_s: 300,
+        }
+    }
+}
+
+/// `[queue]`: bounds of the on-disk report queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Largest total size, bytes.
+    pub max_bytes: u64,
+    /// Oldest record kept, days.
+    pub max_age_days: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { max_bytes: 4 * 1024 * 1024, max_age_days: 7 }
+    }
+}
+
+/// `[system]`: roots of the kernel's views and the uplinks to watch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// Usually `/proc`.
+    pub proc_root: PathBuf,
+    /// Usually `/sys`.
+    pub sys_root: PathBuf,
+    /// Primary uplink interface (e.g. `wan0`).
+    pub primary_uplink: Option<String>,
+    /// Backup uplink interface (e.g. `wwan0`).
+    pub backup_uplink: Option<String>,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self { proc_root: "/proc".into(), sys_root: "/sys".into(), primary_uplink: None, backup_uplink: None }
+    }
 }
 
 /// `[csr]`: what `cert csr` puts in the request.
@@ -108,6 +190,17 @@ impl AgentConfig {
         config.state_dir = base.join(&config.state_dir);
         for anchor in &mut config.trust_anchors {
             *anchor = base.join(&*anchor);
+        }
+        if let Some(ca) = &mut config.carrier.ca {
+            *ca = base.join(&*ca);
+        }
+        config.system.proc_root = base.join(&config.system.proc_root);
+        config.system.sys_root = base.join(&config.system.sys_root);
+        if config.carrier.interval_s == 0 || config.carrier.sample_s == 0 || config.carrier.batch_max == 0 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: "carrier.interval_s, carrier.sample_s and carrier.batch_max must be above 0".into(),
+            });
         }
         Ok(config)
     }

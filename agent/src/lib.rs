@@ -10,6 +10,7 @@
 //! - [`channel`]: the mutual-TLS client for the carrier server, with backoff.
 //! - [`config`]: the TOML configuration with drop-ins.
 //! - [`lang`]: Japanese / English selection for user-facing text.
+//! - [`renew`]: certificate renewal over the carrier channel, proven or rolled back.
 //! - [`clock`]: the build time, the floor below which the clock is unset.
 #![forbid(unsafe_code)]
 
@@ -18,3 +19,4 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod lang;
+pub mod renew;
