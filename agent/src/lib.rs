@@ -12,6 +12,11 @@
 //! - [`lang`]: Japanese / English selection for user-facing text.
 //! - [`renew`]: certificate renewal over the carrier channel, proven or rolled back.
 //! - [`clock`]: the build time, the floor below which the clock is unset.
+//! - [`metrics`]: device health read from `/proc` and `/sys`, aggregated
+//!   into the heartbeat (CPU, memory, load, temperature, per-line
+//!   bandwidth, active uplink) and failover detection.
+//! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
+//!   state machine with hysteresis and minimum duration.
 #![forbid(unsafe_code)]
 
 pub mod channel;
@@ -19,4 +24,6 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod lang;
+pub mod metrics;
 pub mod renew;
+pub mod thresholds;
