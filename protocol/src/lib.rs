@@ -308,7 +308,11 @@ mod tests {
         ReportBatch {
             device: "1312345678/main".into(),
             records: vec![
-                Record { seq: 1, at_unix_ms: 1_700_000_000_000, payload: Payload::Heartbeat(Health::default()) },
+                Record {
+                    seq: 1,
+                    at_unix_ms: 1_700_000_000_000,
+                    payload: Payload::Heartbeat(Health::default()),
+                },
                 Record {
                     seq: 2,
                     at_unix_ms: 1_700_000_000_500,
