@@ -12,6 +12,8 @@
 //! - [`lang`]: Japanese / English selection for user-facing text.
 //! - [`renew`]: certificate renewal over the carrier channel, proven or rolled back.
 //! - [`clock`]: the build time, the floor below which the clock is unset.
+//! - [`queue`]: the on-disk store-and-forward queue of reports and events
+//!   (crash-safe appends, bounded flash writes, drop policy).
 //! - [`metrics`]: device health read from `/proc` and `/sys`, aggregated
 //!   into the heartbeat (CPU, memory, load, temperature, per-line
 //!   bandwidth, active uplink) and failover detection.
@@ -25,5 +27,6 @@ pub mod config;
 pub mod identity;
 pub mod lang;
 pub mod metrics;
+pub mod queue;
 pub mod renew;
 pub mod thresholds;
