@@ -32,10 +32,12 @@
 
 pub mod ca;
 pub mod csr;
+pub mod db;
 pub mod encoding;
 pub mod error;
 pub mod issue;
 pub mod keys;
+pub mod operator;
 pub mod pkcs12;
 pub mod server_cert;
 pub mod subject;

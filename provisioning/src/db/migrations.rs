@@ -1,0 +1,186 @@
+//! Versioned schema migrations, one ordered list for both backends.
+//!
+//! Each [`Migration`] has a version (strictly increasing), a name and the
+//! same logical change in the SQLite and in the PostgreSQL dialect. When a
+//! database is opened, the versions missing from `schema_migrations(version,
+//! name, applied_at)` are applied in order, each recorded in the same
+//! transaction as its change. Applying is idempotent, and serialised between
+//! processes (`BEGIN IMMEDIATE` on SQLite, `pg_advisory_xact_lock` on
+//! PostgreSQL). A database with a version this build does not know is refused
+//! ([`super::DbError::SchemaTooNew`]). Never edit a released migration: add one.
+//!
+//! Performance choices (every heartbeat rewrites its device's row):
+//! `devices` has no index besides its key, so that PostgreSQL can update rows
+//! in place (HOT; `fillfactor = 50` leaves room) and SQLite dirties no extra
+//! index page — `mark_silent` scans the table, which is small. `reports` has
+//! no foreign key to `devices`: ingest writes both in one transaction, and a
+//! per-row check would be the most expensive part of storing a report.
+//!
+//! Times are Unix milliseconds (`BIGINT`/`INTEGER`) except `cert_not_after`
+//! (Unix seconds, as in the certificate). `applied_at` is Unix ms from the
+//! database's clock.
+
+/// One schema change in both dialects.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Version, strictly increasing in [`MIGRATIONS`].
+    pub version: i64,
+    /// Short description.
+    pub name: &'static str,
+    /// SQLite statements.
+    pub sqlite: &'static str,
+    /// PostgreSQL statements.
+    pub postgres: &'static str,
+}
+
+/// Key of the PostgreSQL advisory lock that serialises migrations ("cpe-mig").
+pub const PG_MIGRATION_LOCK: i64 = 0x0063_7065_2d6d_6967;
+
+/// Creates the bookkeeping table (SQLite).
+pub const SQLITE_BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+)";
+
+/// Creates the bookkeeping table (PostgreSQL).
+pub const PG_BOOKKEEPING: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
+
+/// Records one applied migration (SQLite; `?1` version, `?2` name).
+pub const SQLITE_RECORD: &str = "INSERT INTO schema_migrations (version, name, applied_at)
+    VALUES (?1, ?2, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))";
+
+/// Records one applied migration (PostgreSQL; `$1` version, `$2` name).
+pub const PG_RECORD: &str = "INSERT INTO schema_migrations (version, name, applied_at)
+    VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)";
+
+/// All migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "devices, reports, alerts, commands",
+    sqlite: "
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY NOT NULL,
+    institution_code TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    state_since INTEGER NOT NULL,
+    cert_not_after INTEGER,
+    last_health TEXT,
+    suspension TEXT
+);
+
+CREATE TABLE reports (
+    device_id TEXT NOT NULL,
+    seq INTEGER NOT NULL CHECK (seq >= 0),
+    recorded_at_ms INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('heartbeat', 'event')),
+    body BLOB NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    raised_at_ms INTEGER NOT NULL,
+    cleared_at_ms INTEGER
+);
+CREATE INDEX alerts_open ON alerts (device_id, kind) WHERE cleared_at_ms IS NULL;
+CREATE INDEX alerts_by_device ON alerts (device_id);
+CREATE INDEX alerts_by_time ON alerts (raised_at_ms);
+
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    delivered_at_ms INTEGER,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    acked_at_ms INTEGER,
+    ok INTEGER CHECK (ok IN (0, 1)),
+    detail TEXT
+);
+CREATE INDEX commands_by_device ON commands (device_id, id);
+CREATE INDEX commands_pending ON commands (device_id, id) WHERE acked_at_ms IS NULL;
+",
+    postgres: "
+CREATE TABLE devices (
+    id TEXT PRIMARY KEY,
+    institution_code TEXT NOT NULL,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('up', 'down')),
+    state_since BIGINT NOT NULL,
+    cert_not_after BIGINT,
+    last_health TEXT,
+    suspension TEXT
+) WITH (fillfactor = 50);
+
+CREATE TABLE reports (
+    device_id TEXT NOT NULL,
+    seq BIGINT NOT NULL CHECK (seq >= 0),
+    recorded_at_ms BIGINT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('heartbeat', 'event')),
+    body BYTEA NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+
+CREATE TABLE alerts (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    raised_at_ms BIGINT NOT NULL,
+    cleared_at_ms BIGINT
+);
+CREATE INDEX alerts_open ON alerts (device_id, kind) WHERE cleared_at_ms IS NULL;
+CREATE INDEX alerts_by_device ON alerts (device_id);
+CREATE INDEX alerts_by_time ON alerts (raised_at_ms);
+
+CREATE TABLE commands (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    delivered_at_ms BIGINT,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    acked_at_ms BIGINT,
+    ok BOOLEAN,
+    detail TEXT
+);
+CREATE INDEX commands_by_device ON commands (device_id, id);
+CREATE INDEX commands_pending ON commands (device_id, id) WHERE acked_at_ms IS NULL;
+",
+}];
+
+/// Highest version this build knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_strictly_increase() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert!(MIGRATIONS.first().is_some_and(|m| m.version >= 1));
+        assert_eq!(latest_version(), i64::try_from(MIGRATIONS.len()).unwrap_or(-1));
+    }
+}

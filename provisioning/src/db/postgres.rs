@@ -1,0 +1,755 @@
+//! PostgreSQL backend: group-committing ingest writers and a small pool.
+//!
+//! **Ingest.** Requests go over a bounded channel to [`DbOptions::pg_writers`]
+//! writer tasks, each with its own connection. A writer takes everything
+//! queued (up to [`DbOptions::max_group`] requests or
+//! [`super::sqlite::MAX_GROUP_RECORDS`] records) and stores the whole group in
+//! one transaction of four set-based statements, whatever its size:
+//!
+//! 1. `SELECT … FOR UPDATE` of the group's devices, in id order: their state
+//!    before this transaction (→ `was_down`), and a lock so that no other
+//!    process can mark them `down` in between;
+//! 2. one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING`
+//!    for all records (what was stored → exact accepted/duplicate counts and
+//!    the newest stored health of each device);
+//! 3. one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO UPDATE` for all
+//!    devices, with that health (`RETURNING (xmax = 0)` → `new_device`).
+//!
+//! The statements are pipelined: `BEGIN`, 1 and 2 go out back to back, then 3
+//! and `COMMIT` — two network round trips per group, whatever its size.
+//!
+//! A deadlock or serialisation failure retries the group; any other error
+//! retries its requests one by one so that one bad request fails alone.
+//!
+//! **Everything else** uses a fixed pool of [`DbOptions::pg_pool_size`]
+//! connections with per-connection prepared statements. Connections are made
+//! lazily, replaced when closed, and each one's I/O task is spawned on the
+//! caller's tokio runtime.
+//!
+//! Exactly-once transitions across processes come from row locks plus
+//! PostgreSQL's re-check of the `WHERE` clause on the newest row version
+//! (READ COMMITTED): `mark_silent` is `UPDATE … WHERE state = 'up' AND
+//! last_seen < $1 RETURNING id`, and command delivery is `UPDATE … WHERE
+//! delivered_at_ms IS NULL OR delivered_at_ms <= $3 RETURNING id, body`.
+//!
+//! Connections are unencrypted (`NoTls`): use a local server or a private
+//! network between the carrier servers and PostgreSQL.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Semaphore, SemaphorePermit};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
+use super::sqlite::MAX_GROUP_RECORDS;
+use super::{
+    attribute_group, redact_url, AlertRow, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
+    IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
+};
+
+/// Ingest requests that may wait for a writer before senders wait.
+const QUEUE_DEPTH: usize = 4096;
+/// Attempts of a group that hits a deadlock or serialisation failure.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// The PostgreSQL backend of [`super::Database`].
+#[derive(Clone)]
+pub struct PostgresDb {
+    inner: Arc<PgInner>,
+}
+
+struct PgInner {
+    pool: Pool,
+    ingest: mpsc::Sender<IngestJob>,
+    options: DbOptions,
+}
+
+struct IngestJob {
+    req: IngestRequest,
+    reply: oneshot::Sender<Result<IngestOutcome, DbError>>,
+}
+
+/// One connection with its prepared statements.
+struct PgConn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+impl PgConn {
+    async fn connect(config: &Config) -> Result<Self, DbError> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(Self { client, statements: HashMap::new() })
+    }
+
+    async fn prepare(&mut self, sql: &'static str) -> Result<Statement, DbError> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql).await?;
+        self.statements.insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, DbError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.client.query(&stmt, params).await?)
+    }
+
+    async fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
+        let stmt = self.prepare(sql).await?;
+        Ok(self.client.execute(&stmt, params).await?)
+    }
+}
+
+/// A fixed-size pool: a semaphore bounds the connections in use, idle ones wait in a stack.
+struct Pool {
+    config: Config,
+    idle: Mutex<Vec<PgConn>>,
+    permits: Semaphore,
+}
+
+struct Pooled<'a> {
+    conn: Option<PgConn>,
+    pool: &'a Pool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Pool {
+    async fn get(&self) -> Result<Pooled<'_>, DbError> {
+        let permit = self.permits.acquire().await.map_err(|_| DbError::Closed)?;
+        let idle = { self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop() };
+        let conn = match idle {
+            Some(conn) if !conn.client.is_closed() => conn,
+            _ => PgConn::connect(&self.config).await?,
+        };
+        Ok(Pooled { conn: Some(conn), pool: self, _permit: permit })
+    }
+}
+
+impl Pooled<'_> {
+    fn conn(&mut self) -> Result<&mut PgConn, DbError> {
+        self.conn.as_mut().ok_or(DbError::Closed)
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if !conn.client.is_closed() {
+                self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+            }
+        }
+    }
+}
+
+fn is_conflict(e: &DbError) -> bool {
+    matches!(e, DbError::Postgres(e) if e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    }))
+}
+
+fn id_u64(id: i64) -> u64 {
+    // Identity columns and the CHECKed seq column are never negative.
+    u64::try_from(id).unwrap_or_default()
+}
+
+impl PostgresDb {
+    pub(crate) async fn open(url: &str, options: DbOptions) -> Result<Self, DbError> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| DbError::Url {
+            url: redact_url(url),
+            detail: e.to_string(),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("cpe-provision");
+        }
+        let mut first = PgConn::connect(&config).await?;
+        migrate(&mut first).await?;
+
+        let (ingest, jobs) = mpsc::channel(QUEUE_DEPTH);
+        let jobs = Arc::new(tokio::sync::Mutex::new(jobs));
+        for _ in 0..options.pg_writers.max(1) {
+            let conn = PgConn::connect(&config).await?;
+            tokio::spawn(writer_task(conn, config.clone(), Arc::clone(&jobs), options.max_group.max(1)));
+        }
+        let pool = Pool {
+            config,
+            idle: Mutex::new(vec![first]),
+            permits: Semaphore::new(options.pg_pool_size.max(1)),
+        };
+        Ok(Self { inner: Arc::new(PgInner { pool, ingest, options }) })
+    }
+
+    pub(crate) async fn schema_versions(&self) -> Result<Vec<i64>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows =
+            pooled.conn()?.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub(crate) async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.ingest.send(IngestJob { req, reply }).await.map_err(|_| DbError::Closed)?;
+        answer.await.map_err(|_| DbError::Closed)?
+    }
+
+    pub(crate) async fn mark_silent(
+        &self,
+        silent_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let mut attempt = 1;
+        loop {
+            let result = conn
+                .query(
+                    "UPDATE devices SET state = 'down', state_since = $2
+                     WHERE state = 'up' AND last_seen < $1 RETURNING id",
+                    &[&silent_before_ms, &now_ms],
+                )
+                .await;
+            match result {
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+                Ok(rows) => {
+                    let mut ids = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+                    ids.sort();
+                    return Ok(ids);
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn raise_alert(&self, alert: NewAlert) -> Result<i64, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "INSERT INTO alerts (device_id, kind, level, message, raised_at_ms)
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1)
+                 RETURNING id",
+                &[&alert.device_id, &alert.kind, &alert.level, &alert.message, &alert.at_ms],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(DbError::UnknownDevice(alert.device_id)),
+        }
+    }
+
+    pub(crate) async fn clear_alerts(
+        &self,
+        device_id: String,
+        kind: String,
+        at_ms: i64,
+    ) -> Result<u64, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        pooled
+            .conn()?
+            .execute(
+                "UPDATE alerts SET cleared_at_ms = $3
+                 WHERE device_id = $1 AND kind = $2 AND cleared_at_ms IS NULL",
+                &[&device_id, &kind, &at_ms],
+            )
+            .await
+    }
+
+    pub(crate) async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<AlertRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
+                 WHERE (NOT $1::boolean OR cleared_at_ms IS NULL)
+                 ORDER BY raised_at_ms DESC, id DESC LIMIT $2",
+                &[&open_only, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled.conn()?.query(concat!(device_select!(), " ORDER BY d.id"), &[]).await?;
+        rows.iter().map(device_row).collect()
+    }
+
+    pub(crate) async fn device(&self, id: String) -> Result<Option<DeviceDetail>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let stmts = [
+            conn.prepare(concat!(device_select!(), " WHERE d.id = $1")).await?,
+            conn.prepare(
+                "SELECT seq, recorded_at_ms, received_at_ms, kind, summary FROM reports
+                 WHERE device_id = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .await?,
+            conn.prepare(
+                "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
+                 WHERE device_id = $1 AND cleared_at_ms IS NULL ORDER BY raised_at_ms DESC, id DESC",
+            )
+            .await?,
+            conn.prepare(
+                "SELECT id, kind, created_at_ms, delivered_at_ms, deliveries, acked_at_ms, ok, detail
+                 FROM commands WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .await?,
+        ];
+        let limit = i64::from(DETAIL_RECENT);
+        // One read-only REPEATABLE READ transaction: a consistent snapshot.
+        let tx = conn
+            .client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let Some(row) = tx.query_opt(&stmts[0], &[&id]).await? else { return Ok(None) };
+        let row = device_row(&row)?;
+        let recent_reports =
+            tx.query(&stmts[1], &[&id, &limit]).await?.iter().map(report_row).collect::<Result<_, _>>()?;
+        let open_alerts =
+            tx.query(&stmts[2], &[&id]).await?.iter().map(alert_row).collect::<Result<_, _>>()?;
+        let recent_commands =
+            tx.query(&stmts[3], &[&id, &limit]).await?.iter().map(command_row).collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(Some(DeviceDetail { row, recent_reports, open_alerts, recent_commands }))
+    }
+
+    pub(crate) async fn enqueue_command(
+        &self,
+        device_id: String,
+        kind: String,
+        body: Vec<u8>,
+        now_ms: i64,
+    ) -> Result<u64, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "INSERT INTO commands (device_id, kind, body, created_at_ms)
+                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1)
+                 RETURNING id",
+                &[&device_id, &kind, &body, &now_ms],
+            )
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(id_u64(row.try_get(0)?)),
+            None => Err(DbError::UnknownDevice(device_id)),
+        }
+    }
+
+    pub(crate) async fn take_commands(
+        &self,
+        device_id: String,
+        now_ms: i64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
+        let redeliver_before = now_ms.saturating_sub(self.inner.options.redelivery_ms);
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "UPDATE commands SET delivered_at_ms = $2, deliveries = deliveries + 1
+                 WHERE device_id = $1 AND acked_at_ms IS NULL
+                   AND (delivered_at_ms IS NULL OR delivered_at_ms <= $3)
+                 RETURNING id, body",
+                &[&device_id, &now_ms, &redeliver_before],
+            )
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| Ok((id_u64(r.try_get(0)?), r.try_get::<_, Vec<u8>>(1)?)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
+    pub(crate) async fn ack_command(
+        &self,
+        device_id: String,
+        id: i64,
+        ok: bool,
+        detail: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let n = conn
+            .execute(
+                "UPDATE commands SET acked_at_ms = $3, ok = $4, detail = $5
+                 WHERE device_id = $1 AND id = $2 AND acked_at_ms IS NULL",
+                &[&device_id, &id, &now_ms, &ok, &detail],
+            )
+            .await?;
+        if n > 0 {
+            return Ok(true);
+        }
+        let rows =
+            conn.query("SELECT 1 FROM commands WHERE device_id = $1 AND id = $2", &[&device_id, &id]).await?;
+        Ok(!rows.is_empty())
+    }
+}
+
+macro_rules! device_select {
+    () => {
+        "SELECT d.id, d.institution_code, d.first_seen, d.last_seen, d.state, d.state_since,
+                d.cert_not_after, d.last_health, d.suspension,
+                (SELECT count(*) FROM alerts a WHERE a.device_id = d.id AND a.cleared_at_ms IS NULL)
+         FROM devices d"
+    };
+}
+use device_select;
+
+fn device_row(r: &Row) -> Result<DeviceRow, DbError> {
+    Ok(DeviceRow {
+        id: r.try_get(0)?,
+        institution_code: r.try_get(1)?,
+        first_seen_ms: r.try_get(2)?,
+        last_seen_ms: r.try_get(3)?,
+        state: r.try_get::<_, &str>(4)?.parse()?,
+        state_since_ms: r.try_get(5)?,
+        cert_not_after: r.try_get(6)?,
+        last_health: r.try_get(7)?,
+        suspension: r.try_get(8)?,
+        open_alerts: id_u64(r.try_get(9)?),
+    })
+}
+
+fn report_row(r: &Row) -> Result<ReportRow, DbError> {
+    Ok(ReportRow {
+        seq: id_u64(r.try_get(0)?),
+        recorded_at_ms: r.try_get(1)?,
+        received_at_ms: r.try_get(2)?,
+        kind: r.try_get::<_, &str>(3)?.parse()?,
+        summary: r.try_get(4)?,
+    })
+}
+
+fn alert_row(r: &Row) -> Result<AlertRow, DbError> {
+    Ok(AlertRow {
+        id: r.try_get(0)?,
+        device_id: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        level: r.try_get(3)?,
+        message: r.try_get(4)?,
+        raised_at_ms: r.try_get(5)?,
+        cleared_at_ms: r.try_get(6)?,
+    })
+}
+
+fn command_row(r: &Row) -> Result<CommandRow, DbError> {
+    Ok(CommandRow {
+        id: id_u64(r.try_get(0)?),
+        kind: r.try_get(1)?,
+        created_at_ms: r.try_get(2)?,
+        delivered_at_ms: r.try_get(3)?,
+        deliveries: u32::try_from(r.try_get::<_, i32>(4)?).unwrap_or_default(),
+        acked_at_ms: r.try_get(5)?,
+        ok: r.try_get(6)?,
+        detail: r.try_get(7)?,
+    })
+}
+
+/// Applies missing migrations in one transaction under an advisory lock.
+async fn migrate(conn: &mut PgConn) -> Result<(), DbError> {
+    let tx = conn.client.transaction().await?;
+    // Several servers starting together: the first migrates, the others wait
+    // here and then find nothing left to do. Released at commit/rollback.
+    tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")).await?;
+    tx.batch_execute(PG_BOOKKEEPING).await?;
+    let applied: Vec<i64> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(&found) = applied.iter().max() {
+        if found > latest_version() {
+            return Err(DbError::SchemaTooNew { found, known: latest_version() });
+        }
+    }
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        tx.batch_execute(m.postgres).await?;
+        tx.execute(PG_RECORD, &[&m.version, &m.name]).await?;
+        tracing::info!(version = m.version, name = m.name, "applied PostgreSQL schema migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One group-committing ingest writer. Ends when every handle is dropped.
+async fn writer_task(
+    conn: PgConn,
+    config: Config,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<IngestJob>>>,
+    max_group: usize,
+) {
+    let mut conn = Some(conn);
+    loop {
+        let group = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else { return };
+            let mut weight = first.req.records.len();
+            let mut group = vec![first];
+            while group.len() < max_group && weight < MAX_GROUP_RECORDS {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        weight += job.req.records.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        let current = match conn.take() {
+            Some(c) if !c.client.is_closed() => c,
+            _ => match PgConn::connect(&config).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::warn!(error = %msg, "PostgreSQL ingest writer cannot connect");
+                    for job in group {
+                        let _ = job.reply.send(Err(DbError::Unavailable(msg.clone())));
+                    }
+                    continue;
+                }
+            },
+        };
+        let current = conn.insert(current);
+        process_group(current, group).await;
+    }
+}
+
+async fn process_group(conn: &mut PgConn, group: Vec<IngestJob>) {
+    let requests: Vec<&IngestRequest> = group.iter().map(|j| &j.req).collect();
+    let result = apply_with_retry(conn, &requests).await;
+    drop(requests);
+    match result {
+        Ok(outcomes) => {
+            for (job, outcome) in group.into_iter().zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+        }
+        Err(e) if group.len() == 1 => {
+            if let Some(job) = group.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, requests = group.len(), "PostgreSQL ingest group failed; retrying one by one");
+            for job in group {
+                let result = apply_with_retry(conn, &[&job.req]).await;
+                let _ = job.reply.send(result.and_then(|mut v| v.pop().ok_or(DbError::Closed)));
+            }
+        }
+    }
+}
+
+async fn apply_with_retry(
+    conn: &mut PgConn,
+    requests: &[&IngestRequest],
+) -> Result<Vec<IngestOutcome>, DbError> {
+    let mut attempt = 1;
+    loop {
+        match apply_group(conn, requests).await {
+            Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Per-device values of a group: the latest institution code, the latest time,
+/// the latest certificate expiry given, and the newest stored health (seq, JSON).
+struct DeviceUpdate<'a> {
+    code: &'a str,
+    now_ms: i64,
+    cert_not_after: Option<i64>,
+    health: Option<(i64, &'a str)>,
+}
+
+/// A group's requests merged: devices in id order (the lock order of every
+/// writer), and the first occurrence of each (device, seq) in key order.
+struct Group<'a> {
+    devices: BTreeMap<&'a str, DeviceUpdate<'a>>,
+    records: BTreeMap<(&'a str, i64), (&'a StoredRecord, i64)>,
+}
+
+impl<'a> Group<'a> {
+    fn new(requests: &[&'a IngestRequest]) -> Self {
+        let mut devices: BTreeMap<&str, DeviceUpdate<'_>> = BTreeMap::new();
+        let mut records = BTreeMap::new();
+        for req in requests {
+            let d = &req.device;
+            let entry = devices.entry(d.id.as_str()).or_insert(DeviceUpdate {
+                code: &d.institution_code,
+                now_ms: req.now_ms,
+                cert_not_after: None,
+                health: None,
+            });
+            entry.code = &d.institution_code;
+            entry.now_ms = entry.now_ms.max(req.now_ms);
+            if d.cert_not_after.is_some() {
+                entry.cert_not_after = d.cert_not_after;
+            }
+            for rec in &req.records {
+                records.entry((d.id.as_str(), rec.seq)).or_insert((rec, req.now_ms));
+            }
+        }
+        Self { devices, records }
+    }
+
+    /// The group's own `&'a str` for a device id read from a row.
+    fn device_key(&self, id: &str) -> Option<&'a str> {
+        self.devices.get_key_value(id).map(|(&k, _)| k)
+    }
+
+    /// Devices among `rows` (`id, state`) that were `down`.
+    fn were_down(&self, rows: Vec<Row>) -> Result<HashSet<&'a str>, DbError> {
+        let mut out = HashSet::new();
+        for row in rows {
+            if row.try_get::<_, &str>(1)? == "down" {
+                out.extend(self.device_key(row.try_get(0)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keys among `rows` (`device_id, seq`) that were stored; notes the newest
+    /// stored health of each device.
+    fn stored(&mut self, rows: Vec<Row>) -> Result<HashSet<(&'a str, i64)>, DbError> {
+        let mut out = HashSet::with_capacity(rows.len());
+        for row in rows {
+            let seq: i64 = row.try_get(1)?;
+            let Some(dev) = self.device_key(row.try_get(0)?) else { continue };
+            let Some((&key, &(rec, _))) = self.records.get_key_value(&(dev, seq)) else { continue };
+            out.insert(key);
+            if let (Some(h), Some(d)) = (&rec.health, self.devices.get_mut(dev)) {
+                if d.health.is_none_or(|(s, _)| seq > s) {
+                    d.health = Some((seq, h));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Devices among `rows` (`id, inserted`) that were inserted now.
+    fn inserted(&self, rows: Vec<Row>) -> Result<HashSet<&'a str>, DbError> {
+        let mut out = HashSet::new();
+        for row in rows {
+            if row.try_get::<_, bool>(1)? {
+                out.extend(self.device_key(row.try_get(0)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+const LOCK_DEVICES: &str = "SELECT id, state FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+const INSERT_REPORTS: &str = "INSERT INTO reports
+        (device_id, seq, recorded_at_ms, received_at_ms, kind, body, summary)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bytea[], $7::text[])
+    ON CONFLICT (device_id, seq) DO NOTHING
+    RETURNING device_id, seq";
+const UPSERT_DEVICES: &str = "INSERT INTO devices
+        (id, institution_code, first_seen, last_seen, state, state_since, cert_not_after, last_health)
+    SELECT u.id, u.code, u.now, u.now, 'up', u.now, u.cert, u.health
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u(id, code, now, cert, health)
+    ON CONFLICT (id) DO UPDATE SET
+        institution_code = EXCLUDED.institution_code,
+        last_seen = GREATEST(devices.last_seen, EXCLUDED.last_seen),
+        state_since = CASE WHEN devices.state = 'down' THEN EXCLUDED.last_seen ELSE devices.state_since END,
+        state = 'up',
+        cert_not_after = COALESCE(EXCLUDED.cert_not_after, devices.cert_not_after),
+        last_health = COALESCE(EXCLUDED.last_health, devices.last_health)
+    RETURNING id, (xmax = 0) AS inserted";
+
+async fn apply_group(conn: &mut PgConn, requests: &[&IngestRequest]) -> Result<Vec<IngestOutcome>, DbError> {
+    let lock = conn.prepare(LOCK_DEVICES).await?;
+    let insert = conn.prepare(INSERT_REPORTS).await?;
+    let upsert = conn.prepare(UPSERT_DEVICES).await?;
+    let mut group = Group::new(requests);
+    let ids: Vec<&str> = group.devices.keys().copied().collect();
+    let n = group.records.len();
+    let (mut r_dev, mut r_seq, mut r_at, mut r_recv) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut r_kind, mut r_body, mut r_summary) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (&(dev, seq), &(rec, received)) in &group.records {
+        r_dev.push(dev);
+        r_seq.push(seq);
+        r_at.push(rec.at_ms);
+        r_recv.push(received);
+        r_kind.push(rec.kind.as_str());
+        r_body.push(rec.body.as_slice());
+        r_summary.push(rec.summary.as_str());
+    }
+
+    // Round trip 1, pipelined (sent back to back, executed in order): BEGIN,
+    // lock the group's devices (their state before; nobody marks them down
+    // until we commit), insert the records.
+    let client = &conn.client;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let insert_params: [&(dyn ToSql + Sync); 7] =
+        [&r_dev, &r_seq, &r_at, &r_recv, &r_kind, &r_body, &r_summary];
+    let (begin, locked, stored) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        client.query(&lock, &lock_params),
+        client.query(&insert, &insert_params),
+    );
+    let first = (|| Ok::<_, DbError>((begin.map(|()| group.were_down(locked?))??, group.stored(stored?)?)))();
+    let (was_down, inserted) = match first {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+    };
+
+    // Round trip 2, pipelined: upsert the devices with their newest stored
+    // health, and COMMIT.
+    let codes: Vec<&str> = group.devices.values().map(|d| d.code).collect();
+    let nows: Vec<i64> = group.devices.values().map(|d| d.now_ms).collect();
+    let certs: Vec<Option<i64>> = group.devices.values().map(|d| d.cert_not_after).collect();
+    let healths: Vec<Option<&str>> = group.devices.values().map(|d| d.health.map(|(_, h)| h)).collect();
+    let upsert_params: [&(dyn ToSql + Sync); 5] = [&ids, &codes, &nows, &certs, &healths];
+    let (upserted, committed) = tokio::join!(
+        biased;
+        client.query(&upsert, &upsert_params),
+        client.batch_execute("COMMIT"),
+    );
+    // After a failed statement PostgreSQL turns COMMIT into ROLLBACK: check
+    // the upsert's own result first.
+    let upserted = match upserted.and_then(|rows| committed.map(|()| rows)) {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+    };
+    let new_devices = group.inserted(upserted)?;
+
+    Ok(attribute_group(
+        requests,
+        |dev, seq| inserted.contains(&(dev, seq)),
+        |dev| was_down.contains(dev),
+        |dev| new_devices.contains(dev),
+    ))
+}

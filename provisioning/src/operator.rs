@@ -1,0 +1,621 @@
+//! Rendering for the operator CLI: devices, one device, alerts — as aligned
+//! text tables or as JSON with stable keys.
+//!
+//! Pure functions of the rows and of `now_ms` (passed in, never read here),
+//! so the output is deterministic and tested below. Times are shown in UTC as
+//! RFC 3339 (seconds), followed by how long ago; certificate expiry as a date
+//! with the days left. JSON carries both the RFC 3339 text and the raw
+//! Unix milliseconds, and JSON text stored in the database (health, report
+//! summaries) is embedded as JSON, not as a string.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+use crate::db::{AlertRow, CommandRow, DeviceDetail, DeviceRow, ReportRow};
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// `2026-05-01T12:00:00Z` for Unix milliseconds (UTC, whole seconds).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+/// `2026-05-01` for Unix seconds (UTC).
+pub fn date_s(s: i64) -> String {
+    let fmt = format_description!("[year]-[month]-[day]");
+    OffsetDateTime::from_unix_timestamp(s)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| format!("@{s}s"))
+}
+
+/// How long before `now_ms` `then_ms` was: `42s ago` below two minutes,
+/// then `17m ago`, `5h ago`, `3d ago`; `in 5s` if it is in the future (clock skew).
+pub fn ago(then_ms: i64, now_ms: i64) -> String {
+    let delta_s = now_ms.saturating_sub(then_ms).div_euclid(1000);
+    if delta_s < 0 {
+        return format!("in {}", span(delta_s.saturating_neg()));
+    }
+    format!("{} ago", span(delta_s))
+}
+
+fn span(s: i64) -> String {
+    match s {
+        ..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// Whole days from `now_ms` until `not_after_s` (negative once expired).
+pub fn days_left(not_after_s: i64, now_ms: i64) -> i64 {
+    not_after_s.saturating_mul(1000).saturating_sub(now_ms).div_euclid(MS_PER_DAY)
+}
+
+/// `2027-03-01 (302d left)`, `2025-01-01 (EXPIRED 12d ago)`, or `-`.
+pub fn cert_expiry(not_after_s: Option<i64>, now_ms: i64) -> String {
+    let Some(na) = not_after_s else { return "-".into() };
+    let days = days_left(na, now_ms);
+    if na.saturating_mul(1000) <= now_ms {
+        format!(
+            "{} (EXPIRED {}d ago)",
+            date_s(na),
+            now_ms.saturating_sub(na.saturating_mul(1000)) / MS_PER_DAY
+        )
+    } else {
+        format!("{} ({days}d left)", date_s(na))
+    }
+}
+
+/// Columns a string takes in a terminal: East Asian wide characters count two.
+pub fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let c = c as u32;
+            let wide = matches!(c,
+                0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0x33FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF
+                | 0xA000..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60
+                | 0xFFE0..=0xFFE6 | 0x1F300..=0x1F64F | 0x20000..=0x3FFFD);
+            if wide {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// An aligned table: a header row, then the rows; the last column is not padded.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| display_width(h)).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(display_width(cell));
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                let pad = widths[i].saturating_sub(display_width(cell)) + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    // Serialising these plain structs cannot fail.
+    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Stored JSON text as a JSON value (kept as a string if it is not JSON).
+fn embedded(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+#[derive(Serialize)]
+struct DeviceJson<'a> {
+    id: &'a str,
+    institution_code: &'a str,
+    state: &'static str,
+    state_since: String,
+    first_seen: String,
+    last_seen: String,
+    last_seen_ms: i64,
+    last_seen_ago_s: i64,
+    cert_not_after: Option<String>,
+    cert_days_left: Option<i64>,
+    open_alerts: u64,
+    suspension: Option<&'a str>,
+}
+
+impl<'a> DeviceJson<'a> {
+    fn new(row: &'a DeviceRow, now_ms: i64) -> Self {
+        Self {
+            id: &row.id,
+            institution_code: &row.institution_code,
+            state: row.state.as_str(),
+            state_since: rfc3339_ms(row.state_since_ms),
+            first_seen: rfc3339_ms(row.first_seen_ms),
+            last_seen: rfc3339_ms(row.last_seen_ms),
+            last_seen_ms: row.last_seen_ms,
+            last_seen_ago_s: now_ms.saturating_sub(row.last_seen_ms).div_euclid(1000),
+            cert_not_after: row.cert_not_after.map(|s| rfc3339_ms(s.saturating_mul(1000))),
+            cert_days_left: row.cert_not_after.map(|s| days_left(s, now_ms)),
+            open_alerts: row.open_alerts,
+            suspension: row.suspension.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AlertJson<'a> {
+    id: i64,
+    device_id: &'a str,
+    kind: &'a str,
+    level: &'a str,
+    message: &'a str,
+    raised_at: String,
+    raised_at_ms: i64,
+    cleared_at: Option<String>,
+    cleared_at_ms: Option<i64>,
+}
+
+impl<'a> AlertJson<'a> {
+    fn new(a: &'a AlertRow) -> Self {
+        Self {
+            id: a.id,
+            device_id: &a.device_id,
+            kind: &a.kind,
+            level: &a.level,
+            message: &a.message,
+            raised_at: rfc3339_ms(a.raised_at_ms),
+            raised_at_ms: a.raised_at_ms,
+            cleared_at: a.cleared_at_ms.map(rfc3339_ms),
+            cleared_at_ms: a.cleared_at_ms,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    seq: u64,
+    kind: &'static str,
+    recorded_at: String,
+    received_at: String,
+    summary: Value,
+    #[serde(skip)]
+    _row: std::marker::PhantomData<&'a ()>,
+}
+
+#[derive(Serialize)]
+struct CommandJson<'a> {
+    id: u64,
+    kind: &'a str,
+    created_at: String,
+    delivered_at: Option<String>,
+    deliveries: u32,
+    acked_at: Option<String>,
+    ok: Option<bool>,
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct DeviceDetailJson<'a> {
+    device: DeviceJson<'a>,
+    last_health: Option<Value>,
+    recent_reports: Vec<ReportJson<'a>>,
+    open_alerts: Vec<AlertJson<'a>>,
+    recent_commands: Vec<CommandJson<'a>>,
+}
+
+/// The device list: a table (id, state, last seen, certificate expiry, open
+/// alerts, suspension) or a JSON array.
+pub fn render_devices(rows: &[DeviceRow], now_ms: i64, json: bool) -> String {
+    if json {
+        return to_json(&rows.iter().map(|r| DeviceJson::new(r, now_ms)).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        return "no devices have reported yet\n".into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.state.as_str().to_owned(),
+                format!("{} ({})", rfc3339_ms(r.last_seen_ms), ago(r.last_seen_ms, now_ms)),
+                cert_expiry(r.cert_not_after, now_ms),
+                r.open_alerts.to_string(),
+                r.suspension.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out =
+        table(&["DEVICE", "STATE", "LAST SEEN", "CERTIFICATE EXPIRES", "ALERTS", "SUSPENSION"], &cells);
+    let down = rows.iter().filter(|r| r.state == crate::db::DeviceState::Down).count();
+    let _ = writeln!(out, "{} devices, {} up, {down} down", rows.len(), rows.len() - down);
+    out
+}
+
+fn report_cells(r: &ReportRow) -> Vec<String> {
+    vec![
+        r.seq.to_string(),
+        rfc3339_ms(r.recorded_at_ms),
+        rfc3339_ms(r.received_at_ms),
+        r.kind.as_str().to_owned(),
+        r.summary.clone(),
+    ]
+}
+
+fn command_cells(c: &CommandRow, now_ms: i64) -> Vec<String> {
+    let delivered = match c.delivered_at_ms {
+        Some(t) => format!("{} (x{})", ago(t, now_ms), c.deliveries),
+        None => "pending".into(),
+    };
+    let result = match (c.acked_at_ms, c.ok) {
+        (Some(_), Some(true)) => "ok".into(),
+        (Some(_), _) => "failed".into(),
+        (None, _) => "-".into(),
+    };
+    vec![
+        c.id.to_string(),
+        c.kind.clone(),
+        rfc3339_ms(c.created_at_ms),
+        delivered,
+        result,
+        c.detail.clone().unwrap_or_default(),
+    ]
+}
+
+fn alert_cells(a: &AlertRow) -> Vec<String> {
+    vec![
+        a.id.to_string(),
+        a.device_id.clone(),
+        a.kind.clone(),
+        a.level.clone(),
+        rfc3339_ms(a.raised_at_ms),
+        a.cleared_at_ms.map_or_else(|| "open".into(), rfc3339_ms),
+        a.message.clone(),
+    ]
+}
+
+const ALERT_HEADERS: [&str; 7] = ["ID", "DEVICE", "KIND", "LEVEL", "RAISED", "CLEARED", "MESSAGE"];
+
+/// One device: its fields, last health, recent reports, open alerts and
+/// recent commands; or one JSON object.
+pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
+    let row = &detail.row;
+    if json {
+        let value = DeviceDetailJson {
+            device: DeviceJson::new(row, now_ms),
+            last_health: row.last_health.as_deref().map(embedded),
+            recent_reports: detail
+                .recent_reports
+                .iter()
+                .map(|r| ReportJson {
+                    seq: r.seq,
+                    kind: r.kind.as_str(),
+                    recorded_at: rfc3339_ms(r.recorded_at_ms),
+                    received_at: rfc3339_ms(r.received_at_ms),
+                    summary: embedded(&r.summary),
+                    _row: std::marker::PhantomData,
+                })
+                .collect(),
+            open_alerts: detail.open_alerts.iter().map(AlertJson::new).collect(),
+            recent_commands: detail
+                .recent_commands
+                .iter()
+                .map(|c| CommandJson {
+                    id: c.id,
+                    kind: &c.kind,
+                    created_at: rfc3339_ms(c.created_at_ms),
+                    delivered_at: c.delivered_at_ms.map(rfc3339_ms),
+                    deliveries: c.deliveries,
+                    acked_at: c.acked_at_ms.map(rfc3339_ms),
+                    ok: c.ok,
+                    detail: c.detail.as_deref(),
+                })
+                .collect(),
+        };
+        return to_json(&value);
+    }
+    let fields = [
+        ("device", row.id.clone()),
+        ("institution", row.institution_code.clone()),
+        (
+            "state",
+            format!(
+                "{} since {} ({})",
+                row.state,
+                rfc3339_ms(row.state_since_ms),
+                ago(row.state_since_ms, now_ms)
+            ),
+        ),
+        ("first seen", rfc3339_ms(row.first_seen_ms)),
+        ("last seen", format!("{} ({})", rfc3339_ms(row.last_seen_ms), ago(row.last_seen_ms, now_ms))),
+        ("certificate", cert_expiry(row.cert_not_after, now_ms)),
+        ("suspension", row.suspension.clone().unwrap_or_else(|| "-".into())),
+        ("open alerts", row.open_alerts.to_string()),
+        ("last health", row.last_health.clone().unwrap_or_else(|| "-".into())),
+    ];
+    let mut out = String::new();
+    for (k, v) in fields {
+        let _ = writeln!(out, "{k:<13}{v}");
+    }
+    let mut section = |title: &str, body: String| {
+        out.push('\n');
+        out.push_str(title);
+        out.push('\n');
+        for line in body.lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    };
+    let reports: Vec<Vec<String>> = detail.recent_reports.iter().map(report_cells).collect();
+    section(
+        "recent reports (newest first)",
+        if reports.is_empty() {
+            "none".into()
+        } else {
+            table(&["SEQ", "RECORDED", "RECEIVED", "KIND", "SUMMARY"], &reports)
+        },
+    );
+    let alerts: Vec<Vec<String>> = detail.open_alerts.iter().map(alert_cells).collect();
+    section("open alerts", if alerts.is_empty() { "none".into() } else { table(&ALERT_HEADERS, &alerts) });
+    let commands: Vec<Vec<String>> =
+        detail.recent_commands.iter().map(|c| command_cells(c, now_ms)).collect();
+    section(
+        "recent commands (newest first)",
+        if commands.is_empty() {
+            "none".into()
+        } else {
+            table(&["ID", "KIND", "CREATED", "DELIVERED", "RESULT", "DETAIL"], &commands)
+        },
+    );
+    out
+}
+
+/// Alerts as a table (id, device, kind, level, raised, cleared or `open`,
+/// message) or a JSON array.
+pub fn render_alerts(rows: &[AlertRow], json: bool) -> String {
+    if json {
+        return to_json(&rows.iter().map(AlertJson::new).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        return "no alerts\n".into();
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(alert_cells).collect();
+    table(&ALERT_HEADERS, &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{DeviceState, ReportKind};
+
+    // 2026-05-01T12:00:00Z
+    const NOW: i64 = 1_777_636_800_000;
+
+    fn device(id: &str, state: DeviceState, last_seen_ms: i64) -> DeviceRow {
+        DeviceRow {
+            id: id.into(),
+            institution_code: "1312345678".into(),
+            first_seen_ms: NOW - 10 * MS_PER_DAY,
+            last_seen_ms,
+            state,
+            state_since_ms: last_seen_ms,
+            cert_not_after: Some(NOW / 1000 + 302 * 86_400 + 3600),
+            last_health: Some(r#"{"cpu_pct":12.5}"#.into()),
+            suspension: None,
+            open_alerts: 0,
+        }
+    }
+
+    fn alert(id: i64, cleared: Option<i64>) -> AlertRow {
+        AlertRow {
+            id,
+            device_id: "1312345678/cpe-01".into(),
+            kind: "down".into(),
+            level: "warning".into(),
+            message: "no report for 300 s".into(),
+            raised_at_ms: NOW - 60_000,
+            cleared_at_ms: cleared,
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339_ms(NOW), "2026-05-01T12:00:00Z");
+        assert_eq!(rfc3339_ms(NOW + 999), "2026-05-01T12:00:00Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339_ms(i64::MAX), format!("@{}ms", i64::MAX));
+        assert_eq!(ago(NOW - 42_000, NOW), "42s ago");
+        assert_eq!(ago(NOW - 119_999, NOW), "119s ago");
+        assert_eq!(ago(NOW - 17 * 60_000, NOW), "17m ago");
+        assert_eq!(ago(NOW - 5 * 3_600_000, NOW), "5h ago");
+        assert_eq!(ago(NOW - 3 * MS_PER_DAY, NOW), "3d ago");
+        assert_eq!(ago(NOW + 5_000, NOW), "in 5s");
+        assert_eq!(cert_expiry(None, NOW), "-");
+        assert_eq!(cert_expiry(Some(NOW / 1000 + 302 * 86_400 + 10), NOW), "2027-02-27 (302d left)");
+        assert_eq!(cert_expiry(Some(NOW / 1000 - 12 * 86_400 - 10), NOW), "2026-04-19 (EXPIRED 12d ago)");
+        assert_eq!(days_left(NOW / 1000 - 1, NOW), -1);
+        assert_eq!(display_width("abc"), 3);
+        assert_eq!(display_width("警告"), 4);
+    }
+
+    #[test]
+    fn device_table() {
+        let mut down = device("1312345678/cpe-02", DeviceState::Down, NOW - 17 * 60_000);
+        down.open_alerts = 2;
+        down.suspension = Some("order 7".into());
+        down.cert_not_after = None;
+        let rows = vec![device("1312345678/cpe-01", DeviceState::Up, NOW - 42_000), down];
+        let text = render_devices(&rows, NOW, false);
+        let expected = "\
+DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES     ALERTS  SUSPENSION
+1312345678/cpe-01  up     2026-05-01T11:59:18Z (42s ago)  2027-02-27 (302d left)  0       -
+1312345678/cpe-02  down   2026-05-01T11:43:00Z (17m ago)  -                       2       order 7
+2 devices, 1 up, 1 down
+";
+        assert_eq!(text, expected);
+        assert_eq!(render_devices(&[], NOW, false), "no devices have reported yet\n");
+    }
+
+    #[test]
+    fn device_json_has_stable_keys() {
+        let rows = vec![device("1312345678/cpe-01", DeviceState::Up, NOW - 42_000)];
+        let text = render_devices(&rows, NOW, true);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let obj = v.get(0).and_then(Value::as_object).cloned().unwrap_or_default();
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "id",
+            "institution_code",
+            "state",
+            "state_since",
+            "first_seen",
+            "last_seen",
+            "last_seen_ms",
+            "last_seen_ago_s",
+            "cert_not_after",
+            "cert_days_left",
+            "open_alerts",
+            "suspension",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(obj["state"], "up");
+        assert_eq!(obj["last_seen"], "2026-05-01T11:59:18Z");
+        assert_eq!(obj["last_seen_ago_s"], 42);
+        assert_eq!(obj["cert_days_left"], 302);
+        assert_eq!(obj["suspension"], Value::Null);
+        // Key order in the text is the declared one, the same on every run.
+        assert!(text.find("\"id\"") < text.find("\"state\""));
+        assert_eq!(render_devices(&[], NOW, true), "[]\n");
+    }
+
+    fn detail() -> DeviceDetail {
+        let mut row = device("1312345678/cpe-01", DeviceState::Up, NOW - 5_000);
+        row.open_alerts = 1;
+        DeviceDetail {
+            row,
+            recent_reports: vec![ReportRow {
+                seq: 7,
+                recorded_at_ms: NOW - 6_000,
+                received_at_ms: NOW - 5_000,
+                kind: ReportKind::Heartbeat,
+                summary: r#"{"cpu":12.5}"#.into(),
+            }],
+            open_alerts: vec![alert(3, None)],
+            recent_commands: vec![
+                CommandRow {
+                    id: 2,
+                    kind: "diagnose".into(),
+                    created_at_ms: NOW - 30_000,
+                    delivered_at_ms: None,
+                    deliveries: 0,
+                    acked_at_ms: None,
+                    ok: None,
+                    detail: None,
+                },
+                CommandRow {
+                    id: 1,
+                    kind: "report-now".into(),
+                    created_at_ms: NOW - 90_000,
+                    delivered_at_ms: Some(NOW - 80_000),
+                    deliveries: 2,
+                    acked_at_ms: Some(NOW - 79_000),
+                    ok: Some(true),
+                    detail: Some("sent".into()),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn one_device_text() {
+        let text = render_device(&detail(), NOW, false);
+        assert!(text.starts_with("device       1312345678/cpe-01\n"), "{text}");
+        assert!(text.contains("state        up since 2026-05-01T11:59:55Z (5s ago)\n"), "{text}");
+        assert!(text.contains("certificate  2027-02-27 (302d left)\n"), "{text}");
+        assert!(text.contains("last health  {\"cpu_pct\":12.5}\n"), "{text}");
+        assert!(
+            text.contains("  7    2026-05-01T11:59:54Z  2026-05-01T11:59:55Z  heartbeat  {\"cpu\":12.5}\n"),
+            "{text}"
+        );
+        assert!(text.contains("open alerts\n  ID  DEVICE"), "{text}");
+        assert!(text.contains("  2   diagnose    2026-05-01T11:59:30Z  pending       -\n"), "{text}");
+        assert!(
+            text.contains("  1   report-now  2026-05-01T11:58:30Z  80s ago (x2)  ok      sent\n"),
+            "{text}"
+        );
+        let mut empty = detail();
+        empty.recent_reports.clear();
+        empty.open_alerts.clear();
+        empty.recent_commands.clear();
+        let text = render_device(&empty, NOW, false);
+        assert_eq!(text.matches("  none\n").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn one_device_json() {
+        let v: Value = serde_json::from_str(&render_device(&detail(), NOW, true)).unwrap_or(Value::Null);
+        assert_eq!(v["device"]["id"], "1312345678/cpe-01");
+        assert_eq!(v["last_health"]["cpu_pct"], 12.5);
+        assert_eq!(v["recent_reports"][0]["summary"]["cpu"], 12.5);
+        assert_eq!(v["recent_reports"][0]["kind"], "heartbeat");
+        assert_eq!(v["open_alerts"][0]["cleared_at"], Value::Null);
+        assert_eq!(v["recent_commands"][1]["ok"], true);
+        assert_eq!(v["recent_commands"][0]["delivered_at"], Value::Null);
+    }
+
+    #[test]
+    fn alerts_table_and_json() {
+        let rows = vec![alert(4, Some(NOW)), alert(3, None)];
+        let text = render_alerts(&rows, false);
+        let expected = "\
+ID  DEVICE             KIND  LEVEL    RAISED                CLEARED               MESSAGE
+4   1312345678/cpe-01  down  warning  2026-05-01T11:59:00Z  2026-05-01T12:00:00Z  no report for 300 s
+3   1312345678/cpe-01  down  warning  2026-05-01T11:59:00Z  open                  no report for 300 s
+";
+        assert_eq!(text, expected);
+        assert_eq!(render_alerts(&[], false), "no alerts\n");
+        let v: Value = serde_json::from_str(&render_alerts(&rows, true)).unwrap_or(Value::Null);
+        assert_eq!(v[0]["cleared_at"], "2026-05-01T12:00:00Z");
+        assert_eq!(v[1]["cleared_at_ms"], Value::Null);
+        assert_eq!(v[1]["raised_at_ms"], NOW - 60_000);
+    }
+
+    #[test]
+    fn wide_characters_align() {
+        let mut a = alert(1, None);
+        a.level = "警告".into();
+        let text = render_alerts(&[a, alert(2, None)], false);
+        let col = |l: &str, word: &str| l.find(word).map(|i| display_width(&l[..i]));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(col(lines[0], "RAISED"), col(lines[1], "2026"), "{text}");
+        assert_eq!(col(lines[1], "2026"), col(lines[2], "2026"), "{text}");
+    }
+}

@@ -1,0 +1,534 @@
+//! The storage layer, every behaviour on SQLite (a temporary directory) and on
+//! PostgreSQL when `CPE_TEST_POSTGRES_URL` is set (`bash scripts/postgres.sh`
+//! prints it). Each PostgreSQL test works in a fresh schema of its own, so the
+//! tests run in parallel and repeatedly; without the variable they say that
+//! they were skipped.
+//!
+//! "Two server processes" are two `Database` handles opened on the same URL:
+//! separate writers, separate connections.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cpe_provision::db::{
+    Database, DbError, DbOptions, DeviceSeen, DeviceState, IngestRecord, NewAlert, ReportKind, DETAIL_RECENT,
+};
+
+const T0: i64 = 1_777_636_800_000;
+const REDELIVERY: i64 = 60_000;
+const PG_ENV: &str = "CPE_TEST_POSTGRES_URL";
+/// Makes schema names unique within the test process.
+static SCHEMA_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Where a test's database lives; `open` gives a new handle (a new "process").
+struct Backend {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: base URL and the schema made for this test.
+    pg: Option<(String, String)>,
+}
+
+fn options() -> DbOptions {
+    DbOptions { redelivery_ms: REDELIVERY, ..DbOptions::default() }
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("carrier.db").display());
+        Self { url, _dir: Some(dir), pg: None }
+    }
+
+    async fn postgres(test: &str) -> Option<Self> {
+        let Ok(base) = std::env::var(PG_ENV) else {
+            // Written past the test harness's capture, so that it shows.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED db::{test}::postgres: {PG_ENV} is not set (bash scripts/postgres.sh prints it)"
+            );
+            return None;
+        };
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let schema = format!(
+            "t_{test}_{}_{}_{nanos}",
+            std::process::id(),
+            SCHEMA_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let client = admin(&base).await;
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+        Some(Self { url, _dir: None, pg: Some((base, schema)) })
+    }
+
+    async fn open(&self) -> Database {
+        Database::open_with(&self.url, options()).await.unwrap()
+    }
+
+    async fn cleanup(self) {
+        if let Some((base, schema)) = &self.pg {
+            let client = admin(base).await;
+            client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+        }
+    }
+}
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// One `mod NAME { sqlite, postgres }` per behaviour.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let backend = super::Backend::sqlite();
+                super::$name(&backend).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = super::Backend::postgres(stringify!($name)).await else { return };
+                super::$name(&backend).await;
+                backend.cleanup().await;
+            }
+        }
+    )*};
+}
+
+both!(
+    ingest_upserts_and_dedups,
+    replays_racing_count_exactly,
+    group_failures_stay_isolated,
+    down_and_recovered_exactly_once,
+    migrations_idempotent,
+    commands_delivered_redelivered_acked,
+    alerts_raised_listed_cleared,
+    out_of_range_input_refused,
+);
+
+fn device(id: &str) -> DeviceSeen {
+    DeviceSeen {
+        id: id.into(),
+        institution_code: id.split('/').next().unwrap().into(),
+        cert_not_after: Some(T0 / 1000 + 86_400 * 300),
+    }
+}
+
+fn record(seq: u64, health: Option<&str>) -> IngestRecord {
+    IngestRecord {
+        seq,
+        at_unix_ms: T0 - 1_000_000 + i64::try_from(seq % 1_000_000).unwrap(),
+        kind: if health.is_some() { ReportKind::Heartbeat } else { ReportKind::Event },
+        body: vec![1, u8::try_from(seq % 256).unwrap(), 0xff],
+        summary_json: format!(r#"{{"seq":{seq}}}"#),
+        health_json: health.map(str::to_owned),
+    }
+}
+
+fn records(seqs: impl IntoIterator<Item = u64>) -> Vec<IngestRecord> {
+    seqs.into_iter().map(|s| record(s, Some(&format!(r#"{{"cpu_pct":{s}}}"#)))).collect()
+}
+
+async fn ingest_upserts_and_dedups(b: &Backend) {
+    let db = b.open().await;
+    let dev = device("1312345678/cpe-01");
+
+    let first = db
+        .ingest(
+            &dev,
+            vec![record(1, Some(r#"{"cpu":1}"#)), record(2, None), record(3, Some(r#"{"cpu":3}"#))],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.accepted, first.duplicates, first.new_device, first.was_down), (3, 0, true, false));
+
+    // The same batch again (the agent did not get the answer): all duplicates.
+    let replay = db.ingest(&dev, records(1..=3), T0 + 1_000).await.unwrap();
+    assert_eq!(
+        (replay.accepted, replay.duplicates, replay.new_device, replay.was_down),
+        (0, 3, false, false)
+    );
+
+    // Overlapping batch with a repeat inside it: 3 is old, the second 4 repeats.
+    let mut overlap = records([3, 4]);
+    overlap.push(record(4, None));
+    overlap.push(record(5, None));
+    let out = db.ingest(&dev, overlap, T0 + 2_000).await.unwrap();
+    assert_eq!((out.accepted, out.duplicates), (2, 2));
+
+    // An empty batch still counts as a sign of life.
+    let empty = db.ingest(&dev, vec![], T0 + 3_000).await.unwrap();
+    assert_eq!((empty.accepted, empty.duplicates), (0, 0));
+
+    let devices = db.devices().await.unwrap();
+    assert_eq!(devices.len(), 1);
+    let row = &devices[0];
+    assert_eq!(row.id, "1312345678/cpe-01");
+    assert_eq!(row.institution_code, "1312345678");
+    assert_eq!((row.first_seen_ms, row.last_seen_ms, row.state), (T0, T0 + 3_000, DeviceState::Up));
+    assert_eq!(row.cert_not_after, dev.cert_not_after);
+    assert_eq!(row.suspension, None);
+    assert_eq!(row.open_alerts, 0);
+    // Newest *stored* health: seq 4 of the third batch (the replay of 1..=3 stored nothing).
+    assert_eq!(row.last_health.as_deref(), Some(r#"{"cpu_pct":4}"#));
+
+    // A later batch without certificate info keeps the known expiry.
+    let other = DeviceSeen { cert_not_after: None, ..dev.clone() };
+    db.ingest(&other, records([6]), T0 + 4_000).await.unwrap();
+    let detail = db.device(&dev.id).await.unwrap().unwrap();
+    assert_eq!(detail.row.cert_not_after, dev.cert_not_after);
+    assert_eq!(detail.row.last_health.as_deref(), Some(r#"{"cpu_pct":6}"#));
+    let seqs: Vec<u64> = detail.recent_reports.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [6, 5, 4, 3, 2, 1]);
+    let r2 = &detail.recent_reports[4];
+    assert_eq!((r2.kind, r2.summary.as_str(), r2.received_at_ms), (ReportKind::Event, r#"{"seq":2}"#, T0));
+    assert_eq!(r2.recorded_at_ms, T0 - 1_000_000 + 2);
+    assert!(detail.open_alerts.is_empty() && detail.recent_commands.is_empty());
+    assert!(db.device("1312345678/nope").await.unwrap().is_none());
+
+    // Recent reports are capped.
+    db.ingest(&dev, records(7..=40), T0 + 5_000).await.unwrap();
+    let detail = db.device(&dev.id).await.unwrap().unwrap();
+    assert_eq!(detail.recent_reports.len(), DETAIL_RECENT as usize);
+    assert_eq!(detail.recent_reports[0].seq, 40);
+}
+
+async fn replays_racing_count_exactly(b: &Backend) {
+    // Two handles (two server processes); 24 requests at once carrying the
+    // same 50 records of one device, plus 20 other devices with distinct records.
+    let dbs = [b.open().await, b.open().await];
+    let dev = device("1312345678/cpe-race");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let db = dbs[i % 2].clone();
+        let dev = dev.clone();
+        tasks.push(tokio::spawn(async move { db.ingest(&dev, records(1..=50), T0 + 10).await }));
+    }
+    let mut others = Vec::new();
+    for i in 0..20 {
+        let db = dbs[i % 2].clone();
+        let dev = device(&format!("1312345678/cpe-{i:02}"));
+        others.push(tokio::spawn(async move { db.ingest(&dev, records(1..=10), T0 + 10).await }));
+    }
+    let (mut accepted, mut duplicates, mut new) = (0, 0, 0);
+    for t in tasks {
+        let out = t.await.unwrap().unwrap();
+        accepted += out.accepted;
+        duplicates += out.duplicates;
+        new += u32::from(out.new_device);
+        assert!(!out.was_down);
+    }
+    assert_eq!((accepted, duplicates, new), (50, 24 * 50 - 50, 1));
+    for t in others {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!((out.accepted, out.duplicates, out.new_device), (10, 0, true));
+    }
+    assert_eq!(dbs[0].devices().await.unwrap().len(), 21);
+    assert_eq!(
+        dbs[1].device(&dev.id).await.unwrap().unwrap().row.last_health.as_deref(),
+        Some(r#"{"cpu_pct":50}"#)
+    );
+}
+
+async fn group_failures_stay_isolated(b: &Backend) {
+    // Writes that fail (alerts for unknown devices) queued among ingests that
+    // may share their group transaction: only they fail.
+    let db = b.open().await;
+    let mut ingests = Vec::new();
+    let mut alerts = Vec::new();
+    for i in 0..40 {
+        let db2 = db.clone();
+        let dev = device(&format!("1312345678/cpe-{i:02}"));
+        ingests.push(tokio::spawn(async move { db2.ingest(&dev, records(1..=5), T0).await }));
+        let db2 = db.clone();
+        alerts.push(tokio::spawn(async move {
+            db2.raise_alert(NewAlert {
+                device_id: format!("9999999999/ghost-{i}"),
+                kind: "down".into(),
+                level: "warning".into(),
+                message: "never seen".into(),
+                at_ms: T0,
+            })
+            .await
+        }));
+    }
+    for t in ingests {
+        assert_eq!(t.await.unwrap().unwrap().accepted, 5);
+    }
+    for t in alerts {
+        assert!(
+            matches!(t.await.unwrap(), Err(DbError::UnknownDevice(id)) if id.starts_with("9999999999/ghost-"))
+        );
+    }
+    assert_eq!(db.devices().await.unwrap().len(), 40);
+    assert!(db.alerts(false, 100).await.unwrap().is_empty());
+}
+
+async fn down_and_recovered_exactly_once(b: &Backend) {
+    let a = b.open().await;
+    let c = b.open().await;
+    let ids: Vec<String> = (0..30).map(|i| format!("1312345678/cpe-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        // Devices 0..20 last seen at T0, 20..30 at T0 + 100 s.
+        let at = if i < 20 { T0 } else { T0 + 100_000 };
+        a.ingest(&device(id), records([1]), at).await.unwrap();
+    }
+
+    // Both "servers" run their liveness sweep at the same moment, several times.
+    let silent_before = T0 + 50_000;
+    let mut sweeps = Vec::new();
+    for k in 0..6 {
+        let db = if k % 2 == 0 { a.clone() } else { c.clone() };
+        sweeps.push(tokio::spawn(async move { db.mark_silent(silent_before, T0 + 120_000).await }));
+    }
+    let mut all = Vec::new();
+    for s in sweeps {
+        all.extend(s.await.unwrap().unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 20, "each device reported down exactly once: {all:?}");
+    assert_eq!(unique, ids[..20].iter().collect());
+    assert!(a.mark_silent(silent_before, T0 + 121_000).await.unwrap().is_empty());
+    let rows = c.devices().await.unwrap();
+    assert!(rows[..20].iter().all(|r| r.state == DeviceState::Down && r.state_since_ms == T0 + 120_000));
+    assert!(rows[20..].iter().all(|r| r.state == DeviceState::Up));
+
+    // Each down device reports again, twice at once through both servers:
+    // exactly one of the two answers says it was down.
+    let mut reports = Vec::new();
+    for (i, id) in ids[..20].iter().enumerate() {
+        for (k, db) in [&a, &c].into_iter().enumerate() {
+            let db = db.clone();
+            let dev = device(id);
+            let seq = 2 + u64::try_from(k).unwrap();
+            let now = T0 + 130_000 + i64::try_from(i).unwrap();
+            reports.push(tokio::spawn(async move {
+                (dev.id.clone(), db.ingest(&dev, records([seq]), now).await)
+            }));
+        }
+    }
+    let mut recovered = Vec::new();
+    for r in reports {
+        let (id, out) = r.await.unwrap();
+        let out = out.unwrap();
+        assert!(!out.new_device);
+        if out.was_down {
+            recovered.push(id);
+        }
+    }
+    recovered.sort();
+    assert_eq!(recovered, ids[..20], "each device reported recovered exactly once");
+    let rows = a.devices().await.unwrap();
+    assert!(rows.iter().all(|r| r.state == DeviceState::Up));
+    assert!(rows[..20].iter().all(|r| r.state_since_ms >= T0 + 130_000));
+
+    // A device that reported after the cut-off is not marked down.
+    assert_eq!(a.mark_silent(T0 + 130_000, T0 + 200_000).await.unwrap().len(), 10);
+}
+
+async fn migrations_idempotent(b: &Backend) {
+    // Four "servers" start at the same moment on a fresh database.
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = b.url.clone();
+            tokio::spawn(async move { Database::open_with(&url, options()).await })
+        })
+        .collect();
+    let mut dbs = Vec::new();
+    for o in opens {
+        dbs.push(o.await.unwrap().unwrap());
+    }
+    let expected: Vec<i64> = cpe_provision::db::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    for db in &dbs {
+        assert_eq!(db.schema_versions().await.unwrap(), expected);
+    }
+    dbs[0].ingest(&device("1312345678/cpe-01"), records([1]), T0).await.unwrap();
+    drop(dbs);
+    // Opened again: nothing re-applied, data kept.
+    let db = b.open().await;
+    assert_eq!(db.schema_versions().await.unwrap(), expected);
+    assert_eq!(db.devices().await.unwrap().len(), 1);
+}
+
+async fn commands_delivered_redelivered_acked(b: &Backend) {
+    let db = b.open().await;
+    let other = b.open().await;
+    let dev = "1312345678/cpe-01";
+    assert!(matches!(
+        db.enqueue_command(dev, "report-now", vec![1], T0).await,
+        Err(DbError::UnknownDevice(_))
+    ));
+    db.ingest(&device(dev), records([1]), T0).await.unwrap();
+    db.ingest(&device("1312345678/cpe-02"), records([1]), T0).await.unwrap();
+    let c1 = db.enqueue_command(dev, "report-now", vec![1, 1], T0 + 1).await.unwrap();
+    let c2 = db.enqueue_command(dev, "diagnose", vec![2, 2], T0 + 2).await.unwrap();
+    assert!(c2 > c1);
+
+    // Delivered once: two servers answering long-polls at the same moment.
+    let (x, y) = tokio::join!(db.take_commands(dev, T0 + 10), other.take_commands(dev, T0 + 10));
+    let mut got: Vec<(u64, Vec<u8>)> = x.unwrap();
+    got.extend(y.unwrap());
+    got.sort();
+    assert_eq!(got, vec![(c1, vec![1, 1]), (c2, vec![2, 2])]);
+    assert!(db.take_commands(dev, T0 + 11).await.unwrap().is_empty());
+    assert!(db.take_commands("1312345678/cpe-02", T0 + 11).await.unwrap().is_empty());
+    assert!(db.take_commands(dev, T0 + 10 + REDELIVERY - 1).await.unwrap().is_empty());
+
+    // Not acknowledged within the redelivery time: delivered again, oldest first.
+    let again = db.take_commands(dev, T0 + 10 + REDELIVERY).await.unwrap();
+    assert_eq!(again.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [c1, c2]);
+
+    // Acknowledged: known; a repeat is known and keeps the first outcome;
+    // unknown ids and other devices' ids are not known.
+    assert!(db.ack_command(dev, c1, true, "sent a heartbeat", T0 + 70_100).await.unwrap());
+    assert!(other.ack_command(dev, c1, false, "late duplicate", T0 + 70_200).await.unwrap());
+    assert!(!db.ack_command(dev, c2 + 1000, true, "", T0 + 70_300).await.unwrap());
+    assert!(!db.ack_command("1312345678/cpe-02", c2, true, "", T0 + 70_300).await.unwrap());
+    assert!(!db.ack_command(dev, u64::MAX, true, "", T0 + 70_300).await.unwrap());
+
+    // Only the unacknowledged one comes back after the next timeout.
+    let later = db.take_commands(dev, T0 + 10 + 2 * REDELIVERY).await.unwrap();
+    assert_eq!(later, vec![(c2, vec![2, 2])]);
+    assert!(db.ack_command(dev, c2, false, "diagnosis failed: no uplink", T0 + 200_000).await.unwrap());
+    assert!(db.take_commands(dev, T0 + 10 + 10 * REDELIVERY).await.unwrap().is_empty());
+
+    let detail = db.device(dev).await.unwrap().unwrap();
+    let cmds = &detail.recent_commands;
+    assert_eq!(cmds.len(), 2);
+    assert_eq!((cmds[0].id, cmds[0].kind.as_str(), cmds[0].deliveries), (c2, "diagnose", 3));
+    assert_eq!((cmds[0].ok, cmds[0].detail.as_deref()), (Some(false), Some("diagnosis failed: no uplink")));
+    assert_eq!((cmds[1].id, cmds[1].deliveries, cmds[1].ok), (c1, 2, Some(true)));
+    assert_eq!(
+        (cmds[1].acked_at_ms, cmds[1].detail.as_deref()),
+        (Some(T0 + 70_100), Some("sent a heartbeat"))
+    );
+    assert_eq!(cmds[1].created_at_ms, T0 + 1);
+    assert_eq!(cmds[1].delivered_at_ms, Some(T0 + 10 + REDELIVERY));
+}
+
+async fn alerts_raised_listed_cleared(b: &Backend) {
+    let db = b.open().await;
+    let dev = "1312345678/cpe-01";
+    db.ingest(&device(dev), records([1]), T0).await.unwrap();
+    db.ingest(&device("1312345678/cpe-02"), records([1]), T0).await.unwrap();
+    let alert = |kind: &str, level: &str, at_ms: i64| NewAlert {
+        device_id: dev.into(),
+        kind: kind.into(),
+        level: level.into(),
+        message: format!("{kind} at {at_ms}"),
+        at_ms,
+    };
+    let down = db.raise_alert(alert("down", "warning", T0 + 1)).await.unwrap();
+    let cpu = db.raise_alert(alert("threshold", "caution", T0 + 2)).await.unwrap();
+    let failover = db.raise_alert(alert("failover", "warning", T0 + 3)).await.unwrap();
+    assert!(down < cpu && cpu < failover);
+
+    let open = db.alerts(true, 100).await.unwrap();
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), [failover, cpu, down]);
+    assert_eq!(open[2].message, format!("down at {}", T0 + 1));
+    assert_eq!(
+        (open[2].kind.as_str(), open[2].level.as_str(), open[2].raised_at_ms),
+        ("down", "warning", T0 + 1)
+    );
+    let rows = db.devices().await.unwrap();
+    assert_eq!((rows[0].open_alerts, rows[1].open_alerts), (3, 0));
+
+    assert_eq!(db.clear_alerts(dev, "down", T0 + 10).await.unwrap(), 1);
+    assert_eq!(db.clear_alerts(dev, "down", T0 + 11).await.unwrap(), 0);
+    assert_eq!(db.clear_alerts("1312345678/cpe-02", "threshold", T0 + 11).await.unwrap(), 0);
+    let open = db.alerts(true, 100).await.unwrap();
+    assert_eq!(open.iter().map(|a| a.id).collect::<Vec<_>>(), [failover, cpu]);
+    let all = db.alerts(false, 100).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[2].cleared_at_ms, Some(T0 + 10));
+    assert_eq!(db.alerts(false, 1).await.unwrap()[0].id, failover);
+    let detail = db.device(dev).await.unwrap().unwrap();
+    assert_eq!(detail.row.open_alerts, 2);
+    assert_eq!(detail.open_alerts.iter().map(|a| a.id).collect::<Vec<_>>(), [failover, cpu]);
+
+    assert!(matches!(
+        db.raise_alert(NewAlert { device_id: "0000000000/x".into(), ..alert("down", "warning", T0) }).await,
+        Err(DbError::UnknownDevice(_))
+    ));
+}
+
+async fn out_of_range_input_refused(b: &Backend) {
+    let db = b.open().await;
+    let dev = device("1312345678/cpe-01");
+    let err = db.ingest(&dev, vec![record(1, None), record(u64::MAX, None)], T0).await.unwrap_err();
+    assert!(matches!(err, DbError::OutOfRange { what: "record seq", .. }), "{err}");
+    assert!(!err.is_retryable());
+    // Nothing of the refused batch was stored.
+    assert!(db.devices().await.unwrap().is_empty());
+    let ok = db.ingest(&dev, vec![record(1, None), record(u64::try_from(i64::MAX).unwrap(), None)], T0).await;
+    assert_eq!(ok.unwrap().accepted, 2);
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused_without_leaking_passwords() {
+    let err = Database::open("mysql://cpe:s3cret@localhost/db").await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sqlite:PATH") && !text.contains("s3cret"), "{text}");
+    let err = Database::open("sqlite:/nonexistent-dir/for/sure/carrier.db").await.unwrap_err();
+    assert!(matches!(err, DbError::Sqlite(_)), "{err}");
+    // Nothing listens on port 1: a connection error, retryable, no password in it.
+    let err = Database::open("postgres://cpe:s3cret@127.0.0.1:1/db?connect_timeout=2").await.unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    assert!(err.is_retryable() || matches!(err, DbError::Postgres(_)), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_plain_path_and_reopen_keep_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.db");
+    let db = Database::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(db.backend(), "sqlite");
+    db.ingest(&device("1312345678/cpe-01"), records(1..=3), T0).await.unwrap();
+    drop(db);
+    let db = Database::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    assert_eq!(db.device("1312345678/cpe-01").await.unwrap().unwrap().recent_reports.len(), 3);
+    let mode: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn sqlite_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("c.db").display());
+    drop(Database::open(&url).await.unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join("c.db")).unwrap();
+    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'future', 0)", [])
+        .unwrap();
+    drop(conn);
+    let err = Database::open(&url).await.unwrap_err();
+    assert!(matches!(err, DbError::SchemaTooNew { found: 9999, .. }), "{err}");
+}
+
+/// The futures of the API can be spawned on a multi-threaded runtime (the
+/// HTTP handlers need that).
+#[allow(dead_code, clippy::no_effect_underscore_binding)]
+fn futures_are_send(db: &Database) {
+    fn send<T: Send>(_: T) {}
+    let dev = device("x/y");
+    send(db.ingest(&dev, vec![], 0));
+    send(db.mark_silent(0, 0));
+    send(db.devices());
+    send(db.device("x"));
+    send(db.alerts(true, 1));
+    send(db.take_commands("x", 0));
+    send(db.ack_command("x", 1, true, "", 0));
+    send(db.enqueue_command("x", "k", vec![], 0));
+    send(db.clear_alerts("x", "k", 0));
+    send(Database::open("x"));
+}
