@@ -33,6 +33,9 @@ pub struct Cli {
     /// Language of messages (default: from LANG; ja if it starts with "ja").
     #[arg(long, global = true, value_enum)]
     lang: Option<Lang>,
+    /// Log format on stderr (`RUST_LOG` sets the level).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +45,19 @@ enum Command {
     /// Manage the institution certificate (機関証明書).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Run the agent service: heartbeats and events to the carrier, commands,
+    /// certificate renewal. Stops on SIGTERM, reloads the configuration on
+    /// SIGHUP. Meant for systemd (Type=simple) or procd.
+    Run,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line (for log collectors).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,11 +109,17 @@ struct ImportArgs {
     password_file: Option<PathBuf>,
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level (warn).
-pub fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` overrides the default level (warn for
+/// commands, info for the service).
+pub fn init_logging(cli: &Cli) {
+    let default = if matches!(cli.command, Command::Run) { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// A failure with the exit code it maps to and its text in both languages.
@@ -152,6 +174,7 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Cert(CertCommand::Csr { out, key_type }) => make_csr(&config, &store, out, *key_type, lang),
         Command::Cert(CertCommand::Rollback) => rollback(&config, &store, lang),
         Command::Cert(CertCommand::Wipe { yes }) => wipe(&store, *yes, lang),
+        Command::Run => run_service(&cli.config, config),
     }
 }
 
@@ -304,4 +327,29 @@ fn wipe(store: &IdentityStore<OsStorage>, yes: bool, lang: Lang) -> Result<(), F
         }
     );
     Ok(())
+}
+
+fn run_service(path: &Path, config: AgentConfig) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        Failure::cannot_run(
+            format!("cannot start the runtime: {e}"),
+            format!("実行環境を開始できません: {e}"),
+        )
+    })?;
+    runtime
+        .block_on(cpe_agent::daemon::run(path, config, terminate_signal()))
+        .map_err(|e| Failure::cannot_run(e.to_string(), format!("エージェントを開始できません: {e}")))
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::identity::csr::KeyAlgorithm;
 use crate::identity::renewal::RenewalPolicy;
+use crate::thresholds::ThresholdsConfig;
 
 /// Default location of the main configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpe-agent/agent.toml";
@@ -49,6 +50,9 @@ pub struct AgentConfig {
     /// Where metrics are read from (tests point these at fixture trees).
     #[serde(default)]
     pub system: SystemConfig,
+    /// Two-level thresholds (caution 注意 / warning 警告) per metric.
+    #[serde(default)]
+    pub thresholds: ThresholdsConfig,
 }
 
 /// `[carrier]`: the server the agent reports to.
@@ -196,6 +200,10 @@ impl AgentConfig {
         }
         config.system.proc_root = base.join(&config.system.proc_root);
         config.system.sys_root = base.join(&config.system.sys_root);
+        config
+            .thresholds
+            .check()
+            .map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         if config.carrier.interval_s == 0 || config.carrier.sample_s == 0 || config.carrier.batch_max == 0 {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),

@@ -24,6 +24,7 @@
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod identity;
 pub mod lang;
 pub mod metrics;

@@ -1,0 +1,410 @@
+//! `cpe-agent run`: the long-running service.
+//!
+//! One current-thread tokio runtime (small footprint on the router) runs:
+//! - the sampler: reads metrics every `sample_s`, checks the two-level
+//!   thresholds and the active uplink after every sample, and queues a
+//!   threshold or failover event at once; every `interval_s` it queues a
+//!   heartbeat with the interval's aggregates;
+//! - the sender: sends the queue in order, in batches, drops what the carrier
+//!   acknowledged, and backs off with jitter while the line or the carrier is
+//!   down (nothing is lost: the queue is on disk);
+//! - the command poller (long-poll) and the renewal check.
+//!
+//! SIGTERM stops it cleanly; SIGHUP reloads the configuration (thresholds,
+//! carrier settings). Everything it needs from the OS sits behind the
+//! queue, the metric source and the identity store, so tests drive it with a
+//! fixture `/proc` and a real carrier server on loopback.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpe_common::durable::OsStorage;
+use cpe_protocol::{Command, CommandAck, CommandKind, Event, Payload, Record};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Notify;
+
+use crate::channel::{Backoff, CarrierClient};
+use crate::config::AgentConfig;
+use crate::identity::store::IdentityStore;
+use crate::identity::{self, validate};
+use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
+use crate::metrics::uplink::UplinkWatch;
+use crate::metrics::Aggregator;
+use crate::queue::{Queue, QueueLimits, RecordClass};
+use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
+use crate::thresholds::ThresholdSet;
+
+/// Why the daemon could not start (after start it logs and keeps going).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The report queue could not be opened.
+    #[error("cannot open the report queue in {}: {detail}; check the state directory", dir.display())]
+    Queue {
+        /// Queue directory.
+        dir: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The configuration is unusable for the daemon.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another task panicked mid-update; the
+    // queue's on-disk state is still consistent, so keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_unix_ms() -> i64 {
+    crate::clock::now()
+        .unix_timestamp_nanos()
+        .checked_div(1_000_000)
+        .and_then(|ms| i64::try_from(ms).ok())
+        .unwrap_or(0)
+}
+
+/// State shared by the daemon's tasks.
+struct Daemon {
+    config_path: PathBuf,
+    config: Mutex<AgentConfig>,
+    queue: Mutex<Queue>,
+    client: Mutex<Option<CarrierClient>>,
+    wake_sender: Notify,
+    report_now: Notify,
+}
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(
+    config_path: &Path,
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let queue_dir = config.state_dir.join("queue");
+    let limits = QueueLimits {
+        max_total_bytes: config.queue.max_bytes,
+        max_age_ms: i64::try_from(config.queue.max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
+        ..QueueLimits::default()
+    };
+    let queue = Queue::open(&queue_dir, limits)
+        .map_err(|e| DaemonError::Queue { dir: queue_dir.clone(), detail: e.to_string() })?;
+    let shared = Arc::new(Daemon {
+        config_path: config_path.to_owned(),
+        config: Mutex::new(config),
+        queue: Mutex::new(queue),
+        client: Mutex::new(None),
+        wake_sender: Notify::new(),
+        report_now: Notify::new(),
+    });
+    push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
+    let sender = tokio::spawn(sender_loop(shared.clone()));
+    let poller = tokio::spawn(command_loop(shared.clone()));
+    let renewer = tokio::spawn(renewal_loop(shared.clone()));
+    sampler_loop(&shared, shutdown).await;
+    sender.abort();
+    poller.abort();
+    renewer.abort();
+    if let Err(e) = lock(&shared.queue).checkpoint() {
+        tracing::warn!(error = %e, "could not save the queue position (acknowledged records may be sent again)");
+    }
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+fn push(shared: &Daemon, class: RecordClass, payload: &Payload) {
+    let bytes = match postcard::to_stdvec(payload) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode a record");
+            return;
+        }
+    };
+    let result = lock(&shared.queue).push(class, now_unix_ms(), &bytes);
+    match result {
+        Ok(seq) => {
+            tracing::debug!(seq, ?class, "queued");
+            shared.wake_sender.notify_one();
+        }
+        Err(e) => tracing::error!(error = %e, ?class, "could not queue a record; it is lost"),
+    }
+}
+
+async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) {
+    let (mut source, mut thresholds, mut uplinks, mut sample_every, mut report_every) =
+        sampler_parts(&lock(&shared.config));
+    let mut aggregator = Aggregator::new();
+    let mut last_sample = None;
+    let started = Instant::now();
+    let mut sample_tick = tokio::time::interval(sample_every);
+    let mut report_tick = tokio::time::interval_at(tokio::time::Instant::now() + report_every, report_every);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = sample_tick.tick() => {
+                match source.sample() {
+                    Ok(sample) => {
+                        let at = started.elapsed();
+                        if let Some(previous) = last_sample.replace((sample.clone(), at)) {
+                            let mut instant = Aggregator::new();
+                            instant.add(previous.0, previous.1);
+                            instant.add(sample.clone(), at);
+                            let now_view = instant.finish();
+                            for event in thresholds.observe(&now_view, at) {
+                                tracing::info!(?event, "threshold transition");
+                                push(shared, RecordClass::Event, &Payload::Event(event));
+                            }
+                            if let Some(event) = uplinks.observe(now_view.active_uplink.as_deref()) {
+                                tracing::warn!(?event, "uplink failover");
+                                push(shared, RecordClass::Event, &Payload::Event(event));
+                            }
+                        }
+                        aggregator.add(sample, at);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "metrics sample failed"),
+                }
+            }
+            _ = report_tick.tick() => heartbeat(shared, &mut aggregator),
+            () = shared.report_now.notified() => heartbeat(shared, &mut aggregator),
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                match AgentConfig::load(&shared.config_path) {
+                    Ok(config) => {
+                        (source, thresholds, uplinks, sample_every, report_every) = sampler_parts(&config);
+                        sample_tick = tokio::time::interval(sample_every);
+                        report_tick = tokio::time::interval_at(tokio::time::Instant::now() + report_every, report_every);
+                        *lock(&shared.config) = config;
+                        *lock(&shared.client) = None;
+                        tracing::info!("configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded, keeping the old one"),
+                }
+            }
+        }
+    }
+}
+
+type SamplerParts = (ProcSource, ThresholdSet, UplinkWatch, Duration, Duration);
+
+fn sampler_parts(config: &AgentConfig) -> SamplerParts {
+    let paths =
+        SystemPaths { proc_root: config.system.proc_root.clone(), sys_root: config.system.sys_root.clone() };
+    (
+        ProcSource::new(paths),
+        ThresholdSet::new(&config.thresholds),
+        UplinkWatch::new(config.system.primary_uplink.clone(), config.system.backup_uplink.clone()),
+        Duration::from_secs(config.carrier.sample_s),
+        Duration::from_secs(config.carrier.interval_s),
+    )
+}
+
+fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
+    let mut health = aggregator.finish();
+    health.agent_version = version();
+    health.cert_not_after = current_not_after(&lock(&shared.config));
+    push(shared, RecordClass::Metric, &Payload::Heartbeat(health));
+}
+
+fn current_not_after(config: &AgentConfig) -> Option<i64> {
+    let store = IdentityStore::new(OsStorage, &config.state_dir);
+    let current = store.load_current().ok()??;
+    let info = validate::cert_info(current.chain.first()?, config.institution_code_field).ok()?;
+    Some(info.not_after.unix_timestamp())
+}
+
+/// The carrier client, built from the current identity on first use.
+fn client(shared: &Daemon) -> Result<CarrierClient, String> {
+    if let Some(client) = lock(&shared.client).as_ref() {
+        return Ok(client.clone());
+    }
+    let config = lock(&shared.config).clone();
+    let built = build_client(&config)?;
+    *lock(&shared.client) = Some(built.clone());
+    Ok(built)
+}
+
+fn carrier_roots(config: &AgentConfig) -> Result<Vec<CertificateDer<'static>>, String> {
+    let path = config.carrier.ca.as_ref().ok_or("carrier.ca is not configured")?;
+    identity::load_trust_anchors(std::slice::from_ref(path)).map_err(|e| e.to_string())
+}
+
+fn build_client(config: &AgentConfig) -> Result<CarrierClient, String> {
+    if config.carrier.url.is_empty() {
+        return Err("carrier.url is not configured".into());
+    }
+    let store = IdentityStore::new(OsStorage, &config.state_dir);
+    let current = store
+        .load_current()
+        .map_err(|e| e.to_string())?
+        .ok_or("no identity is installed; import the institution certificate (cpe-agent cert import)")?;
+    let leaf = current.chain.first().ok_or("the stored chain is empty")?;
+    let device = device_claim(leaf).ok_or("the certificate carries no institution code")?;
+    CarrierClient::new(
+        &current,
+        &carrier_roots(config)?,
+        &config.carrier.url,
+        device,
+        Duration::from_secs(config.carrier.timeout_s),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The device id the certificate gives (same rule as the carrier).
+fn device_claim(leaf: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let code = validate::institution_code_of(&cert, cpe_common::institution::CodeField::SerialNumber)?;
+    let unit = cert.subject().iter_organizational_unit().find_map(|ou| ou.as_str().ok());
+    Some(cpe_common::institution::device_id(&code, unit))
+}
+
+async fn sender_loop(shared: Arc<Daemon>) {
+    let (batch_max, backoff_max) = {
+        let config = lock(&shared.config);
+        (config.carrier.batch_max, Duration::from_secs(config.carrier.backoff_max_s))
+    };
+    let mut backoff = Backoff::new(Duration::from_secs(1), backoff_max);
+    loop {
+        let peeked = {
+            let mut queue = lock(&shared.queue);
+            if let Err(e) = queue.enforce_limits(now_unix_ms()) {
+                tracing::warn!(error = %e, "could not apply the queue limits");
+            }
+            queue.peek_batch(batch_max, cpe_protocol::MAX_BODY_BYTES / 2)
+        };
+        let batch = match peeked {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the report queue");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            shared.wake_sender.notified().await;
+            continue;
+        }
+        let records: Vec<Record> = batch
+            .iter()
+            .filter_map(|r| match postcard::from_bytes::<Payload>(&r.payload) {
+                Ok(payload) => Some(Record { seq: r.seq, at_unix_ms: r.at_unix_ms, payload }),
+                Err(e) => {
+                    tracing::error!(seq = r.seq, error = %e, "queued record unreadable; skipped");
+                    None
+                }
+            })
+            .collect();
+        let last = batch.last().map_or(0, |r| r.seq);
+        let result = match client(&shared) {
+            Ok(client) if !records.is_empty() => {
+                client.send_batch(records).await.map_err(|e| (e.is_retryable(), e.to_string()))
+            }
+            Ok(_) => Ok(cpe_protocol::BatchAck { accepted: 0, duplicates: 0, through_seq: last }),
+            Err(e) => Err((true, e)),
+        };
+        match result {
+            Ok(ack) => {
+                let through = ack.through_seq.min(last);
+                if let Err(e) = lock(&shared.queue).ack_through(through) {
+                    tracing::error!(error = %e, "could not drop acknowledged records (they will be sent again)");
+                }
+                tracing::debug!(
+                    through,
+                    accepted = ack.accepted,
+                    duplicates = ack.duplicates,
+                    "batch delivered"
+                );
+                backoff.reset();
+            }
+            Err((retryable, message)) => {
+                let delay = backoff.next_delay();
+                if retryable {
+                    tracing::warn!(error = %message, retry_in_ms = delay.as_millis(), "reports not delivered; kept in the queue");
+                } else {
+                    tracing::error!(error = %message, retry_in_ms = delay.as_millis(), "the carrier refused the reports; kept in the queue");
+                    *lock(&shared.client) = None;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn command_loop(shared: Arc<Daemon>) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(1));
+    loop {
+        let wait = Duration::from_secs(lock(&shared.config).carrier.long_poll_s);
+        let polled = match client(&shared) {
+            Ok(client) => {
+                client.poll_commands(wait).await.map(|list| (client, list)).map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match polled {
+            Ok((client, list)) => {
+                backoff.reset();
+                for command in list.commands {
+                    let ack = execute(&shared, &command);
+                    if let Err(e) = client.ack_command(&ack).await {
+                        tracing::warn!(id = command.id, error = %e, "command acknowledgement not delivered");
+                    }
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::debug!(error = %e, retry_in_ms = delay.as_millis(), "command poll failed");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn execute(shared: &Daemon, command: &Command) -> CommandAck {
+    tracing::info!(id = command.id, kind = ?command.kind, "command received");
+    match command.kind {
+        CommandKind::ReportNow => {
+            shared.report_now.notify_one();
+            CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into() }
+        }
+        CommandKind::Diagnose => CommandAck {
+            id: command.id,
+            ok: false,
+            detail: "remote diagnosis is not supported by this agent version".into(),
+        },
+    }
+}
+
+async fn renewal_loop(shared: Arc<Daemon>) {
+    loop {
+        let config = lock(&shared.config).clone();
+        if let (Ok(client), Ok(roots)) = (client(&shared), carrier_roots(&config)) {
+            match identity::load_trust_anchors(&config.trust_anchors) {
+                Ok(anchors) => {
+                    let store = IdentityStore::new(OsStorage, &config.state_dir);
+                    let ctx = RenewContext {
+                        store: &store,
+                        config: &config,
+                        trust_anchors: &anchors,
+                        carrier_roots: &roots,
+                        client: &client,
+                    };
+                    match renew_if_due(&ctx, crate::clock::now(), false).await {
+                        Ok(RenewOutcome::Renewed(generation)) => {
+                            tracing::info!(%generation, "identity renewed");
+                            *lock(&shared.client) = None;
+                        }
+                        Ok(RenewOutcome::NotDue) => {}
+                        Err(e) => tracing::error!(error = %e, "certificate renewal failed; will retry"),
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "renewal skipped: trust anchors unreadable"),
+            }
+        }
+        tokio::time::sleep(Duration::from_hours(1)).await;
+    }
+}
