@@ -30,6 +30,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod ca;
 pub mod csr;
 pub mod db;
@@ -39,6 +40,7 @@ pub mod issue;
 pub mod keys;
 pub mod operator;
 pub mod pkcs12;
+pub mod server;
 pub mod server_cert;
 pub mod subject;
 pub mod validity;

@@ -6,6 +6,8 @@
 //! error (from clap).
 #![forbid(unsafe_code)]
 
+mod ops;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -49,6 +51,33 @@ enum Command {
     /// Sign certificate requests made on devices.
     #[command(subcommand)]
     Csr(CsrCommand),
+    /// Run the carrier server: report ingest, liveness alerts, commands, renewals.
+    Serve(ops::ServeArgs),
+    /// List devices: state up/down, last seen, certificate expiry, open alerts.
+    Devices(ops::DbArgs),
+    /// Inspect one device.
+    #[command(subcommand)]
+    Device(ops::DeviceCommand),
+    /// List open alerts (all with --all).
+    Alerts {
+        #[command(flatten)]
+        db: ops::DbArgs,
+        /// Include cleared alerts.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Queue a command for a device (delivered on its next poll).
+    #[command(name = "command")]
+    Push {
+        #[command(flatten)]
+        db: ops::DbArgs,
+        /// Device id (`<institution code>/<device>`).
+        #[arg(long)]
+        device: String,
+        /// What to ask.
+        #[arg(value_enum)]
+        kind: ops::PushKind,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +87,8 @@ enum CaCommand {
     /// Writes DIR/ca.pem and DIR/ca.key (mode 0600). For demonstrations and
     /// tests only: in production the certification body issues certificates.
     Init(CaInitArgs),
+    /// Issue the carrier server's TLS certificate (serverAuth) from this CA.
+    ServerCert(ops::ServerCertArgs),
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +216,12 @@ fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Ca(CaCommand::Init(args)) => ca_init(&args, default_start),
         Command::Cert(CertCommand::Issue(args)) => cert_issue(args, default_start),
         Command::Csr(CsrCommand::Sign(args)) => csr_sign(&args, default_start),
+        Command::Ca(CaCommand::ServerCert(args)) => ops::server_cert(&args, default_start),
+        Command::Serve(args) => ops::serve(&args),
+        Command::Devices(db) => ops::devices(&db),
+        Command::Device(command) => ops::device(&command),
+        Command::Alerts { db, all } => ops::alerts(&db, all),
+        Command::Push { db, device, kind } => ops::push_command(&db, &device, kind),
     }
 }
 
