@@ -128,6 +128,23 @@ fn to_json<T: Serialize>(value: &T) -> String {
     s
 }
 
+/// One line for a JSON object of metrics: its scalar fields as `key=value`,
+/// arrays as `key=[N]`, nested objects as `key={..}`; other text unchanged.
+pub fn json_line(text: &str) -> String {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { return text.to_owned() };
+    let parts: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            Value::Array(a) => format!("{k}=[{}]", a.len()),
+            Value::Object(_) => format!("{k}={{..}}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    parts.join(" ")
+}
+
 /// Stored JSON text as a JSON value (kept as a string if it is not JSON).
 fn embedded(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
@@ -357,7 +374,7 @@ pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
         ("certificate", cert_expiry(row.cert_not_after, now_ms)),
         ("suspension", row.suspension.clone().unwrap_or_else(|| "-".into())),
         ("open alerts", row.open_alerts.to_string()),
-        ("last health", row.last_health.clone().unwrap_or_else(|| "-".into())),
+        ("last health", row.last_health.as_deref().map_or_else(|| "-".into(), json_line)),
     ];
     let mut out = String::new();
     for (k, v) in fields {
@@ -427,7 +444,9 @@ mod tests {
             state,
             state_since_ms: last_seen_ms,
             cert_not_after: Some(NOW / 1000 + 302 * 86_400 + 3600),
-            last_health: Some(r#"{"cpu_pct":12.5}"#.into()),
+            last_health: Some(
+                r#"{"cpu_pct":12.5,"active_uplink":"wan0","interfaces":[{},{}],"temperature_c":null}"#.into(),
+            ),
             suspension: None,
             open_alerts: 0,
         }
@@ -560,7 +579,7 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
         assert!(text.starts_with("device       1312345678/cpe-01\n"), "{text}");
         assert!(text.contains("state        up since 2026-05-01T11:59:55Z (5s ago)\n"), "{text}");
         assert!(text.contains("certificate  2027-02-27 (302d left)\n"), "{text}");
-        assert!(text.contains("last health  {\"cpu_pct\":12.5}\n"), "{text}");
+        assert!(text.contains("last health  active_uplink=wan0 cpu_pct=12.5 interfaces=[2]\n"), "{text}");
         assert!(
             text.contains("  7    2026-05-01T11:59:54Z  2026-05-01T11:59:55Z  heartbeat  {\"cpu\":12.5}\n"),
             "{text}"
@@ -606,6 +625,16 @@ ID  DEVICE             KIND  LEVEL    RAISED                CLEARED             
         assert_eq!(v[0]["cleared_at"], "2026-05-01T12:00:00Z");
         assert_eq!(v[1]["cleared_at_ms"], Value::Null);
         assert_eq!(v[1]["raised_at_ms"], NOW - 60_000);
+    }
+
+    #[test]
+    fn json_lines() {
+        assert_eq!(
+            json_line(r#"{"b":1,"a":"x","c":{"d":1},"e":[1,2,3],"f":null,"g":true}"#),
+            "a=x b=1 c={..} e=[3] g=true"
+        );
+        assert_eq!(json_line("not json"), "not json");
+        assert_eq!(json_line("[1,2]"), "[1,2]");
     }
 
     #[test]

@@ -193,6 +193,10 @@ async fn ingest_upserts_and_dedups(b: &Backend) {
     assert_eq!(r2.recorded_at_ms, T0 - 1_000_000 + 2);
     assert!(detail.open_alerts.is_empty() && detail.recent_commands.is_empty());
     assert!(db.device("1312345678/nope").await.unwrap().is_none());
+    let seqs = db.report_seqs(&dev.id).await.unwrap();
+    assert_eq!(seqs.iter().map(|&(s, _)| s).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!((seqs[0].1, seqs[3].1, seqs[5].1), (T0, T0 + 2_000, T0 + 4_000));
+    assert!(db.report_seqs("1312345678/nope").await.unwrap().is_empty());
 
     // Recent reports are capped.
     db.ingest(&dev, records(7..=40), T0 + 5_000).await.unwrap();

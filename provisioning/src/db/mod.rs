@@ -572,6 +572,12 @@ impl Database {
         dispatch!(self, db => db.device(id.to_owned()).await)
     }
 
+    /// Every stored report of a device as (seq, received at Unix ms), in seq
+    /// order: for audits and for tests that prove exactly-once, in-order delivery.
+    pub async fn report_seqs(&self, device_id: &str) -> Result<Vec<(u64, i64)>, DbError> {
+        dispatch!(self, db => db.report_seqs(device_id.to_owned()).await)
+    }
+
     /// Queues a command (`body`: what the device receives); returns its id.
     /// Fails with [`DbError::UnknownDevice`] if the device has never reported.
     pub async fn enqueue_command(

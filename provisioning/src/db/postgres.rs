@@ -290,6 +290,15 @@ impl PostgresDb {
         rows.iter().map(device_row).collect()
     }
 
+    pub(crate) async fn report_seqs(&self, id: String) -> Result<Vec<(u64, i64)>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query("SELECT seq, received_at_ms FROM reports WHERE device_id = $1 ORDER BY seq", &[&id])
+            .await?;
+        rows.iter().map(|r| Ok((id_u64(r.try_get(0)?), r.try_get(1)?))).collect()
+    }
+
     pub(crate) async fn device(&self, id: String) -> Result<Option<DeviceDetail>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let conn = pooled.conn()?;

@@ -287,6 +287,17 @@ impl SqliteDb {
         .await
     }
 
+    pub(crate) async fn report_seqs(&self, id: String) -> Result<Vec<(u64, i64)>, DbError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, received_at_ms FROM reports WHERE device_id = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([&id], |r| Ok((id_u64(r.get(0)?), r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     pub(crate) async fn enqueue_command(
         &self,
         device_id: String,
