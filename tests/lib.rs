@@ -1,9 +1,16 @@
 //! End-to-end tests that drive the built `cpe-agent` and `cpe-provision`
 //! binaries the way a field engineer and a carrier operator do. The tests
-//! live in `tests/tests/*.rs`; this library only finds the binaries.
+//! live in `tests/tests/*.rs`; this library holds what they share: finding
+//! the binaries, child processes that are always killed, a minimal SMTP
+//! sink that records alert mail, and waiting with a deadline.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Path of a workspace binary built next to the running test
 /// (`target/<profile>/<name>`). `scripts/test.sh` builds them first with
@@ -13,4 +20,242 @@ pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
     dir.join(name)
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing
+/// test never leaves servers or agents running.
+#[derive(Debug)]
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `bin` with `args`; stdout is piped, stderr goes to `log`.
+    pub fn spawn(bin: &str, args: &[String], log: &std::path::Path) -> std::io::Result<Self> {
+        let stderr = std::fs::File::create(log)?;
+        let child = Command::new(binary(bin))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .env("RUST_LOG", "info")
+            .spawn()?;
+        Ok(Self { child, name: bin.to_owned() })
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns the exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Reads stdout lines until one starts with `prefix`; returns the rest of it.
+    pub fn read_line_starting(&mut self, prefix: &str) -> Option<String> {
+        let stdout = self.child.stdout.take()?;
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                let rest = rest.to_owned();
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in reader.lines() {});
+                return Some(rest);
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps
+/// its text (headers and body), for checking that alert mail arrives.
+#[derive(Debug, Clone)]
+pub struct SmtpSink {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    /// Starts the sink on a free port.
+    pub fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let store = messages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_smtp(stream, &store);
+                });
+            }
+        });
+        Ok(Self { addr, messages })
+    }
+
+    /// Messages received so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+fn serve_smtp(stream: TcpStream, store: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    writer.write_all(b"220 sink ESMTP\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" | "HELO" => writer.write_all(b"250 sink\r\n")?,
+            "DATA" => {
+                writer.write_all(b"354 go ahead\r\n")?;
+                let mut message = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    message.push_str(&line);
+                }
+                if let Ok(mut m) = store.lock() {
+                    m.push(message);
+                }
+                writer.write_all(b"250 queued\r\n")?;
+            }
+            "QUIT" => {
+                writer.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            }
+            _ => writer.write_all(b"250 ok\r\n")?,
+        }
+    }
+}
+
+/// A fake `/proc` and `/sys` for an agent under test: one uplink `wan0`
+/// with a default route, and a CPU whose busy share the test sets while a
+/// background thread advances the counters every 100 ms.
+#[derive(Debug)]
+pub struct FakeSystem {
+    /// Root holding `proc/` and `sys/`.
+    pub root: PathBuf,
+    busy_pct: Arc<std::sync::atomic::AtomicU32>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeSystem {
+    /// Writes the tree under `root` and starts the CPU ticker at `busy_pct`.
+    pub fn start(root: &std::path::Path, busy_pct: u32) -> std::io::Result<Self> {
+        let proc_dir = root.join("proc");
+        std::fs::create_dir_all(proc_dir.join("net"))?;
+        std::fs::write(
+            proc_dir.join("meminfo"),
+            "MemTotal: 1000000 kB\nMemFree: 500000 kB\nMemAvailable: 600000 kB\n",
+        )?;
+        std::fs::write(proc_dir.join("loadavg"), "0.10 0.20 0.30 1/100 1234\n")?;
+        std::fs::write(proc_dir.join("uptime"), "1234.56 1000.00\n")?;
+        std::fs::write(
+            proc_dir.join("net/route"),
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\nwan0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n",
+        )?;
+        let net = root.join("sys/class/net/wan0");
+        std::fs::create_dir_all(net.join("statistics"))?;
+        std::fs::write(net.join("operstate"), "up\n")?;
+        std::fs::write(net.join("carrier"), "1\n")?;
+        for counter in [
+            "rx_bytes",
+            "tx_bytes",
+            "rx_packets",
+            "tx_packets",
+            "rx_errors",
+            "tx_errors",
+            "rx_dropped",
+            "tx_dropped",
+        ] {
+            std::fs::write(net.join("statistics").join(counter), "0\n")?;
+        }
+        let system = Self {
+            root: root.to_owned(),
+            busy_pct: Arc::new(std::sync::atomic::AtomicU32::new(busy_pct)),
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
+        let (busy, stop, stat) = (system.busy_pct.clone(), system.stop.clone(), proc_dir.join("stat"));
+        let rx_path = net.join("statistics/rx_bytes");
+        std::thread::spawn(move || {
+            let (mut busy_ticks, mut idle_ticks, mut rx) = (0u64, 0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pct = u64::from(busy.load(std::sync::atomic::Ordering::Relaxed).min(100));
+                busy_ticks += pct;
+                idle_ticks += 100 - pct;
+                rx += 125_000;
+                let text = format!("cpu  {busy_ticks} 0 0 {idle_ticks} 0 0 0 0 0 0\ncpu0 {busy_ticks} 0 0 {idle_ticks} 0 0 0 0 0 0\n");
+                let tmp = stat.with_extension("tmp");
+                if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &stat)).is_err() {
+                    return;
+                }
+                let _ = std::fs::write(&rx_path, format!("{rx}\n"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Ok(system)
+    }
+
+    /// Sets the CPU busy share from now on.
+    pub fn set_cpu(&self, busy_pct: u32) {
+        self.busy_pct.store(busy_pct, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for FakeSystem {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

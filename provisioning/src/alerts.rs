@@ -158,3 +158,23 @@ async fn deliver_mail(transport: &AsyncSmtpTransport<Tokio1Executor>, mail: &Mai
         tracing::error!(id = alert.id, error = %e, relay = %mail.host, "alert mail not delivered");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_subject_names_level_in_japanese_and_english() {
+        let alert = |level: &str| Alert {
+            id: 1,
+            device_id: "1312345678/main".into(),
+            kind: "threshold:cpu".into(),
+            level: level.into(),
+            message: String::new(),
+            at: String::new(),
+        };
+        assert_eq!(mail_subject(&alert("warning")), "[CPE 警告/warning] threshold:cpu 1312345678/main");
+        assert_eq!(mail_subject(&alert("caution")), "[CPE 注意/caution] threshold:cpu 1312345678/main");
+        assert_eq!(mail_subject(&alert("normal")), "[CPE 通知/notice] threshold:cpu 1312345678/main");
+    }
+}
