@@ -109,6 +109,7 @@ both!(
     down_and_recovered_exactly_once,
     migrations_idempotent,
     commands_delivered_redelivered_acked,
+    commands_queued_elsewhere_seen_within_refresh,
     alerts_raised_listed_cleared,
     out_of_range_input_refused,
 );
@@ -416,6 +417,28 @@ async fn commands_delivered_redelivered_acked(b: &Backend) {
     );
     assert_eq!(cmds[1].created_at_ms, T0 + 1);
     assert_eq!(cmds[1].delivered_at_ms, Some(T0 + 10 + REDELIVERY));
+}
+
+async fn commands_queued_elsewhere_seen_within_refresh(b: &Backend) {
+    use cpe_provision::db::COMMAND_HINT_REFRESH_MS as REFRESH;
+    // The server polls for a device; the operator CLI (another process)
+    // queues a command; the server hands it out within the refresh period.
+    let server = b.open().await;
+    let operator = b.open().await;
+    let dev = "1312345678/cpe-01";
+    server.ingest(&device(dev), records([1]), T0).await.unwrap();
+    assert!(server.take_commands(dev, T0).await.unwrap().is_empty());
+    let id = operator.enqueue_command(dev, "diagnose", vec![9], T0 + 1).await.unwrap();
+    assert!(server.take_commands(dev, T0 + REFRESH - 1).await.unwrap().is_empty(), "not re-read yet");
+    assert_eq!(server.take_commands(dev, T0 + REFRESH).await.unwrap(), vec![(id, vec![9])]);
+    assert!(server.take_commands(dev, T0 + REFRESH + 1).await.unwrap().is_empty());
+    // Queued through the same handle: seen at once.
+    let id2 = server.enqueue_command(dev, "report-now", vec![8], T0 + REFRESH + 2).await.unwrap();
+    assert_eq!(server.take_commands(dev, T0 + REFRESH + 3).await.unwrap(), vec![(id2, vec![8])]);
+    // Taken by the other process in between: nothing twice.
+    assert!(operator.take_commands(dev, T0 + REFRESH + 4).await.unwrap().is_empty());
+    // Clock going backwards forces a re-read rather than trusting old hints.
+    assert!(server.take_commands(dev, T0).await.unwrap().is_empty());
 }
 
 async fn alerts_raised_listed_cleared(b: &Backend) {

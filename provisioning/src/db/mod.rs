@@ -414,6 +414,18 @@ macro_rules! dispatch {
     };
 }
 
+/// How often (in `now_ms` terms) [`Database::take_commands`] re-reads when
+/// each device's next command is due.
+pub const COMMAND_HINT_REFRESH_MS: i64 = 250;
+
+/// Per handle: when each device with unacknowledged commands has one due
+/// (Unix ms; `i64::MIN` = now). Devices not listed have none.
+#[derive(Debug, Default)]
+pub(crate) struct CommandHints {
+    pub refreshed_at: Option<i64>,
+    pub due: std::collections::HashMap<String, i64>,
+}
+
 /// A validated ingest request, as the backends store it.
 #[derive(Debug)]
 pub(crate) struct IngestRequest {
@@ -587,15 +599,59 @@ impl Database {
         body: Vec<u8>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
-        dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, now_ms).await)
+        let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, now_ms).await)?;
+        self.hints().lock().await.due.insert(device_id.to_owned(), i64::MIN);
+        Ok(id)
     }
 
     /// Hands out the device's commands that were never delivered, or were
     /// delivered at least [`DbOptions::redelivery_ms`] ago and not
     /// acknowledged; marks them delivered at `now_ms`. Oldest first. A command
     /// is handed to one caller per redelivery period, across processes.
+    ///
+    /// Cheap when there is nothing to hand out, so that long-polls may call it
+    /// often: each handle keeps, per device, when its next command is due,
+    /// refreshed by one query over the unacknowledged commands at most every
+    /// [`COMMAND_HINT_REFRESH_MS`] (of `now_ms`), and touches the database
+    /// only for a device with something due. Commands queued through this
+    /// handle are seen at once; through another process, within that period.
     pub async fn take_commands(&self, device_id: &str, now_ms: i64) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
-        dispatch!(self, db => db.take_commands(device_id.to_owned(), now_ms).await)
+        let redelivery_ms = self.options().redelivery_ms;
+        {
+            let mut hints = self.hints().lock().await;
+            let stale =
+                hints.refreshed_at.is_none_or(|t| now_ms < t || now_ms - t >= COMMAND_HINT_REFRESH_MS);
+            if stale {
+                hints.due = dispatch!(self, db => db.commands_due(redelivery_ms).await)?;
+                hints.refreshed_at = Some(now_ms);
+            }
+            if hints.due.get(device_id).is_none_or(|&due| due > now_ms) {
+                return Ok(Vec::new());
+            }
+        }
+        let taken = dispatch!(self, db => db.take_commands(device_id.to_owned(), now_ms).await)?;
+        let mut hints = self.hints().lock().await;
+        if taken.is_empty() {
+            // Taken by another process: the next refresh tells what is left.
+            hints.due.remove(device_id);
+        } else {
+            hints.due.insert(device_id.to_owned(), now_ms.saturating_add(redelivery_ms));
+        }
+        Ok(taken)
+    }
+
+    fn hints(&self) -> &tokio::sync::Mutex<CommandHints> {
+        match self {
+            Self::Sqlite(db) => db.hints(),
+            Self::Postgres(db) => db.hints(),
+        }
+    }
+
+    fn options(&self) -> &DbOptions {
+        match self {
+            Self::Sqlite(db) => db.options(),
+            Self::Postgres(db) => db.options(),
+        }
     }
 
     /// Records the device's acknowledgement. Returns whether the command is

@@ -47,8 +47,8 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
 use super::sqlite::MAX_GROUP_RECORDS;
 use super::{
-    attribute_group, redact_url, AlertRow, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
-    IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
+    attribute_group, redact_url, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail,
+    DeviceRow, IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
 };
 
 /// Ingest requests that may wait for a writer before senders wait.
@@ -66,6 +66,7 @@ struct PgInner {
     pool: Pool,
     ingest: mpsc::Sender<IngestJob>,
     options: DbOptions,
+    hints: tokio::sync::Mutex<CommandHints>,
 }
 
 struct IngestJob {
@@ -192,7 +193,7 @@ impl PostgresDb {
             idle: Mutex::new(vec![first]),
             permits: Semaphore::new(options.pg_pool_size.max(1)),
         };
-        Ok(Self { inner: Arc::new(PgInner { pool, ingest, options }) })
+        Ok(Self { inner: Arc::new(PgInner { pool, ingest, options, hints: tokio::sync::Mutex::default() }) })
     }
 
     pub(crate) async fn schema_versions(&self) -> Result<Vec<i64>, DbError> {
@@ -362,6 +363,28 @@ impl PostgresDb {
             Some(row) => Ok(id_u64(row.try_get(0)?)),
             None => Err(DbError::UnknownDevice(device_id)),
         }
+    }
+
+    pub(crate) fn hints(&self) -> &tokio::sync::Mutex<CommandHints> {
+        &self.inner.hints
+    }
+
+    pub(crate) fn options(&self) -> &DbOptions {
+        &self.inner.options
+    }
+
+    /// When each device's next unacknowledged command is due.
+    pub(crate) async fn commands_due(&self, redelivery_ms: i64) -> Result<HashMap<String, i64>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled
+            .conn()?
+            .query(
+                "SELECT device_id, min(coalesce(delivered_at_ms + $1, -9223372036854775808)) FROM commands
+                 WHERE acked_at_ms IS NULL GROUP BY device_id",
+                &[&redelivery_ms],
+            )
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     pub(crate) async fn take_commands(

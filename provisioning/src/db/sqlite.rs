@@ -24,6 +24,7 @@
 //! Several processes may open the same file (the operator CLI next to the
 //! server): `BEGIN IMMEDIATE` with a busy timeout serialises their writers.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,8 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::migrations::{latest_version, MIGRATIONS, SQLITE_BOOKKEEPING, SQLITE_RECORD};
 use super::{
-    count_u32, AlertRow, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow, IngestOutcome,
-    IngestRequest, NewAlert, ReportRow, DETAIL_RECENT,
+    count_u32, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
+    IngestOutcome, IngestRequest, NewAlert, ReportRow, DETAIL_RECENT,
 };
 
 /// Most records one group transaction takes (a single larger batch still goes alone).
@@ -58,6 +59,7 @@ struct Inner {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     options: DbOptions,
+    hints: tokio::sync::Mutex<CommandHints>,
 }
 
 /// A write queued for the writer thread.
@@ -122,6 +124,7 @@ impl SqliteDb {
                 path: path.to_owned(),
                 readers: Mutex::new(Vec::new()),
                 options,
+                hints: tokio::sync::Mutex::default(),
             }),
         })
     }
@@ -316,6 +319,27 @@ impl SqliteDb {
                 .optional()?;
             let id = id.ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
             Ok(id_u64(id))
+        })
+        .await
+    }
+
+    pub(crate) fn hints(&self) -> &tokio::sync::Mutex<CommandHints> {
+        &self.inner.hints
+    }
+
+    pub(crate) fn options(&self) -> &DbOptions {
+        &self.inner.options
+    }
+
+    /// When each device's next unacknowledged command is due.
+    pub(crate) async fn commands_due(&self, redelivery_ms: i64) -> Result<HashMap<String, i64>, DbError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT device_id, min(coalesce(delivered_at_ms + ?1, -9223372036854775808)) FROM commands
+                 WHERE acked_at_ms IS NULL GROUP BY device_id",
+            )?;
+            let rows = stmt.query_map([redelivery_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<HashMap<String, i64>, _>>()?)
         })
         .await
     }
