@@ -8,10 +8,10 @@
 //!   connections on blocking threads.
 //! - **PostgreSQL** (`postgres://USER:PASSWORD@HOST:PORT/DB`): for several
 //!   server processes sharing one database. Ingest is group-committed too, by
-//!   a few writer tasks with their own connections; everything else uses a
+//!   writer task(s) with their own connection; everything else uses a
 //!   small fixed pool. Transitions (`up`→`down`, `down`→`up`, command
-//!   delivery) are single conditional `UPDATE … RETURNING` statements, so each
-//!   is reported to exactly one process.
+//!   delivery) are decided under row locks (conditional `UPDATE … RETURNING`,
+//!   `SELECT … FOR UPDATE`), so each is reported to exactly one process.
 //!
 //! Every method takes the time it should record (`now_ms`, `at_ms`) from the
 //! caller: nothing here reads a clock, so tests are deterministic.

@@ -1,10 +1,10 @@
 //! PostgreSQL backend: group-committing ingest writers and a small pool.
 //!
 //! **Ingest.** Requests go over a bounded channel to [`DbOptions::pg_writers`]
-//! writer tasks, each with its own connection. A writer takes everything
-//! queued (up to [`DbOptions::max_group`] requests or
+//! writer tasks (one by default), each with its own connection. A writer
+//! takes everything queued (up to [`DbOptions::max_group`] requests or
 //! [`super::sqlite::MAX_GROUP_RECORDS`] records) and stores the whole group in
-//! one transaction of four set-based statements, whatever its size:
+//! one transaction of three set-based statements, whatever its size:
 //!
 //! 1. `SELECT … FOR UPDATE` of the group's devices, in id order: their state
 //!    before this transaction (→ `was_down`), and a lock so that no other
