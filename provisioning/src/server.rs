@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use cpe_protocol::{
     decode, encode, BatchAck, CommandAck, CommandList, DecodeError, Empty, EnrolRequest, EnrolResponse,
-    Event, Level, Payload, Pong, ReportBatch, CONTENT_TYPE, MAX_BATCH_RECORDS, MAX_BODY_BYTES,
+    Event, Level, Payload, Pong, Record, ReportBatch, CONTENT_TYPE, MAX_BATCH_RECORDS, MAX_BODY_BYTES,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -284,24 +284,7 @@ async fn reports(state: &State, identity: &DeviceIdentity, req: Request<Incoming
         return Err(text(StatusCode::BAD_REQUEST, "records must be in strictly increasing seq order"));
     }
     let through_seq = batch.records.last().map_or(0, |r| r.seq);
-    let records: Vec<IngestRecord> = batch
-        .records
-        .iter()
-        .map(|r| IngestRecord {
-            seq: r.seq,
-            at_unix_ms: r.at_unix_ms,
-            kind: match r.payload {
-                Payload::Heartbeat(_) => ReportKind::Heartbeat,
-                Payload::Event(_) => ReportKind::Event,
-            },
-            body: postcard::to_stdvec(&r.payload).unwrap_or_default(),
-            summary_json: serde_json::to_string(&r.payload).unwrap_or_default(),
-            health_json: match &r.payload {
-                Payload::Heartbeat(h) => serde_json::to_string(h).ok(),
-                Payload::Event(_) => None,
-            },
-        })
-        .collect();
+    let records: Vec<IngestRecord> = batch.records.iter().map(ingest_record).collect();
     let now = now_ms();
     let seen = DeviceSeen {
         id: identity.id.clone(),
@@ -335,6 +318,25 @@ async fn reports(state: &State, identity: &DeviceIdentity, req: Request<Incoming
         }
     }
     Ok(body(&BatchAck { accepted: outcome.accepted, duplicates: outcome.duplicates, through_seq }))
+}
+
+/// How a received record is stored: its postcard body, a JSON summary for
+/// operators and, for heartbeats, the health as JSON.
+pub fn ingest_record(record: &Record) -> IngestRecord {
+    IngestRecord {
+        seq: record.seq,
+        at_unix_ms: record.at_unix_ms,
+        kind: match record.payload {
+            Payload::Heartbeat(_) => ReportKind::Heartbeat,
+            Payload::Event(_) => ReportKind::Event,
+        },
+        body: postcard::to_stdvec(&record.payload).unwrap_or_default(),
+        summary_json: serde_json::to_string(&record.payload).unwrap_or_default(),
+        health_json: match &record.payload {
+            Payload::Heartbeat(h) => serde_json::to_string(h).ok(),
+            Payload::Event(_) => None,
+        },
+    }
 }
 
 async fn on_event(state: &State, device: &str, event: &Event, now: i64) {
