@@ -265,6 +265,7 @@ fn make_csr(
         institution_code: code,
         common_name: config.csr.common_name.as_deref(),
         organization: config.csr.organization.as_deref(),
+        unit: config.csr.unit.as_deref(),
     };
     let request = csr::generate(&subject, key_type.unwrap_or(config.csr.key_type))
         .map_err(|e| Failure::cannot_run(e.to_string(), format!("鍵または CSR を作成できません: {e}")))?;

@@ -136,6 +136,8 @@ pub struct CsrConfig {
     pub common_name: Option<String>,
     /// Organization (O).
     pub organization: Option<String>,
+    /// Device unit (OU) for a first enrolment; renewals keep the current one.
+    pub unit: Option<String>,
     /// Key algorithm (`ecdsa-p256`, `ecdsa-p384`, `ed25519`).
     #[serde(default)]
     pub key_type: KeyAlgorithm,

@@ -86,10 +86,16 @@ pub async fn renew_if_due<S: Storage>(
         .institution_code
         .as_ref()
         .ok_or_else(|| RenewError::Config("institution_code is not configured".into()))?;
+    // Keep the device unit (OU) of the current certificate: it is part of
+    // the device id the carrier knows this unit by.
+    let unit = x509_parser::parse_x509_certificate(leaf.as_ref()).ok().and_then(|(_, cert)| {
+        cert.subject().iter_organizational_unit().find_map(|ou| ou.as_str().ok().map(str::to_owned))
+    });
     let subject = CsrSubject {
         institution_code: code,
         common_name: ctx.config.csr.common_name.as_deref(),
         organization: ctx.config.csr.organization.as_deref(),
+        unit: unit.as_deref().or(ctx.config.csr.unit.as_deref()),
     };
     let request = csr::generate(&subject, ctx.config.csr.key_type)?;
     let signed = ctx.client.enrol(request.csr_pem).await?;

@@ -511,13 +511,14 @@ fn csr_key_stays_pending_until_its_certificate_is_imported() {
         institution_code: &env.code,
         common_name: Some("Clinic"),
         organization: None,
+        unit: Some("cpe-01"),
     };
     let request = identity::csr::generate(&subject, identity::csr::KeyAlgorithm::EcdsaP256).unwrap();
     env.store().save_pending_key(&request.key).unwrap();
     // The carrier signs the CSR.
     let csr = rcgen::CertificateSigningRequestParams::from_pem(&request.csr_pem).unwrap();
     let dn = format!("{:?}", csr.params.distinguished_name);
-    assert!(dn.contains(CODE), "{dn}");
+    assert!(dn.contains(CODE) && dn.contains("cpe-01"), "{dn}");
     let key = rcgen::KeyPair::from_der_and_sign_algo(
         &rustls::pki_types::PrivateKeyDer::try_from(request.key.secret_der().to_vec()).unwrap(),
         &rcgen::PKCS_ECDSA_P256_SHA256,

@@ -26,6 +26,10 @@ fn s(p: &Path) -> String {
 /// Test PKI, server and agent configuration in one temp directory.
 struct World {
     dir: tempfile::TempDir,
+    /// CA directory (relative to `dir`) that signs renewals.
+    enrol_ca: String,
+    /// Extra lines appended to the agent configuration.
+    extra_config: String,
     /// Unique per run, so tests sharing one PostgreSQL never see each other's devices.
     device: String,
     database: String,
@@ -89,8 +93,16 @@ impl World {
         ]);
         let database = database.unwrap_or_else(|| format!("sqlite:{}", s(&d.join("carrier.db"))));
         let device = format!("{CODE}/{unit}");
-        let mut world =
-            Self { dir, device, database, smtp: SmtpSink::start().unwrap(), server: None, port: 0 };
+        let mut world = Self {
+            dir,
+            enrol_ca: "ca".into(),
+            extra_config: String::new(),
+            device,
+            database,
+            smtp: SmtpSink::start().unwrap(),
+            server: None,
+            port: 0,
+        };
         world.start_server();
         world.write_agent_config();
         world
@@ -116,7 +128,7 @@ impl World {
             "--client-ca",
             &s(&self.path("ca/ca.pem")),
             "--enrol-ca",
-            &s(&self.path("ca")),
+            &s(&self.path(&self.enrol_ca)),
             "--silent-after",
             "3",
             "--check-every",
@@ -153,17 +165,21 @@ impl World {
              [thresholds.cpu]\ncaution = 50\nwarning = 90\nhysteresis = 5\nmin_duration_s = 0\n",
             self.port
         );
-        std::fs::write(self.path("agent.toml"), text).unwrap();
+        std::fs::write(self.path("agent.toml"), text + &self.extra_config).unwrap();
     }
 
     fn import(&self) {
+        self.import_file("clinic.p12");
+    }
+
+    fn import_file(&self, name: &str) {
         let out = Command::new(binary("cpe-agent"))
             .args([
                 "--config",
                 &s(&self.path("agent.toml")),
                 "cert",
                 "import",
-                &s(&self.path("clinic.p12")),
+                &s(&self.path(name)),
                 "--password-file",
                 &s(&self.path("pw")),
             ])
@@ -256,9 +272,27 @@ fn liveness_and_thresholds(database: Option<String>) {
     assert!(mail.contains("Subject: [CPE") && mail.contains("level: warning"), "{mail}");
 
     // Started again: recovered.
-    let _agent = world.start_agent();
+    let mut agent = world.start_agent();
     world.wait_state("up", "agent restarted");
     world.wait_mail("kind: recovered");
+
+    // A command pushed by the operator reaches the agent by long-poll and is acknowledged.
+    provision(&["command", "--device", &world.device, "report-now", "--database", &world.database]);
+    wait_for(Duration::from_secs(20), || {
+        let out = provision(&["device", "show", &world.device, "--json", "--database", &world.database]);
+        let detail: Value = serde_json::from_str(&out).unwrap();
+        (detail["recent_commands"][0]["ok"] == true).then_some(())
+    })
+    .unwrap_or_else(|| panic!("command not acknowledged\n{}", world.log("agent.log")));
+
+    // SIGHUP reloads the configuration and the agent keeps running.
+    let pid = agent.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for(Duration::from_secs(10), || {
+        world.log("agent.log").contains("configuration reloaded").then_some(())
+    })
+    .unwrap_or_else(|| panic!("no reload\n{}", world.log("agent.log")));
+    assert!(agent.child.try_wait().unwrap().is_none(), "agent exited on SIGHUP");
 
     // CPU over caution, then over warning: two alerts, in that order, each mailed.
     system.set_cpu(70);
@@ -482,5 +516,91 @@ fn postgres_outage_delivers_every_queued_report_once_in_order() {
     match std::env::var("CPE_TEST_POSTGRES_URL") {
         Ok(url) => outage(Some(url)),
         Err(_) => eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)"),
+    }
+}
+
+fn agent_status(world: &World) -> Value {
+    let out = Command::new(binary("cpe-agent"))
+        .args(["--config", &s(&world.path("agent.toml")), "cert", "status", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A certificate past its renewal point: the running agent enrols a new key
+/// over the channel, installs it and keeps reporting with it. When the
+/// renewed identity cannot talk to the carrier (signed by a CA the carrier
+/// does not accept), the agent restores the previous one.
+#[test]
+fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
+    for proof_fails in [false, true] {
+        let mut world = World::new(None);
+        if proof_fails {
+            provision(&["ca", "init", "--dir", &s(&world.path("ca2"))]);
+            world.enrol_ca = "ca2".into();
+            world.stop_server();
+            world.start_server();
+        }
+        let trust = if proof_fails { r#"["ca/ca.pem", "ca2/ca.pem"]"# } else { r#"["ca/ca.pem"]"# };
+        world.extra_config = "[renewal]\nlifetime_fraction = 0.05\n".into();
+        world.write_agent_config();
+        let config = std::fs::read_to_string(world.path("agent.toml")).unwrap();
+        std::fs::write(
+            world.path("agent.toml"),
+            config.replace(r#"trust_anchors = ["ca/ca.pem"]"#, &format!("trust_anchors = {trust}")),
+        )
+        .unwrap();
+        // A one-day certificate that started two hours ago: past 5 % of its life.
+        let started = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+        let started = started.format(&time::format_description::well_known::Rfc3339).unwrap();
+        let unit = world.device.rsplit('/').next().unwrap().to_owned();
+        provision(&[
+            "cert",
+            "issue",
+            "--ca",
+            &s(&world.path("ca")),
+            "--institution",
+            CODE,
+            "--device-id",
+            &unit,
+            "--days",
+            "1",
+            "--not-before",
+            &started,
+            "--out",
+            &s(&world.path("short.p12")),
+            "--password-file",
+            &s(&world.path("pw")),
+        ]);
+        world.import_file("short.p12");
+        let before = agent_status(&world);
+        assert!(before["days_left"].as_i64().unwrap() <= 1, "{before}");
+        let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
+        let _agent = world.start_agent();
+        world.wait_state("up", "first report");
+        if proof_fails {
+            wait_for(Duration::from_secs(30), || {
+                world.log("agent.log").contains("previous identity was restored").then_some(())
+            })
+            .unwrap_or_else(|| panic!("no rollback\n{}", world.log("agent.log")));
+            assert_eq!(agent_status(&world)["fingerprint_sha256"], before["fingerprint_sha256"]);
+        } else {
+            let after = wait_for(Duration::from_secs(30), || {
+                let now = agent_status(&world);
+                (now["fingerprint_sha256"] != before["fingerprint_sha256"]).then_some(now)
+            })
+            .unwrap_or_else(|| panic!("not renewed\n{}", world.log("agent.log")));
+            assert!(after["days_left"].as_i64().unwrap() > 800, "{after}");
+            assert_eq!(after["institution_code"], CODE);
+            // Still reporting, now with the renewed certificate.
+            let count = wait_for(Duration::from_secs(10), || Some(world.devices().len())).unwrap();
+            assert!(count >= 1);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let n = rt.block_on(report_seqs(&world)).len();
+            wait_for(Duration::from_secs(20), || {
+                (rt.block_on(report_seqs(&world)).len() > n + 1).then_some(())
+            })
+            .unwrap_or_else(|| panic!("no reports after renewal\n{}", world.log("agent.log")));
+        }
     }
 }

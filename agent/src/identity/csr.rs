@@ -32,6 +32,9 @@ pub struct CsrSubject<'a> {
     pub common_name: Option<&'a str>,
     /// Organization (O).
     pub organization: Option<&'a str>,
+    /// The unit (OU) naming this device among the institution's devices; the
+    /// carrier's device id is `<code>/<unit>`, so a renewal must keep it.
+    pub unit: Option<&'a str>,
 }
 
 /// A new key and its CSR.
@@ -63,6 +66,9 @@ pub fn generate(subject: &CsrSubject<'_>, algorithm: KeyAlgorithm) -> Result<New
     dn.push(DnType::CommonName, cn);
     if let Some(org) = subject.organization {
         dn.push(DnType::OrganizationName, org);
+    }
+    if let Some(unit) = subject.unit {
+        dn.push(DnType::OrganizationalUnitName, unit);
     }
     let mut params = CertificateParams::default();
     params.distinguished_name = dn;
