@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job, locally: the carrier makes a test certification-body CA and
 # issues an institution certificate as a password-protected PKCS#12 file; the
-# agent imports it into its state directory and prints `cert status`.
-# Everything lands in ./demo-out (recreated on each run); nothing is sent
-# anywhere. Later issues grow this into carrier server + agent on loopback.
+# agent imports it and prints `cert status`. Then the carrier server runs on
+# loopback, the agent reports to it over mutual TLS, the operator lists the
+# device and pushes a command, the agent stops and the carrier raises the
+# "down" alert. Everything lands in ./demo-out (recreated on each run);
+# nothing leaves 127.0.0.1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -61,4 +63,51 @@ show "$AGENT" --config "$OUT/agent.toml" --lang ja cert status
 step "Device: cert status --json"
 show "$AGENT" --config "$OUT/agent.toml" cert status --json
 
-step "Done. Files are in $OUT"
+step "Carrier: the server's TLS certificate and the carrier server on 127.0.0.1 (SQLite store)"
+show "$PROVISION" ca server-cert --ca "$OUT/ca" --name localhost --name 127.0.0.1 --out "$OUT/server"
+SERVER_PID=""
+AGENT_PID=""
+cleanup() {
+    [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null || true
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+"$PROVISION" serve --listen 127.0.0.1:0 --database "sqlite:$OUT/carrier.db" \
+    --tls-cert "$OUT/server.crt.pem" --tls-key "$OUT/server.key.pem" --client-ca "$OUT/ca/ca.pem" \
+    --enrol-ca "$OUT/ca" --silent-after 6 --check-every 1 >"$OUT/server.out" 2>"$OUT/server.log" &
+SERVER_PID=$!
+for _ in $(seq 50); do grep -q '^listening on' "$OUT/server.out" 2>/dev/null && break; sleep 0.1; done
+ADDR="$(sed -n 's/^listening on //p' "$OUT/server.out")"
+[ -n "$ADDR" ] || { cat "$OUT/server.log"; exit 1; }
+echo "carrier server listening on $ADDR (log: $OUT/server.log)"
+
+step "Device: report to the carrier every 3 s (cpe-agent run)"
+cat >>"$OUT/agent.toml" <<TOML
+
+[carrier]
+url = "https://$ADDR"
+ca = "ca/ca.pem"
+interval_s = 3
+sample_s = 1
+long_poll_s = 2
+TOML
+"$AGENT" --config "$OUT/agent.toml" run 2>"$OUT/agent.log" &
+AGENT_PID=$!
+sleep 5
+show "$PROVISION" devices --database "sqlite:$OUT/carrier.db"
+DEVICE="$CODE/main"
+
+step "Operator: ask the device for a heartbeat now (delivered by long-poll)"
+show "$PROVISION" command --device "$DEVICE" report-now --database "sqlite:$OUT/carrier.db"
+sleep 3
+"$PROVISION" device show "$DEVICE" --database "sqlite:$OUT/carrier.db" | sed -n '1,8p;/recent commands/,$p'
+
+step "Device: the agent stops; after 6 s of silence the carrier raises a \"down\" alert"
+kill -TERM "$AGENT_PID"
+wait "$AGENT_PID" || true
+AGENT_PID=""
+sleep 8
+show "$PROVISION" devices --database "sqlite:$OUT/carrier.db"
+show "$PROVISION" alerts --database "sqlite:$OUT/carrier.db"
+
+step "Done. Files are in $OUT (server.log, agent.log, carrier.db)"
