@@ -259,3 +259,67 @@ impl Drop for FakeSystem {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// A minimal HTTP server on 127.0.0.1 that answers 200 to every request and
+/// keeps the bodies, for checking webhook deliveries.
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    /// `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl WebhookSink {
+    /// Starts the sink on a free port.
+    pub fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let _ = serve_http(stream, &store);
+                });
+            }
+        });
+        Ok(Self { url, bodies })
+    }
+
+    /// Bodies received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+fn serve_http(stream: TcpStream, store: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut length = 0usize;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0u8; length.min(1 << 20)];
+        reader.read_exact(&mut body)?;
+        if let Ok(mut b) = store.lock() {
+            b.push(String::from_utf8_lossy(&body).into_owned());
+        }
+        writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+    }
+}

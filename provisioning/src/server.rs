@@ -306,6 +306,8 @@ async fn reports(state: &State, identity: &DeviceIdentity, req: Request<Incoming
             now,
         )
         .await;
+        // "recovered" is a notice, not a condition: it closes at once.
+        let _ = state.db.clear_alerts(&identity.id, "recovered", now).await;
     }
     // A batch is stored in one transaction and the agent sends its queue in
     // seq order, so the records stored now are the last `accepted` ones; the
@@ -320,7 +322,24 @@ async fn reports(state: &State, identity: &DeviceIdentity, req: Request<Incoming
     Ok(body(&BatchAck { accepted: outcome.accepted, duplicates: outcome.duplicates, through_seq }))
 }
 
-/// How a received record is stored: its postcard body, a JSON summary for
+/// A one-line JSON summary for operator views: the headline figures of a
+/// heartbeat (the full health is kept as the device's `last_health` and in
+/// the postcard body), or the whole event.
+fn summary(payload: &Payload) -> String {
+    match payload {
+        Payload::Heartbeat(h) => serde_json::json!({
+            "cpu_pct": h.cpu_pct,
+            "mem_pct": h.mem_pct,
+            "load1": h.load[0],
+            "temperature_c": h.temperature_c,
+            "active_uplink": h.active_uplink,
+        })
+        .to_string(),
+        Payload::Event(e) => serde_json::to_string(e).unwrap_or_default(),
+    }
+}
+
+/// How a received record is stored: its postcard body, a [`summary`] for
 /// operators and, for heartbeats, the health as JSON.
 pub fn ingest_record(record: &Record) -> IngestRecord {
     IngestRecord {
@@ -331,7 +350,7 @@ pub fn ingest_record(record: &Record) -> IngestRecord {
             Payload::Event(_) => ReportKind::Event,
         },
         body: postcard::to_stdvec(&record.payload).unwrap_or_default(),
-        summary_json: serde_json::to_string(&record.payload).unwrap_or_default(),
+        summary_json: summary(&record.payload),
         health_json: match &record.payload {
             Payload::Heartbeat(h) => serde_json::to_string(h).ok(),
             Payload::Event(_) => None,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cpe_e2e::{binary, wait_for, FakeSystem, Proc, SmtpSink};
+use cpe_e2e::{binary, wait_for, FakeSystem, Proc, SmtpSink, WebhookSink};
 use serde_json::Value;
 
 const CODE: &str = "1312345678";
@@ -34,6 +34,7 @@ struct World {
     device: String,
     database: String,
     smtp: SmtpSink,
+    webhook: WebhookSink,
     server: Option<Proc>,
     port: u16,
 }
@@ -100,6 +101,7 @@ impl World {
             device,
             database,
             smtp: SmtpSink::start().unwrap(),
+            webhook: WebhookSink::start().unwrap(),
             server: None,
             port: 0,
         };
@@ -115,10 +117,17 @@ impl World {
     fn start_server(&mut self) {
         let listen =
             if self.port == 0 { "127.0.0.1:0".to_owned() } else { format!("127.0.0.1:{}", self.port) };
+        let (server, port) = self.spawn_server(&listen, "server.log");
+        self.port = port;
+        self.server = Some(server);
+    }
+
+    /// Starts a `cpe-provision serve` on `listen` with this world's store and sinks.
+    fn spawn_server(&self, listen: &str, log: &str) -> (Proc, u16) {
         let args: Vec<String> = [
             "serve",
             "--listen",
-            &listen,
+            listen,
             "--database",
             &self.database,
             "--tls-cert",
@@ -139,16 +148,17 @@ impl World {
             &self.smtp.addr,
             "--mail-to",
             "noc@carrier.example",
+            "--webhook",
+            &self.webhook.url,
         ]
         .iter()
         .map(ToString::to_string)
         .collect();
-        let mut server = Proc::spawn("cpe-provision", &args, &self.path("server.log")).unwrap();
+        let mut server = Proc::spawn("cpe-provision", &args, &self.path(log)).unwrap();
         let line = server
             .read_line_starting("listening on ")
-            .unwrap_or_else(|| panic!("server did not start: {}", self.log("server.log")));
-        self.port = line.rsplit(':').next().unwrap().parse().unwrap();
-        self.server = Some(server);
+            .unwrap_or_else(|| panic!("server did not start: {}", self.log(log)));
+        (server, line.rsplit(':').next().unwrap().parse().unwrap())
     }
 
     fn stop_server(&mut self) {
@@ -209,10 +219,11 @@ impl World {
             .and_then(|d| d["state"].as_str().map(str::to_owned))
     }
 
+    /// Open alerts of this world's device (the store may hold other devices).
     fn alerts(&self) -> Vec<Value> {
-        let out = provision(&["alerts", "--all", "--json", "--database", &self.database]);
-        let all = serde_json::from_str::<Value>(&out).unwrap().as_array().cloned().unwrap_or_default();
-        all.into_iter().filter(|a| a["device_id"] == self.device.as_str()).collect()
+        let out = provision(&["device", "show", &self.device, "--json", "--database", &self.database]);
+        let detail: Value = serde_json::from_str(&out).unwrap();
+        detail["open_alerts"].as_array().cloned().unwrap_or_default()
     }
 
     fn wait_state(&self, state: &str, what: &str) {
@@ -269,6 +280,17 @@ fn liveness_and_thresholds(database: Option<String>) {
     );
     world.wait_state("down", "agent stopped");
     let mail = world.wait_mail("kind: down");
+    // The webhook got the same alert as JSON.
+    let hook = wait_for(Duration::from_secs(20), || {
+        world
+            .webhook
+            .bodies()
+            .into_iter()
+            .find(|b| b.contains(&world.device) && b.contains("\"kind\":\"down\""))
+    })
+    .unwrap_or_else(|| panic!("no webhook delivery: {:?}", world.webhook.bodies()));
+    let hook: Value = serde_json::from_str(&hook).unwrap();
+    assert_eq!(hook["level"], "warning");
     assert!(mail.contains("Subject: [CPE") && mail.contains("level: warning"), "{mail}");
 
     // Started again: recovered.
@@ -603,4 +625,47 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
             .unwrap_or_else(|| panic!("no reports after renewal\n{}", world.log("agent.log")));
         }
     }
+}
+
+/// Two server processes share one PostgreSQL: a device that falls silent is
+/// reported down exactly once (one alert, one mail) although both watchers
+/// look, and it may come back through the other server.
+#[test]
+fn postgres_two_servers_share_one_database() {
+    let Ok(url) = std::env::var("CPE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let mut world = World::new(Some(url));
+    let (_second, second_port) = world.spawn_server("127.0.0.1:0", "server2.log");
+    world.import();
+    let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
+    let mut agent = world.start_agent();
+    world.wait_state("up", "first report");
+    agent.terminate(Duration::from_secs(10));
+    world.wait_state("down", "agent stopped");
+    // Both watchers have had several chances to see the silence.
+    std::thread::sleep(Duration::from_secs(3));
+    let downs = world.alerts().into_iter().filter(|a| a["kind"] == "down").count();
+    assert_eq!(downs, 1, "{:?}", world.alerts());
+    assert_eq!(world.mails().iter().filter(|m| m.contains("kind: down")).count(), 1, "{:?}", world.mails());
+    // Back through the second server: recovered once.
+    world.port = second_port;
+    world.write_agent_config();
+    let _agent = world.start_agent();
+    world.wait_state("up", "agent on the second server");
+    world.wait_mail("kind: recovered");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        world.mails().iter().filter(|m| m.contains("kind: recovered")).count(),
+        1,
+        "{:?}",
+        world.mails()
+    );
+    assert!(
+        world.alerts().iter().all(|a| a["kind"] != "down"),
+        "down alert not cleared: {:?}",
+        world.alerts()
+    );
+    world.stop_server();
 }
