@@ -248,6 +248,18 @@ impl FakeSystem {
         Ok(system)
     }
 
+    /// Moves the default route to `iface` (as when the primary line fails
+    /// and the backup takes over).
+    pub fn set_default_route(&self, iface: &str) -> std::io::Result<()> {
+        let route = format!(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n{iface}\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        );
+        let path = self.root.join("proc/net/route");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, route)?;
+        std::fs::rename(&tmp, &path)
+    }
+
     /// Sets the CPU busy share from now on.
     pub fn set_cpu(&self, busy_pct: u32) {
         self.busy_pct.store(busy_pct, std::sync::atomic::Ordering::Relaxed);

@@ -161,10 +161,11 @@ async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) 
                                 tracing::info!(?event, "threshold transition");
                                 push(shared, RecordClass::Event, &Payload::Event(event));
                             }
-                            if let Some(event) = uplinks.observe(now_view.active_uplink.as_deref()) {
-                                tracing::warn!(?event, "uplink failover");
-                                push(shared, RecordClass::Event, &Payload::Event(event));
-                            }
+                        }
+                        // The route needs no second sample: watch it from the first one.
+                        if let Some(event) = uplinks.observe(sample.default_route.as_deref()) {
+                            tracing::warn!(?event, "uplink failover");
+                            push(shared, RecordClass::Event, &Payload::Event(event));
                         }
                         aggregator.add(sample, at);
                     }

@@ -171,7 +171,7 @@ impl World {
         let text = format!(
             "state_dir = \"state\"\ntrust_anchors = [\"ca/ca.pem\"]\ninstitution_code = \"{CODE}\"\n\
              [carrier]\nurl = \"https://127.0.0.1:{}\"\nca = \"ca/ca.pem\"\ninterval_s = 1\nsample_s = 1\nlong_poll_s = 1\nbackoff_max_s = 1\n\
-             [system]\nproc_root = \"root/proc\"\nsys_root = \"root/sys\"\nprimary_uplink = \"wan0\"\n\
+             [system]\nproc_root = \"root/proc\"\nsys_root = \"root/sys\"\nprimary_uplink = \"wan0\"\nbackup_uplink = \"wwan0\"\n\
              [thresholds.cpu]\ncaution = 50\nwarning = 90\nhysteresis = 5\nmin_duration_s = 0\n",
             self.port
         );
@@ -306,6 +306,19 @@ fn liveness_and_thresholds(database: Option<String>) {
         (detail["recent_commands"][0]["ok"] == true).then_some(())
     })
     .unwrap_or_else(|| panic!("command not acknowledged\n{}", world.log("agent.log")));
+
+    // The primary line fails and the backup carries the default route: a failover alert.
+    // Let the agent see the primary first (it takes a route seen at start as its starting point).
+    std::thread::sleep(Duration::from_secs(2));
+    system.set_default_route("wwan0").unwrap();
+    wait_for(Duration::from_secs(20), || {
+        world.alerts().iter().any(|a| a["kind"] == "failover").then_some(())
+    })
+    .unwrap_or_else(|| {
+        let detail = provision(&["device", "show", &world.device, "--database", &world.database]);
+        panic!("no failover alert: {:?}\n{detail}\n{}", world.alerts(), world.log("agent.log"))
+    });
+    system.set_default_route("wan0").unwrap();
 
     // SIGHUP reloads the configuration and the agent keeps running.
     let pid = agent.child.id().to_string();
