@@ -2,6 +2,7 @@
 # Start a local PostgreSQL for the carrier server's tests and benchmarks (idempotent).
 #
 #   bash scripts/postgres.sh                 # start cluster, ensure role + database
+#   bash scripts/postgres.sh --fresh         # … and recreate the database empty (the test command)
 #   eval "$(bash scripts/postgres.sh | tail -n 1 | sed 's/^/export /')"
 #
 # Uses the Debian `postgresql` package (scripts/setup.sh installs it). Finds the
@@ -13,6 +14,17 @@
 #
 # Overrides: CPE_PG_USER (cpe), CPE_PG_PASSWORD (cpe-test), CPE_PG_DATABASE (cpe_test).
 set -euo pipefail
+
+FRESH=0
+for arg in "$@"; do
+    case "$arg" in
+        --fresh) FRESH=1 ;;
+        *)
+            printf '[postgres] ERROR: unknown option %s (known: --fresh)\n' "$arg" >&2
+            exit 2
+            ;;
+    esac
+done
 
 PG_USER="${CPE_PG_USER:-cpe}"
 PG_PASSWORD="${CPE_PG_PASSWORD:-cpe-test}"
@@ -87,7 +99,12 @@ else
     step "role $PG_USER" "created"
 fi
 
-# 4. Database.
+# 4. Database (dropped first with --fresh: tests expect a store without
+#    devices left over from earlier runs or benchmarks).
+if [ "$FRESH" = 1 ] && [ "$(psql_admin "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")" = 1 ]; then
+    psql_admin "DROP DATABASE $PG_DATABASE WITH (FORCE)" >/dev/null
+    step "database $PG_DATABASE" "dropped (--fresh)"
+fi
 if [ "$(psql_admin "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")" = 1 ]; then
     step "database $PG_DATABASE" "already present"
 else

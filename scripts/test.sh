@@ -80,7 +80,7 @@ section() {
 build_and_test() {
     # A real PostgreSQL for the carrier-store and end-to-end tests (SQLite needs nothing).
     local url
-    url="$(bash scripts/postgres.sh | tee /dev/stderr | sed -n 's/^CPE_TEST_POSTGRES_URL=//p' | tail -1)"
+    url="$(bash scripts/postgres.sh --fresh | tee /dev/stderr | sed -n 's/^CPE_TEST_POSTGRES_URL=//p' | tail -1)"
     if [ -z "$url" ]; then
         echo "test.sh: scripts/postgres.sh printed no CPE_TEST_POSTGRES_URL" >&2
         return 1
