@@ -106,31 +106,43 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// What a recording server keeps: one entry per message or request body.
+type Recorded = Arc<Mutex<Vec<String>>>;
+
+/// Listens on a free port of 127.0.0.1 and serves every connection on its
+/// own thread with `serve`, which records what it receives.
+fn spawn_recorder(
+    serve: fn(TcpStream, &Mutex<Vec<String>>) -> std::io::Result<()>,
+) -> std::io::Result<(std::net::SocketAddr, Recorded)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let recorded: Recorded = Arc::new(Mutex::new(Vec::new()));
+    let store = recorded.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let _ = serve(stream, &store);
+            });
+        }
+    });
+    Ok((addr, recorded))
+}
+
 /// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps
 /// its text (headers and body), for checking that alert mail arrives.
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    messages: Arc<Mutex<Vec<String>>>,
+    messages: Recorded,
 }
 
 impl SmtpSink {
     /// Starts the sink on a free port.
     pub fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?.to_string();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let store = messages.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_smtp(stream, &store);
-                });
-            }
-        });
-        Ok(Self { addr, messages })
+        let (addr, messages) = spawn_recorder(serve_smtp)?;
+        Ok(Self { addr: addr.to_string(), messages })
     }
 
     /// Messages received so far.
@@ -278,25 +290,14 @@ impl Drop for FakeSystem {
 pub struct WebhookSink {
     /// `http://127.0.0.1:PORT/hook`.
     pub url: String,
-    bodies: Arc<Mutex<Vec<String>>>,
+    bodies: Recorded,
 }
 
 impl WebhookSink {
     /// Starts the sink on a free port.
     pub fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let store = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    let _ = serve_http(stream, &store);
-                });
-            }
-        });
-        Ok(Self { url, bodies })
+        let (addr, bodies) = spawn_recorder(serve_http)?;
+        Ok(Self { url: format!("http://{addr}/hook"), bodies })
     }
 
     /// Bodies received so far.

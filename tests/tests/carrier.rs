@@ -13,6 +13,16 @@ use serde_json::Value;
 
 const CODE: &str = "1312345678";
 
+/// The PostgreSQL to test against, or `None` (and a line saying the test was
+/// skipped) when `CPE_TEST_POSTGRES_URL` is unset; scripts/test.sh sets it.
+fn postgres_url() -> Option<String> {
+    let url = std::env::var("CPE_TEST_POSTGRES_URL").ok();
+    if url.is_none() {
+        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+    }
+    url
+}
+
 fn provision(args: &[&str]) -> String {
     let out = Command::new(binary("cpe-provision")).args(args).output().unwrap();
     assert!(out.status.success(), "cpe-provision {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -365,9 +375,8 @@ fn sqlite_liveness_mail_and_two_level_thresholds() {
 
 #[test]
 fn postgres_liveness_mail_and_two_level_thresholds() {
-    match std::env::var("CPE_TEST_POSTGRES_URL") {
-        Ok(url) => liveness_and_thresholds(Some(url)),
-        Err(_) => eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)"),
+    if let Some(url) = postgres_url() {
+        liveness_and_thresholds(Some(url));
     }
 }
 
@@ -490,9 +499,8 @@ async fn sqlite_bad_input_is_refused_and_nothing_is_stored_twice() {
 
 #[tokio::test]
 async fn postgres_bad_input_is_refused_and_nothing_is_stored_twice() {
-    match std::env::var("CPE_TEST_POSTGRES_URL") {
-        Ok(url) => bad_input(Some(url)).await,
-        Err(_) => eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)"),
+    if let Some(url) = postgres_url() {
+        bad_input(Some(url)).await;
     }
 }
 
@@ -548,9 +556,8 @@ fn sqlite_outage_delivers_every_queued_report_once_in_order() {
 
 #[test]
 fn postgres_outage_delivers_every_queued_report_once_in_order() {
-    match std::env::var("CPE_TEST_POSTGRES_URL") {
-        Ok(url) => outage(Some(url)),
-        Err(_) => eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)"),
+    if let Some(url) = postgres_url() {
+        outage(Some(url));
     }
 }
 
@@ -645,10 +652,7 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
 /// look, and it may come back through the other server.
 #[test]
 fn postgres_two_servers_share_one_database() {
-    let Ok(url) = std::env::var("CPE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
-        return;
-    };
+    let Some(url) = postgres_url() else { return };
     let mut world = World::new(Some(url));
     let (_second, second_port) = world.spawn_server("127.0.0.1:0", "server2.log");
     world.import();
