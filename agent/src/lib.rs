@@ -17,6 +17,9 @@
 //! - [`metrics`]: device health read from `/proc` and `/sys`, aggregated
 //!   into the heartbeat (CPU, memory, load, temperature, per-line
 //!   bandwidth, active uplink) and failover detection.
+//! - [`diagnose`]: the pure decision core of self-diagnosis (§1.3.2 ④):
+//!   named check results, the verdict naming the faulty segment (terminal →
+//!   LAN → device → uplink → carrier) with a hint, and the report document.
 //! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
 //!   state machine with hysteresis and minimum duration.
 #![forbid(unsafe_code)]
@@ -25,6 +28,7 @@ pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod diagnose;
 pub mod identity;
 pub mod lang;
 pub mod metrics;
