@@ -229,6 +229,27 @@ fn all_failures_of_the_faulty_segment_are_listed_in_input_order() {
     assert_eq!(v.hint, hint_for(checks::UPLINK_GATEWAY_ARP, Segment::Uplink));
 }
 
+#[test]
+fn the_hint_follows_the_most_basic_failed_check_of_the_segment() {
+    let cases = [
+        (checks::DEVICE_CERTIFICATE, checks::DEVICE_CLOCK),
+        (checks::TERMINAL_ICMP, checks::TERMINAL_SUBNET),
+        (checks::CARRIER_STATUS, checks::CARRIER_CERTIFICATE_ACCEPTED),
+        (checks::UPLINK_TLS_HANDSHAKE, checks::UPLINK_LOSS),
+        (checks::UPLINK_DNS, checks::UPLINK_GATEWAY_ICMP),
+    ];
+    for (symptom, cause) in cases {
+        let segment = checks::segment_of(cause).expect("catalogued");
+        let v = verdict(&[check(symptom, CheckStatus::Failed), check(cause, CheckStatus::Failed)], None);
+        assert_eq!(v.failed_checks, vec![symptom, cause], "input order kept");
+        assert_eq!(v.hint, hint_for(cause, segment), "{symptom} + {cause}");
+        assert_ne!(v.hint, hint_for(symptom, segment), "{symptom} + {cause}: hints must differ");
+    }
+    // Names outside the catalogue rank last.
+    assert!(checks::rank("uplink.experimental") > checks::rank(checks::UPLINK_JITTER));
+    assert_eq!(checks::rank("lan.link@lan2"), checks::rank(checks::LAN_LINK));
+}
+
 // --------------------------------------------------------------- warnings
 
 #[test]
@@ -495,7 +516,7 @@ fn scenario_wan_link_down_without_backup() {
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(
         v.failed_checks,
-        vec![checks::UPLINK_ACTIVE, checks::UPLINK_PRIMARY_LINK, checks::UPLINK_DEFAULT_ROUTE]
+        vec![checks::UPLINK_PRIMARY_LINK, checks::UPLINK_ACTIVE, checks::UPLINK_DEFAULT_ROUTE]
     );
     assert!(v.hint.en.contains("line provider"));
 }
@@ -582,9 +603,9 @@ fn scenario_mtu_black_hole() {
     let run = fail(run, checks::UPLINK_TLS_HANDSHAKE, Evidence::new("stalled after ClientHello"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
-    assert_eq!(v.failed_checks, vec![checks::UPLINK_TLS_HANDSHAKE, checks::UPLINK_PATH_MTU]);
-    // The hint follows the first failed check in input order; the MTU hint is keyed separately.
-    assert!(hint_for(checks::UPLINK_PATH_MTU, Segment::Uplink).en.contains("MTU black hole"));
+    assert_eq!(v.failed_checks, vec![checks::UPLINK_PATH_MTU, checks::UPLINK_TLS_HANDSHAKE]);
+    // The hint names the more basic cause, not the handshake it broke.
+    assert!(v.hint.en.contains("MTU black hole"), "{}", v.hint.en);
 }
 
 #[test]

@@ -393,47 +393,59 @@ pub mod checks {
     /// Carrier: the configured platform address one hop beyond the demarcation point answers.
     pub const CARRIER_PLATFORM: &str = "carrier.platform";
 
-    /// Every catalogued name with its segment, in path order.
+    /// Every catalogued name with its segment, in path order, and within a
+    /// segment in **dependency order**: a check comes before the checks its
+    /// failure would drag down (clock before certificate, loss and MTU
+    /// before TCP/TLS, the carrier's refusal of the certificate before its
+    /// status answer). The verdict's hint follows the earliest failed check
+    /// in this order, i.e. the most basic cause.
     pub const ALL: &[(&str, super::Segment)] = {
         use super::Segment::{Carrier, Device, Lan, Terminal, Uplink};
         &[
-            (TERMINAL_NEIGHBOUR, Terminal),
-            (TERMINAL_ICMP, Terminal),
-            (TERMINAL_DHCP_LEASE, Terminal),
             (TERMINAL_SUBNET, Terminal),
             (TERMINAL_DUPLICATE_IP, Terminal),
+            (TERMINAL_DHCP_LEASE, Terminal),
+            (TERMINAL_NEIGHBOUR, Terminal),
+            (TERMINAL_ICMP, Terminal),
             (LAN_LINK, Lan),
+            (LAN_BRIDGE, Lan),
             (LAN_SPEED_DUPLEX, Lan),
             (LAN_ERRORS, Lan),
-            (LAN_BRIDGE, Lan),
-            (DEVICE_AGENT, Device),
-            (DEVICE_CERTIFICATE, Device),
             (DEVICE_CLOCK, Device),
+            (DEVICE_AGENT, Device),
             (DEVICE_MEMORY, Device),
             (DEVICE_DISK, Device),
             (DEVICE_CPU, Device),
             (DEVICE_FIREWALL, Device),
+            (DEVICE_CERTIFICATE, Device),
             (DEVICE_SUSPENSION, Device),
-            (UPLINK_ACTIVE, Uplink),
             (UPLINK_PRIMARY_LINK, Uplink),
             (UPLINK_PRIMARY_ADDRESS, Uplink),
             (UPLINK_BACKUP_LINK, Uplink),
             (UPLINK_BACKUP_ADDRESS, Uplink),
+            (UPLINK_ACTIVE, Uplink),
             (UPLINK_DEFAULT_ROUTE, Uplink),
             (UPLINK_GATEWAY_ARP, Uplink),
             (UPLINK_GATEWAY_ICMP, Uplink),
+            (UPLINK_LOSS, Uplink),
+            (UPLINK_PATH_MTU, Uplink),
             (UPLINK_DNS, Uplink),
             (UPLINK_TCP_CONNECT, Uplink),
             (UPLINK_TLS_HANDSHAKE, Uplink),
-            (UPLINK_PATH_MTU, Uplink),
-            (UPLINK_LOSS, Uplink),
             (UPLINK_LATENCY, Uplink),
             (UPLINK_JITTER, Uplink),
-            (CARRIER_STATUS, Carrier),
             (CARRIER_CERTIFICATE_ACCEPTED, Carrier),
+            (CARRIER_STATUS, Carrier),
             (CARRIER_PLATFORM, Carrier),
         ]
     };
+
+    /// The position of a name (the part before `@`) in [`ALL`]; names not
+    /// in the catalogue rank last.
+    pub fn rank(name: &str) -> usize {
+        let base = super::base_name(name);
+        ALL.iter().position(|(n, _)| *n == base).unwrap_or(usize::MAX)
+    }
 
     /// The segment of a catalogued name (the part before `@` is looked up).
     pub fn segment_of(name: &str) -> Option<super::Segment> {

@@ -121,7 +121,8 @@ fn labels(segments: &[Segment], lang: Lang, sep: &str) -> String {
 ///    is `lan` (a LAN interface down also silences the terminals behind
 ///    it). Every other pair of segments is judged strictly in path order.
 /// 4. **Warnings never fault.** They are listed in `warnings` and named in
-///    the summary; the hint of the first warning is given when nothing failed.
+///    the summary; when nothing failed, the hint is that of the most basic
+///    warning (catalogue order), prefixed by "nothing is urgent".
 /// 5. **Skipped proves nothing.** A skipped check is neither health nor
 ///    fault. A segment whose checks are all skipped (or that has none, e.g.
 ///    no terminal configured, or `--segment uplink`) is passed over: a
@@ -133,8 +134,11 @@ fn labels(segments: &[Segment], lang: Lang, sep: &str) -> String {
 ///    verdict is still `none`, the summary says nothing was verified, and
 ///    [`Verdict::exit_code`] is 2 (could not run).
 ///
-/// The hint is the one for the first failed check in the faulty segment
-/// ([`hint_for`], keyed by the name before `@`), else the segment's.
+/// The hint is the one for the most basic failed check in the faulty
+/// segment: the earliest in the catalogue's dependency order
+/// ([`checks::ALL`]; among equals, the first in input order), so an MTU
+/// black hole is named even when the TLS handshake failed with it. Hints
+/// are keyed by the name before `@` ([`hint_for`]), else the segment's.
 pub fn verdict(checks: &[CheckResult], suspension: Option<&Suspension>) -> Verdict {
     let some_uplink_active =
         checks.iter().any(|c| base_name(&c.name) == checks::UPLINK_ACTIVE && c.status == CheckStatus::Ok);
@@ -156,7 +160,8 @@ pub fn verdict(checks: &[CheckResult], suspension: Option<&Suspension>) -> Verdi
         let in_segment = || checks.iter().filter(move |c| c.segment == segment);
         let failed: Vec<&CheckResult> = in_segment().filter(|c| status(c) == CheckStatus::Failed).collect();
         let explained_by_lan = segment == Segment::Terminal && failed_in(Segment::Lan);
-        if let (Some(first), false) = (failed.first(), explained_by_lan) {
+        let basic = failed.iter().min_by_key(|c| checks::rank(&c.name));
+        if let (Some(first), false) = (basic, explained_by_lan) {
             let failed_checks: Vec<String> = failed.iter().map(|c| c.name.clone()).collect();
             let other_failed: Vec<String> = checks
                 .iter()
@@ -266,7 +271,7 @@ fn healthy(checks: &[CheckResult], warnings: Vec<String>, unverified: Vec<Segmen
             "Check the configuration (terminals, uplinks, carrier address) and that diagnose runs with the \
              needed privileges, then run it again; if that does not help, contact the carrier.",
         )
-    } else if let Some(first) = warnings.first() {
+    } else if let Some(first) = warnings.iter().min_by_key(|w| checks::rank(w)) {
         let segment = checks
             .iter()
             .find(|c| &c.name == first)
