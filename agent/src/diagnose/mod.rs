@@ -5,7 +5,7 @@
 //! This module owns the **pure decision core** of `cpe-agent diagnose`: the
 //! vocabulary of check results ([`CheckResult`], [`Segment`],
 //! [`CheckStatus`], [`Evidence`]), the catalogue of check names the probes
-//! report under ([`checks`]), the verdict ([`verdict()`], in [`verdict`]) and
+//! report under ([`checks`]), the verdict ([`verdict()`], in [`mod@verdict`]) and
 //! the report document with its JSON shape, text rendering and exit code
 //! ([`report`]). Nothing here touches the system: probes (ICMP, ARP, DNS, TLS,
 //! MTU, …) run elsewhere behind a trait and hand their results in, so the
