@@ -22,6 +22,8 @@
 //!   LAN → device → uplink → carrier) with a hint, and the report document.
 //! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
 //!   state machine with hysteresis and minimum duration.
+//! - [`orders`]: compliance orders (§2.2): the pure verifier that decides,
+//!   with an injected clock, whether a signed order may be applied.
 #![forbid(unsafe_code)]
 
 pub mod channel;
@@ -32,6 +34,7 @@ pub mod diagnose;
 pub mod identity;
 pub mod lang;
 pub mod metrics;
+pub mod orders;
 pub mod queue;
 pub mod renew;
 pub mod thresholds;

@@ -19,7 +19,12 @@
 //! Errors are plain-text bodies with an HTTP status (400 bad body, 401/403
 //! identity, 413 too large, 422 wrong version) so that an operator reading
 //! a log understands them without a decoder.
+//!
+//! - [`order`]: signed compliance orders (stop, resume, notice, key rotation,
+//!   drill): the format, its size limits and the exact signed bytes.
 #![forbid(unsafe_code)]
+
+pub mod order;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,8 @@
 //! - [`subject`]: where the institution code goes in a subject, and how it is
 //!   found in a CSR.
 //! - [`keys`]: key types, given keys, RSA policy.
+//! - [`order_keys`]: the carrier's Ed25519 order-signing keys (separate from
+//!   every TLS key) and signing of compliance orders.
 //! - [`validity`]: validity periods with an injected clock.
 //! - [`encoding`]: PEM in and out.
 //! - [`error`]: [`ProvisionError`], whose messages say what to do next.
@@ -39,6 +41,7 @@ pub mod error;
 pub mod issue;
 pub mod keys;
 pub mod operator;
+pub mod order_keys;
 pub mod pkcs12;
 pub mod server;
 pub mod server_cert;
