@@ -1,7 +1,7 @@
 //! Compliance orders on the device (guideline §2.2): the carrier's signed
 //! stop, resume, notice, key-rotation and drill orders.
 //!
-//! - [`verify`]: the **pure** verifier. Given the received bytes and a
+//! - [`verify`](mod@verify): the **pure** verifier. Given the received bytes and a
 //!   [`verify::VerifyContext`] (this device, trusted keys, last applied
 //!   sequence, an injected clock reading and the persisted time floor), it
 //!   decides whether the order may be applied, or which class of refusal it
