@@ -339,7 +339,7 @@ fn summary(payload: &Payload) -> String {
     }
 }
 
-/// How a received record is stored: its postcard body, a [`summary`] for
+/// How a received record is stored: its postcard body, a short JSON summary for
 /// operators and, for heartbeats, the health as JSON.
 pub fn ingest_record(record: &Record) -> IngestRecord {
     IngestRecord {
