@@ -15,12 +15,30 @@ const CODE: &str = "1312345678";
 
 /// The PostgreSQL to test against, or `None` (and a line saying the test was
 /// skipped) when `CPE_TEST_POSTGRES_URL` is unset; scripts/test.sh sets it.
+/// Each call makes a schema of its own and points the URL at it, so tests
+/// running in parallel never see (or mark down) each other's devices.
 fn postgres_url() -> Option<String> {
-    let url = std::env::var("CPE_TEST_POSTGRES_URL").ok();
-    if url.is_none() {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let Ok(base) = std::env::var("CPE_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
-    }
-    url
+        return None;
+    };
+    let schema =
+        format!("e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let (url, name) = (base.clone(), schema.clone());
+    // A thread of its own: the caller may already be inside a tokio runtime.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
 
 fn provision(args: &[&str]) -> String {
