@@ -41,6 +41,27 @@ fn postgres_url() -> Option<String> {
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
 
+/// Issues `<name>.p12` (password file `pw`) and `<name>.crt.pem`/`<name>.key.pem`
+/// for institution `code`, device `unit`, from the test CA in `dir/ca`.
+fn issue_pkcs12(dir: &Path, code: &str, unit: &str, name: &str) {
+    provision(&[
+        "cert",
+        "issue",
+        "--ca",
+        &s(&dir.join("ca")),
+        "--institution",
+        code,
+        "--device-id",
+        unit,
+        "--out",
+        &s(&dir.join(format!("{name}.p12"))),
+        "--password-file",
+        &s(&dir.join("pw")),
+        "--pem-out",
+        &s(&dir.join(name)),
+    ]);
+}
+
 fn provision(args: &[&str]) -> String {
     let out = Command::new(binary("cpe-provision")).args(args).output().unwrap();
     assert!(out.status.success(), "cpe-provision {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -88,38 +109,8 @@ impl World {
             "--out",
             &s(&d.join("server")),
         ]);
-        provision(&[
-            "cert",
-            "issue",
-            "--ca",
-            &s(&d.join("ca")),
-            "--institution",
-            CODE,
-            "--device-id",
-            &unit,
-            "--out",
-            &s(&d.join("clinic.p12")),
-            "--password-file",
-            &s(&d.join("pw")),
-            "--pem-out",
-            &s(&d.join("clinic")),
-        ]);
-        provision(&[
-            "cert",
-            "issue",
-            "--ca",
-            &s(&d.join("ca")),
-            "--institution",
-            "2712345678",
-            "--device-id",
-            "other",
-            "--out",
-            &s(&d.join("other.p12")),
-            "--password-file",
-            &s(&d.join("pw")),
-            "--pem-out",
-            &s(&d.join("other")),
-        ]);
+        issue_pkcs12(d, CODE, &unit, "clinic");
+        issue_pkcs12(d, "2712345678", "other", "other");
         let database = database.unwrap_or_else(|| format!("sqlite:{}", s(&d.join("carrier.db"))));
         let device = format!("{CODE}/{unit}");
         let mut world = Self {
