@@ -367,15 +367,16 @@ async fn command_loop(shared: Arc<Daemon>) {
 
 fn execute(shared: &Daemon, command: &Command) -> CommandAck {
     tracing::info!(id = command.id, kind = ?command.kind, "command received");
-    match command.kind {
+    match &command.kind {
         CommandKind::ReportNow => {
             shared.report_now.notify_one();
-            CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into() }
+            CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into(), receipt: None }
         }
-        CommandKind::Diagnose => CommandAck {
+        CommandKind::Diagnose | CommandKind::Order { .. } => CommandAck {
             id: command.id,
             ok: false,
-            detail: "remote diagnosis is not supported by this agent version".into(),
+            detail: "not supported by this agent version".into(),
+            receipt: None,
         },
     }
 }

@@ -34,6 +34,7 @@ fn order(kind: OrderKind, sequence: u64, issued_at: i64) -> Order {
         expires_at: issued_at + DAY,
         reason_ja: "是正勧告の期限を過ぎても是正されませんでした".into(),
         reason_en: "Not corrected by the deadline of the recommendation".into(),
+        deadline: None,
     }
 }
 

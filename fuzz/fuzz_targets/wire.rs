@@ -1,6 +1,7 @@
 //! Every body the carrier server and the agent decode from the network
 //! (`cpe_protocol::decode`): report batches, acknowledgements, commands,
-//! enrolment. None may panic or allocate without bound.
+//! enrolment, and the enforcement receipts inside acknowledgements. None may
+//! panic or allocate without bound.
 #![no_main]
 
 use cpe_protocol::{
@@ -19,4 +20,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode::<EnrolRequest>(data);
     let _ = decode::<EnrolResponse>(data);
     let _ = decode::<Pong>(data);
+    let _ = cpe_protocol::receipt::decode_receipt(data);
 });

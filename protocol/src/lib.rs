@@ -22,9 +22,11 @@
 //!
 //! - [`order`]: signed compliance orders (stop, resume, notice, key rotation,
 //!   drill): the format, its size limits and the exact signed bytes.
+//! - [`receipt`]: the device's signed enforcement receipts for applied orders.
 #![forbid(unsafe_code)]
 
 pub mod order;
+pub mod receipt;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -120,6 +122,28 @@ pub enum Payload {
     Heartbeat(Health),
     /// Something that happened and must reach the carrier at once.
     Event(Event),
+    /// A self-diagnosis result (guideline §1.3.1 incident record).
+    Incident(Incident),
+}
+
+/// Largest diagnosis report (JSON) carried in an [`Incident`].
+pub const MAX_INCIDENT_REPORT_BYTES: usize = 64 * 1024;
+
+/// A self-diagnosis result, sent as an incident record (§1.3.1, §1.3.2 ⑤).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The diagnosis id (the report's `id`).
+    pub id: String,
+    /// The remote-diagnosis command that asked for it, if any.
+    pub command_id: Option<u64>,
+    /// The verdict's segment: `terminal`, `lan`, `device`, `uplink`,
+    /// `carrier`, `none` or `suspended`.
+    pub segment: String,
+    /// The verdict's one-line summary (English).
+    pub summary: String,
+    /// The whole report as the `cpe-agent diagnose --json` document, at most
+    /// [`MAX_INCIDENT_REPORT_BYTES`].
+    pub report_json: String,
 }
 
 /// Periodic health metrics of the device.
@@ -257,14 +281,20 @@ pub struct Command {
     pub kind: CommandKind,
 }
 
-/// Kinds of commands. Orders that change service carry their own signature
-/// (a later protocol addition); these need none.
+/// Kinds of commands. Orders that change service carry their own signature;
+/// the others need none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandKind {
     /// Send a heartbeat now.
     ReportNow,
-    /// Run a self-diagnosis and report it.
+    /// Run a self-diagnosis and report it (as an [`Incident`] record).
     Diagnose,
+    /// Apply a compliance order: `order::encode_signed(SignedOrder)` bytes,
+    /// verified on the device before anything is decoded or changed.
+    Order {
+        /// The encoded signed order.
+        signed: Vec<u8>,
+    },
 }
 
 /// The device's answer to a [`Command`].
@@ -274,8 +304,11 @@ pub struct CommandAck {
     pub id: u64,
     /// Whether it was carried out.
     pub ok: bool,
-    /// What happened, for the operator.
+    /// What happened, for the operator (for a refused order: the refusal
+    /// class and reason).
     pub detail: String,
+    /// For an applied order: the device's signed enforcement receipt.
+    pub receipt: Option<receipt::SignedReceipt>,
 }
 
 /// A certificate request for renewal, over the existing mTLS channel.

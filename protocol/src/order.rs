@@ -112,6 +112,10 @@ pub struct Order {
     pub reason_ja: String,
     /// Reason, English.
     pub reason_en: String,
+    /// For a notice carrying a corrective recommendation (§2.2 ④): the
+    /// deadline by which the institution must correct (unix seconds), shown
+    /// on the device's notice page. `None` for every other order.
+    pub deadline: Option<i64>,
 }
 
 /// The envelope that travels: which key signed, the exact signed bytes and
@@ -289,6 +293,7 @@ mod tests {
             expires_at: 1_800_086_400,
             reason_ja: "停止".into(),
             reason_en: "stop".into(),
+            deadline: None,
         }
     }
 

@@ -113,6 +113,7 @@ mod tests {
             expires_at: 1_800_086_400,
             reason_ja: "是正勧告の期限超過".into(),
             reason_en: "corrective recommendation deadline passed".into(),
+            deadline: None,
         }
     }
 

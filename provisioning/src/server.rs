@@ -336,6 +336,9 @@ fn summary(payload: &Payload) -> String {
         })
         .to_string(),
         Payload::Event(e) => serde_json::to_string(e).unwrap_or_default(),
+        Payload::Incident(i) => {
+            serde_json::json!({"incident": i.id, "segment": i.segment, "summary": i.summary}).to_string()
+        }
     }
 }
 
@@ -347,13 +350,13 @@ pub fn ingest_record(record: &Record) -> IngestRecord {
         at_unix_ms: record.at_unix_ms,
         kind: match record.payload {
             Payload::Heartbeat(_) => ReportKind::Heartbeat,
-            Payload::Event(_) => ReportKind::Event,
+            Payload::Event(_) | Payload::Incident(_) => ReportKind::Event,
         },
         body: postcard::to_stdvec(&record.payload).unwrap_or_default(),
         summary_json: summary(&record.payload),
         health_json: match &record.payload {
             Payload::Heartbeat(h) => serde_json::to_string(h).ok(),
-            Payload::Event(_) => None,
+            Payload::Event(_) | Payload::Incident(_) => None,
         },
     }
 }

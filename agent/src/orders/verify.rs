@@ -455,6 +455,7 @@ mod tests {
             expires_at: issued_at + DAY,
             reason_ja: "是正されなかったため停止".into(),
             reason_en: "not corrected".into(),
+            deadline: None,
         }
     }
 
