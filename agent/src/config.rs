@@ -53,6 +53,41 @@ pub struct AgentConfig {
     /// Two-level thresholds (caution 注意 / warning 警告) per metric.
     #[serde(default)]
     pub thresholds: ThresholdsConfig,
+    /// The clinic side and the far side of the device: LAN interfaces, the
+    /// platform address beyond the demarcation point (diagnosis, orders).
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// The clinic's registered terminals (`[[terminal]]`), checked by
+    /// `cpe-agent diagnose`.
+    #[serde(default, rename = "terminal")]
+    pub terminals: Vec<TerminalConfig>,
+}
+
+/// `[network]`: the interfaces and addresses around the device. The uplinks
+/// (WAN side) are `[system] primary_uplink` / `backup_uplink`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// LAN interfaces facing the clinic (a bridge such as `br-lan`, or ports).
+    pub lan: Vec<String>,
+    /// An address one hop beyond the demarcation point (§3.2.1(1)), e.g. the
+    /// platform's gateway, probed by the carrier segment of a diagnosis.
+    pub platform: Option<std::net::IpAddr>,
+    /// The DHCP server's lease file, if this device serves DHCP on the LAN
+    /// (dnsmasq format: `expiry mac ip name client-id`).
+    pub dhcp_leases: Option<PathBuf>,
+}
+
+/// One `[[terminal]]`: a registered clinic terminal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    /// A name the clinic knows it by (e.g. `reception-pc`).
+    pub name: String,
+    /// Its LAN address.
+    pub ip: std::net::IpAddr,
+    /// Its MAC address, `aa:bb:cc:dd:ee:ff`, if registered.
+    pub mac: Option<String>,
 }
 
 /// `[carrier]`: the server the agent reports to.
@@ -202,6 +237,9 @@ impl AgentConfig {
         }
         config.system.proc_root = base.join(&config.system.proc_root);
         config.system.sys_root = base.join(&config.system.sys_root);
+        if let Some(leases) = &mut config.network.dhcp_leases {
+            *leases = base.join(&*leases);
+        }
         config
             .thresholds
             .check()
@@ -275,6 +313,27 @@ mod tests {
         assert_eq!(config.csr.organization.as_deref(), Some("Org"));
         assert_eq!(config.institution_code_field, CodeField::SerialNumber);
         assert_eq!(config.renewal, RenewalPolicy::default());
+    }
+
+    #[test]
+    fn network_and_terminals() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("agent.toml");
+        std::fs::write(
+            &main,
+            "[network]\nlan = [\"br-lan\"]\nplatform = \"10.9.0.2\"\ndhcp_leases = \"leases\"\n\
+             [[terminal]]\nname = \"reception\"\nip = \"192.168.10.20\"\nmac = \"02:00:00:00:00:20\"\n\
+             [[terminal]]\nname = \"exam\"\nip = \"192.168.10.21\"\n",
+        )
+        .unwrap();
+        let config = AgentConfig::load(&main).unwrap();
+        assert_eq!(config.network.lan, vec!["br-lan".to_string()]);
+        assert_eq!(config.network.platform, Some("10.9.0.2".parse().unwrap()));
+        assert_eq!(config.network.dhcp_leases, Some(dir.path().join("leases")));
+        assert_eq!(config.terminals.len(), 2);
+        assert_eq!(config.terminals[1].mac, None);
+        std::fs::write(&main, "[[terminal]]\nname = \"x\"\nip = \"192.168.10.300\"\n").unwrap();
+        assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("invalid IP"));
     }
 
     #[test]
