@@ -61,6 +61,45 @@ pub struct AgentConfig {
     /// `cpe-agent diagnose`.
     #[serde(default, rename = "terminal")]
     pub terminals: Vec<TerminalConfig>,
+    /// Compliance orders: the carrier's order keys, clock trust.
+    #[serde(default)]
+    pub orders: OrdersConfig,
+    /// The notice page on the LAN.
+    #[serde(default)]
+    pub notice: NoticeConfig,
+}
+
+/// `[orders]`: how the device verifies compliance orders.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// The carrier's order public keys (Ed25519, 64 hex characters each).
+    /// Read only when the order state is first created; afterwards only
+    /// signed key-rotation orders change the trusted keys.
+    pub keys: Vec<String>,
+    /// A file whose existence says the clock is synchronised (e.g.
+    /// `/run/systemd/timesync/synchronized`).
+    pub time_synced_flag: Option<PathBuf>,
+}
+
+impl OrdersConfig {
+    /// The keys as bytes (checked when the configuration was loaded).
+    pub fn public_keys(&self) -> Vec<[u8; 32]> {
+        self.keys.iter().filter_map(|k| crate::orders::parse_key_hex(k).ok()).collect()
+    }
+}
+
+/// `[notice]`: the local notice page (§2.2 ⑦).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticeConfig {
+    /// Addresses to serve it on, e.g. `["192.168.1.1:80"]` (the LAN
+    /// address); empty: no notice page.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The carrier's contact, Japanese (e.g. a phone number and hours).
+    pub contact_ja: String,
+    /// The carrier's contact, English.
+    pub contact_en: String,
 }
 
 /// `[network]`: the interfaces and addresses around the device. The uplinks
@@ -240,6 +279,15 @@ impl AgentConfig {
         if let Some(leases) = &mut config.network.dhcp_leases {
             *leases = base.join(&*leases);
         }
+        if let Some(flag) = &mut config.orders.time_synced_flag {
+            *flag = base.join(&*flag);
+        }
+        for key in &config.orders.keys {
+            crate::orders::parse_key_hex(key).map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("[orders] keys: {message}"),
+            })?;
+        }
         config
             .thresholds
             .check()
@@ -334,6 +382,28 @@ mod tests {
         assert_eq!(config.terminals[1].mac, None);
         std::fs::write(&main, "[[terminal]]\nname = \"x\"\nip = \"192.168.10.300\"\n").unwrap();
         assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("invalid IP"));
+    }
+
+    #[test]
+    fn orders_and_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("agent.toml");
+        let key = "ab".repeat(32);
+        std::fs::write(
+            &main,
+            format!(
+                "[orders]\nkeys = [\"{key}\"]\ntime_synced_flag = \"run/synced\"\n\
+                 [notice]\nlisten = [\"192.168.1.1:80\"]\ncontact_ja = \"電話\"\n"
+            ),
+        )
+        .unwrap();
+        let config = AgentConfig::load(&main).unwrap();
+        assert_eq!(config.orders.public_keys(), vec![[0xab; 32]]);
+        assert_eq!(config.orders.time_synced_flag, Some(dir.path().join("run/synced")));
+        assert_eq!(config.notice.listen, vec!["192.168.1.1:80".parse().unwrap()]);
+        assert_eq!(config.notice.contact_ja, "電話");
+        std::fs::write(&main, "[orders]\nkeys = [\"abcd\"]\n").unwrap();
+        assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("[orders] keys"));
     }
 
     #[test]

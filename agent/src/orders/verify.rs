@@ -61,6 +61,8 @@ use cpe_protocol::order::{
 };
 use ring::signature::{UnparsedPublicKey, ED25519};
 
+use super::hex;
+
 /// How far (seconds) a "trusted" clock may run ahead of the lower bound
 /// `max(time_floor, issued_at)` before it is treated as untrusted: 30 days.
 /// Orders are short-lived (hours to days), so a clock this far ahead of the
@@ -69,7 +71,8 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 pub const MAX_CLOCK_LEAD_SECS: i64 = 30 * 86_400;
 
 /// Whether the device's clock is believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClockState {
     /// Synchronised (e.g. NTS/NTP) or confirmed by the carrier.
     Trusted,
@@ -141,7 +144,8 @@ pub fn judge_time(reading: ClockReading, floor: i64, issued_at: Option<i64>) -> 
 }
 
 /// What raised the time floor last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FloorSource {
     /// The build time of this firmware.
     BuildTime,
@@ -155,7 +159,8 @@ pub enum FloorSource {
 
 /// The trusted-time floor: the latest time known to have passed, from
 /// trusted sources only. The device's own clock is never a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TimeFloor {
     /// The floor (unix seconds).
     pub at: i64,
@@ -364,14 +369,6 @@ pub struct Refused {
     /// Which clock state and time the decision used (judged without the
     /// order's `issued_at` if the order could not be read).
     pub time: TimeJudgement,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Decides whether the signed order in `signed` may be applied on this
