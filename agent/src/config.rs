@@ -61,6 +61,9 @@ pub struct AgentConfig {
     /// `cpe-agent diagnose`.
     #[serde(default, rename = "terminal")]
     pub terminals: Vec<TerminalConfig>,
+    /// How much audit log the device keeps (`[audit] max_bytes`, `segment_bytes`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[network]`: the interfaces and addresses around the device. The uplinks

@@ -56,6 +56,7 @@
 //!   clock stays "not yet valid" until the clock is trusted or the floor
 //!   (e.g. a later carrier-signed timestamp) reaches `not_before`.
 
+use cpe_common::hex::encode as hex;
 use cpe_protocol::order::{
     decode_order, decode_signed, signed_message, KeyId, Order, OrderDecodeError, OrderTarget,
 };
@@ -364,14 +365,6 @@ pub struct Refused {
     /// Which clock state and time the decision used (judged without the
     /// order's `issued_at` if the order could not be read).
     pub time: TimeJudgement,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Decides whether the signed order in `signed` may be applied on this
