@@ -67,6 +67,9 @@ pub struct AgentConfig {
     /// The notice page on the LAN.
     #[serde(default)]
     pub notice: NoticeConfig,
+    /// How much audit log the device keeps (`[audit] max_bytes`, `segment_bytes`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[orders]`: how the device verifies compliance orders.

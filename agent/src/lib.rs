@@ -24,8 +24,11 @@
 //!   state machine with hysteresis and minimum duration.
 //! - [`orders`]: compliance orders (§2.2): the pure verifier that decides,
 //!   with an injected clock, whether a signed order may be applied.
+//! - [`audit`]: the append-only, hash-chained audit log (§2.1.1(5)) with
+//!   rotation, export and the export verifier.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod channel;
 pub mod clock;
 pub mod config;

@@ -7,7 +7,9 @@
 //! - [`durable`]: crash-safe file writes (temp file, fsync, rename, fsync of the
 //!   directory) behind the [`durable::Storage`] trait, so that tests can inject
 //!   a failure at every step of a write.
+//! - [`hex`]: the lower-case hex text form of hashes, key ids and keys.
 #![forbid(unsafe_code)]
 
 pub mod durable;
+pub mod hex;
 pub mod institution;

@@ -18,10 +18,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::ca::{CertificationBody, LeafPurpose};
 use crate::encoding::{pem_blocks, CSR_TAGS};
 use crate::error::{ProvisionError, Result};
-use crate::issue::hex;
 use crate::keys::classify_spki;
 use crate::subject::{code_in_subject, copy_subject};
 use crate::validity::Validity;
+use cpe_common::hex::encode as hex;
 
 /// Largest CSR accepted, in bytes; real ones are well under 4 KiB.
 pub const MAX_CSR_BYTES: usize = 64 * 1024;

@@ -4,6 +4,7 @@
 //! ([`crate::pkcs12`]). The alternative, where the key never leaves the
 //! device, is [`crate::csr`].
 
+use cpe_common::hex::encode as hex;
 use std::fmt;
 
 use cpe_common::institution::InstitutionCode;
@@ -90,14 +91,6 @@ impl fmt::Debug for IssuedIdentity {
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 impl CertificationBody {

@@ -172,6 +172,29 @@ fn import_status_refusals_csr_rollback_wipe() {
     assert!(out.contains("2 key(s)"), "{out}");
     assert_eq!(site.status()["state"], "none");
     assert!(std::fs::read_dir(site.p("state/identity")).unwrap().next().is_none());
+
+    // Every certificate change is in the audit log: import, import, rollback, wipe.
+    let out = ok(&site.agent(&["log", "export", "--out", &site.s("audit.jsonl")]));
+    assert!(out.contains("4 audit entries"), "{out}");
+    // The auditor needs no agent configuration to verify.
+    let verify = |file: &str| run("cpe-agent", &["log", "verify", "--json", file], &[]);
+    let report: serde_json::Value = serde_json::from_str(&ok(&verify(&site.s("audit.jsonl")))).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["kinds"], serde_json::json!([["certificate", 4]]));
+    let text = std::fs::read_to_string(site.p("audit.jsonl")).unwrap();
+    for event in ["\"imported\"", "\"rolled_back\"", "\"wiped\""] {
+        assert!(text.contains(event), "{event} missing: {text}");
+    }
+    // An edited entry and a removed entry are caught (exit 1), naming the line.
+    std::fs::write(site.p("edited.jsonl"), text.replacen("\"wiped\"", "\"kept\"", 1)).unwrap();
+    let edited = verify(&site.s("edited.jsonl"));
+    assert_eq!(edited.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&edited.stderr).contains("line 5: entry 3 was edited"));
+    let lines: Vec<&str> = text.lines().collect();
+    let removed: String = [lines[0], lines[1], lines[3], lines[4]].iter().flat_map(|l| [*l, "\n"]).collect();
+    std::fs::write(site.p("removed.jsonl"), removed).unwrap();
+    assert_eq!(verify(&site.s("removed.jsonl")).status.code(), Some(1));
+    assert_eq!(verify(&site.s("missing.jsonl")).status.code(), Some(2));
 }
 
 #[test]

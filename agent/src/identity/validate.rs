@@ -7,6 +7,7 @@
 //! field engineer or clinic staff member holding a file from the
 //! certification body. Nothing is stored unless this returns an identity.
 
+use cpe_common::hex::encode as hex;
 use cpe_common::institution::{CodeField, InstitutionCode, SERIAL_NUMBER_OID_ARCS};
 use ring::digest;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -506,12 +507,4 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

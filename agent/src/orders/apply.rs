@@ -22,28 +22,25 @@ use cpe_protocol::order::{OrderKind, OrderTarget};
 use cpe_protocol::receipt::{EnforcementReceipt, ReceiptClock, ServiceState, SignedReceipt, RECEIPT_VERSION};
 
 use super::firewall::{enforce, BlockPlan, Firewall, FirewallError};
+use super::kind_name;
 use super::receipt::ReceiptSigner;
 use super::state::{KeyRecord, OrderState, ServiceRecord, StateError, StateStore};
 use super::verify::{
     trusted_key, verify, ClockReading, ClockState, FloorSource, Refused, TimeFloor, Verified, VerifyContext,
 };
-use super::{hex, kind_name};
-
-/// What an audit record is about (mapped onto the device's audit log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditEvent {
-    /// An order was accepted and applied.
-    Order,
-    /// An order was refused; nothing changed.
-    OrderRefused,
-    /// The firewall changed (or failed to) to match the service state.
-    Enforcement,
-}
+use crate::audit::{AuditKind, AuditLog};
+use cpe_common::hex::encode as hex;
 
 /// Where order decisions are recorded.
 pub trait AuditSink {
     /// Appends one record; an error is logged, never undoes enforcement.
-    fn append(&self, event: AuditEvent, at_unix: i64, detail: serde_json::Value) -> Result<(), String>;
+    fn append(&self, kind: AuditKind, at_unix: i64, detail: serde_json::Value) -> Result<(), String>;
+}
+
+impl AuditSink for AuditLog {
+    fn append(&self, kind: AuditKind, at_unix: i64, detail: serde_json::Value) -> Result<(), String> {
+        AuditLog::append(self, kind, at_unix, detail).map_err(|e| e.to_string())
+    }
 }
 
 /// Everything the pipeline needs besides the state store and the bytes.
@@ -188,9 +185,9 @@ fn clock_name(state: ClockState) -> &'static str {
     }
 }
 
-fn record(audit: &dyn AuditSink, event: AuditEvent, at: i64, detail: serde_json::Value) {
-    if let Err(e) = audit.append(event, at, detail) {
-        tracing::error!(error = %e, ?event, "could not write the audit log");
+fn record(audit: &dyn AuditSink, kind: AuditKind, at: i64, detail: serde_json::Value) {
+    if let Err(e) = audit.append(kind, at, detail) {
+        tracing::error!(error = %e, ?kind, "could not write the audit log");
     }
 }
 
@@ -234,7 +231,7 @@ pub fn apply_order<S: Storage>(
             tracing::warn!(class = refused.refusal.class(), reason = %refused.refusal, "order refused");
             record(
                 env.audit,
-                AuditEvent::OrderRefused,
+                AuditKind::OrderRefused,
                 refused.time.at,
                 serde_json::json!({
                     "class": refused.refusal.class(),
@@ -267,7 +264,7 @@ pub fn apply_order<S: Storage>(
     let at = verified.time.at;
     record(
         env.audit,
-        AuditEvent::Order,
+        AuditKind::Order,
         at,
         serde_json::json!({
             "order_id": order.id,
@@ -289,7 +286,7 @@ pub fn apply_order<S: Storage>(
     let enforced = enforce(env.firewall, env.plan, blocked);
     record(
         env.audit,
-        AuditEvent::Enforcement,
+        AuditKind::Enforcement,
         at,
         serde_json::json!({
             "sequence": order.sequence,
@@ -331,17 +328,17 @@ mod tests {
     const Y2090: i64 = 3_786_912_000;
 
     #[derive(Default)]
-    struct Recorder(RefCell<Vec<(AuditEvent, serde_json::Value)>>);
+    struct Recorder(RefCell<Vec<(AuditKind, serde_json::Value)>>);
 
     impl AuditSink for Recorder {
-        fn append(&self, event: AuditEvent, _at: i64, detail: serde_json::Value) -> Result<(), String> {
-            self.0.borrow_mut().push((event, detail));
+        fn append(&self, kind: AuditKind, _at: i64, detail: serde_json::Value) -> Result<(), String> {
+            self.0.borrow_mut().push((kind, detail));
             Ok(())
         }
     }
 
     impl Recorder {
-        fn events(&self) -> Vec<AuditEvent> {
+        fn events(&self) -> Vec<AuditKind> {
             self.0.borrow().iter().map(|(e, _)| *e).collect()
         }
     }
@@ -470,7 +467,7 @@ mod tests {
         assert_eq!(state.last_clock, Some(ClockState::Trusted));
         assert_eq!(state.keys.len(), 1, "the provisioned key was taken on first use");
         assert!(w.firewall.blocked());
-        assert_eq!(w.audit.events(), vec![AuditEvent::Order, AuditEvent::Enforcement]);
+        assert_eq!(w.audit.events(), vec![AuditKind::Order, AuditKind::Enforcement]);
         let receipt = w.check_receipt(applied.receipt.as_ref().unwrap());
         assert_eq!(receipt.sequence, 1);
         assert_eq!(receipt.order_id, 101);
@@ -556,7 +553,7 @@ mod tests {
             assert_eq!(w.state().service.state, ServiceState::Suspended, "{class}");
             let log = w.audit.0.borrow();
             assert_eq!(log.len(), audited + 1, "{class}: one audit record");
-            assert_eq!(log[audited].0, AuditEvent::OrderRefused);
+            assert_eq!(log[audited].0, AuditKind::OrderRefused);
             assert_eq!(log[audited].1["class"], class);
             assert_eq!(log[audited].1["clock"], "trusted");
         }

@@ -7,29 +7,16 @@ use cpe_common::durable::OsStorage;
 use cpe_common::institution::DEFAULT_DEVICE;
 use cpe_protocol::order::OrderTarget;
 
-use super::apply::{apply_order, load_or_initial, Applied, ApplyEnv, ApplyError, AuditEvent, AuditSink};
+use super::apply::{apply_order, load_or_initial, Applied, ApplyEnv, ApplyError, AuditSink};
 use super::firewall::{enforce, BlockPlan, Firewall, FirewallError};
 use super::receipt::ReceiptSigner;
 use super::state::{OrderState, StateError, StateStore};
 use super::timesync::{clock_reading, synced_flag, CarrierTime};
 use super::verify::{ClockReading, FloorSource};
+use crate::audit::{AuditKind, AuditLog};
 use crate::config::AgentConfig;
 use crate::identity::store::{IdentityStore, StoredIdentity};
 use crate::identity::validate;
-
-/// The audit log of order decisions.
-///
-/// Records go to the agent's log (`tracing`, target `cpe_agent::audit`)
-/// until the device's hash-chained audit log is wired in here.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeviceAudit;
-
-impl AuditSink for DeviceAudit {
-    fn append(&self, event: AuditEvent, at_unix: i64, detail: serde_json::Value) -> Result<(), String> {
-        tracing::info!(target: "cpe_agent::audit", ?event, at_unix, %detail, "audit");
-        Ok(())
-    }
-}
 
 /// What the device knows about itself for orders, read from the
 /// configuration and the installed identity.
@@ -137,7 +124,7 @@ impl DeviceOrders {
             plan: &self.plan,
             firewall,
             signer: self.signer.as_ref(),
-            audit: &DeviceAudit,
+            audit: &AuditLog::with_config(&config.state_dir, config.audit),
         };
         apply_order(&store, signed, &env)
     }
@@ -189,7 +176,7 @@ pub fn apply_state(
             "ok": result.is_ok(),
             "error": result.as_ref().err().map(ToString::to_string),
         });
-        if let Err(e) = audit.append(AuditEvent::Enforcement, crate::clock::now().unix_timestamp(), detail) {
+        if let Err(e) = audit.append(AuditKind::Enforcement, crate::clock::now().unix_timestamp(), detail) {
             tracing::error!(error = %e, "could not write the audit log");
         }
     }

@@ -32,27 +32,12 @@ pub use verify::{
     TimeFloor, TimeJudgement, TrustedKey, Verified, VerifyContext, MAX_CLOCK_LEAD_SECS,
 };
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// Parses a 32-byte key written as 64 hex characters.
 pub fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
     let text = text.trim();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("order key {text:?} is not 64 hex characters (an Ed25519 public key)"));
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("order key {text:?} is not hexadecimal"))?;
-    }
-    Ok(key)
+    cpe_common::hex::decode(text)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("order key {text:?} is not 64 hex characters (an Ed25519 public key)"))
 }
 
 /// Stable lower-case name of an order kind.
@@ -73,8 +58,11 @@ mod tests {
     #[test]
     fn key_hex_round_trips_and_refuses_bad_text() {
         let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap());
-        assert_eq!(parse_key_hex(&hex(&key)).unwrap(), key);
-        assert_eq!(parse_key_hex(&format!(" {} ", hex(&key).to_uppercase())).unwrap(), key);
+        assert_eq!(parse_key_hex(&cpe_common::hex::encode(&key)).unwrap(), key);
+        assert_eq!(
+            parse_key_hex(&format!(" {} ", cpe_common::hex::encode(&key).to_uppercase())).unwrap(),
+            key
+        );
         assert!(parse_key_hex(&"0".repeat(63)).is_err());
         assert!(parse_key_hex(&"g".repeat(64)).is_err());
         assert!(parse_key_hex(&"é".repeat(32)).is_err());

@@ -306,12 +306,12 @@ mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(key: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::super::hex(key))
+        serializer.serialize_str(&cpe_common::hex::encode(key))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(deserializer)?;
-        super::super::parse_key_hex(&text).map_err(serde::de::Error::custom)
+        crate::orders::parse_key_hex(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -56,12 +56,11 @@
 //!   clock stays "not yet valid" until the clock is trusted or the floor
 //!   (e.g. a later carrier-signed timestamp) reaches `not_before`.
 
+use cpe_common::hex::encode as hex;
 use cpe_protocol::order::{
     decode_order, decode_signed, signed_message, KeyId, Order, OrderDecodeError, OrderTarget,
 };
 use ring::signature::{UnparsedPublicKey, ED25519};
-
-use super::hex;
 
 /// How far (seconds) a "trusted" clock may run ahead of the lower bound
 /// `max(time_floor, issued_at)` before it is treated as untrusted: 30 days.
