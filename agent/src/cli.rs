@@ -19,6 +19,8 @@ use cpe_agent::lang::Lang;
 use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
 use tracing_subscriber::filter::LevelFilter;
 
+mod orders;
+
 const EXIT_REFUSED: u8 = 1;
 const EXIT_CANNOT_RUN: u8 = 2;
 
@@ -55,6 +57,16 @@ enum Command {
     /// changes, diagnoses): export it for an auditor, or verify an export.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Install the firewall for the persisted order state: the suspension
+    /// block if a stop order is in force, nothing otherwise. Run it at early
+    /// boot, before the LAN is served (`run` also does it first). Idempotent.
+    /// Exit 0 enforced, 2 could not run (state unreadable, nft failed).
+    ApplyState,
+    /// Compliance orders from the carrier (stop, resume, notice, key
+    /// rotation, drill). Only a signed resume order lifts a suspension: no
+    /// command, configuration change or `cert wipe` does.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +129,9 @@ enum CertCommand {
     /// Go back to the previously installed identity.
     Rollback,
     /// Decommission: overwrite and delete every key and certificate.
+    ///
+    /// The order state (`<state_dir>/orders/`) is not touched: a suspension
+    /// stays in force until the carrier's signed resume order.
     Wipe {
         /// Confirm: the device loses its identity and cannot connect.
         #[arg(long)]
@@ -208,6 +223,8 @@ fn dispatch(cli: &Cli) -> Result<(), Failure> {
         Command::Run => run_service(&cli.config, config),
         Command::Log(LogCommand::Export { out }) => export_log(&config, out, lang),
         Command::Log(LogCommand::Verify { file, json }) => verify_log(file, *json, lang),
+        Command::ApplyState => orders::apply_state(&config, lang),
+        Command::Orders(command) => orders::run(&config, command, lang),
     }
 }
 

@@ -25,6 +25,7 @@ use cpe_protocol::{Command, CommandAck, CommandKind, Event, Payload, Record};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
+use crate::audit::AuditLog;
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
 use crate::identity::store::IdentityStore;
@@ -32,6 +33,11 @@ use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::Aggregator;
+use crate::notice::{self, HealthSlot, NoticeSource};
+use crate::orders;
+use crate::orders::device::DeviceOrders;
+use crate::orders::firewall::NftFirewall;
+use crate::orders::timesync::CarrierTime;
 use crate::queue::{Queue, QueueLimits, RecordClass};
 use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
 use crate::thresholds::ThresholdSet;
@@ -74,6 +80,8 @@ struct Daemon {
     client: Mutex<Option<CarrierClient>>,
     wake_sender: Notify,
     report_now: Notify,
+    /// The latest heartbeat figures, for the notice page.
+    health: HealthSlot,
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -90,6 +98,23 @@ pub async fn run(
     };
     let queue = Queue::open(&queue_dir, limits)
         .map_err(|e| DaemonError::Queue { dir: queue_dir.clone(), detail: e.to_string() })?;
+    // The persisted order state first: a suspended device is blocked again
+    // before anything else runs (also done earlier by `cpe-agent apply-state`).
+    reconcile_firewall(&config, true);
+    let health = HealthSlot::default();
+    let notice = if config.notice.listen.is_empty() {
+        None
+    } else {
+        let listeners = notice::bind(&config.notice.listen).await.map_err(DaemonError::Config)?;
+        let source = NoticeSource {
+            state_dir: config.state_dir.clone(),
+            contact_ja: config.notice.contact_ja.clone(),
+            contact_en: config.notice.contact_en.clone(),
+            health: health.clone(),
+        };
+        tracing::info!(listen = ?config.notice.listen, "notice page served");
+        Some(tokio::spawn(notice::serve(listeners, source)))
+    };
     let shared = Arc::new(Daemon {
         config_path: config_path.to_owned(),
         config: Mutex::new(config),
@@ -97,6 +122,7 @@ pub async fn run(
         client: Mutex::new(None),
         wake_sender: Notify::new(),
         report_now: Notify::new(),
+        health,
     });
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
     let sender = tokio::spawn(sender_loop(shared.clone()));
@@ -106,6 +132,9 @@ pub async fn run(
     sender.abort();
     poller.abort();
     renewer.abort();
+    if let Some(notice) = notice {
+        notice.abort();
+    }
     if let Err(e) = lock(&shared.queue).checkpoint() {
         tracing::warn!(error = %e, "could not save the queue position (acknowledged records may be sent again)");
     }
@@ -208,8 +237,29 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
     let mut health = aggregator.finish();
     health.agent_version = version();
-    health.cert_not_after = current_not_after(&lock(&shared.config));
+    let config = lock(&shared.config).clone();
+    health.cert_not_after = current_not_after(&config);
+    *lock(&shared.health) = Some(health.clone());
     push(shared, RecordClass::Metric, &Payload::Heartbeat(health));
+    // Put the block back if something (a firewall reload) removed it.
+    reconcile_firewall(&config, false);
+}
+
+/// Makes the firewall match the persisted order state; `at_start` records a
+/// block in the audit log (see [`orders::device::apply_state`]).
+fn reconcile_firewall(config: &AgentConfig, at_start: bool) {
+    let audit = AuditLog::with_config(&config.state_dir, config.audit);
+    match orders::device::apply_state(config, &NftFirewall::default(), &audit, at_start) {
+        Ok(Some(state)) if at_start => {
+            tracing::info!(
+                state = state.service.state.as_str(),
+                sequence = state.last_sequence,
+                "order state enforced"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "the firewall does not match the order state"),
+    }
 }
 
 fn current_not_after(config: &AgentConfig) -> Option<i64> {
@@ -350,7 +400,7 @@ async fn command_loop(shared: Arc<Daemon>) {
             Ok((client, list)) => {
                 backoff.reset();
                 for command in list.commands {
-                    let ack = execute(&shared, &command);
+                    let ack = execute(&shared, &command, client.carrier_time());
                     if let Err(e) = client.ack_command(&ack).await {
                         tracing::warn!(id = command.id, error = %e, "command acknowledgement not delivered");
                     }
@@ -365,19 +415,63 @@ async fn command_loop(shared: Arc<Daemon>) {
     }
 }
 
-fn execute(shared: &Daemon, command: &Command) -> CommandAck {
+fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>) -> CommandAck {
     tracing::info!(id = command.id, kind = ?command.kind, "command received");
     match &command.kind {
         CommandKind::ReportNow => {
             shared.report_now.notify_one();
             CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into(), receipt: None }
         }
-        CommandKind::Diagnose | CommandKind::Order { .. } => CommandAck {
+        CommandKind::Order { signed } => {
+            let config = lock(&shared.config).clone();
+            apply_order_command(&config, command.id, signed, carrier_time)
+        }
+        CommandKind::Diagnose => CommandAck {
             id: command.id,
             ok: false,
             detail: "not supported by this agent version".into(),
             receipt: None,
         },
+    }
+}
+
+/// Applies a compliance order received as a command and acknowledges it:
+/// `ok` with the signed receipt, or `ok = false` with `<class>: <reason>`.
+fn apply_order_command(
+    config: &AgentConfig,
+    id: u64,
+    signed: &[u8],
+    carrier_time: Option<CarrierTime>,
+) -> CommandAck {
+    let received = Instant::now();
+    let refused = |detail: String| CommandAck { id, ok: false, detail, receipt: None };
+    let device = match DeviceOrders::load(config, carrier_time) {
+        Ok(device) => device,
+        Err(e) => return refused(format!("state: {e}")),
+    };
+    let clock = orders::device::current_clock(config, carrier_time);
+    match device.apply(config, signed, clock, &NftFirewall::default()) {
+        Ok(applied) => {
+            let elapsed_ms = received.elapsed().as_secs_f64() * 1000.0;
+            let state = applied.state.service.state.as_str();
+            tracing::info!(
+                sequence = applied.verified.order.sequence,
+                state,
+                elapsed_ms,
+                "order applied and enforced (command received → rules in place)"
+            );
+            let mut detail = format!(
+                "applied order {} (sequence {}): {state}{}",
+                applied.verified.order.id,
+                applied.verified.order.sequence,
+                if applied.state.service.drill { " (drill)" } else { "" }
+            );
+            if let Some(problem) = applied.receipt_problem {
+                detail = format!("{detail}; no receipt: {problem}");
+            }
+            CommandAck { id, ok: true, detail, receipt: applied.receipt }
+        }
+        Err(e) => refused(format!("{}: {e}", e.class())),
     }
 }
 

@@ -22,8 +22,10 @@
 //!   LAN → device → uplink → carrier) with a hint, and the report document.
 //! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
 //!   state machine with hysteresis and minimum duration.
-//! - [`orders`]: compliance orders (§2.2): the pure verifier that decides,
-//!   with an injected clock, whether a signed order may be applied.
+//! - [`orders`]: compliance orders (§2.2): the pure verifier, the durable
+//!   order state, nftables enforcement, signed receipts and the apply
+//!   pipeline behind `cpe-agent apply-state` / `orders` and the daemon.
+//! - [`notice`]: the notice page on the LAN (§2.2 ⑦).
 //! - [`audit`]: the append-only, hash-chained audit log (§2.1.1(5)) with
 //!   rotation, export and the export verifier.
 #![forbid(unsafe_code)]
@@ -37,6 +39,7 @@ pub mod diagnose;
 pub mod identity;
 pub mod lang;
 pub mod metrics;
+pub mod notice;
 pub mod orders;
 pub mod queue;
 pub mod renew;

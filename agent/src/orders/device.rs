@@ -159,16 +159,26 @@ pub enum ApplyStateError {
 }
 
 /// Makes the firewall match the persisted state (early boot, start of `run`,
-/// and the daemon's reconciliation). Idempotent. Returns the state enforced.
+/// and the daemon's reconciliation). Idempotent. Returns the state enforced,
+/// or `None` when no order was ever applied (then the firewall is not
+/// touched at all). A block is recorded in the audit log when `record_block`
+/// (boot), a failure always; a periodic reconciliation passes `false` so it
+/// does not fill the log.
 pub fn apply_state(
     config: &AgentConfig,
     firewall: &dyn Firewall,
     audit: &dyn AuditSink,
-) -> Result<OrderState, ApplyStateError> {
-    let state = current_state(config)?;
+    record_block: bool,
+) -> Result<Option<OrderState>, ApplyStateError> {
+    let store = StateStore::new(OsStorage, &config.state_dir);
+    let loaded = store.load()?;
+    if let Some(problem) = &loaded.recovered_from_previous {
+        tracing::error!(path = %store.path().display(), %problem, "order state damaged; enforcing the previous good version");
+    }
+    let Some(state) = loaded.state else { return Ok(None) };
     let blocked = state.service.blocks_forwarding();
     let result = enforce(firewall, &BlockPlan::from_config(config), blocked);
-    if blocked || result.is_err() {
+    if (blocked && record_block) || result.is_err() {
         let detail = serde_json::json!({
             "source": "apply-state",
             "sequence": state.last_sequence,
@@ -181,5 +191,5 @@ pub fn apply_state(
         }
     }
     result?;
-    Ok(state)
+    Ok(Some(state))
 }
