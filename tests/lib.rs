@@ -2,8 +2,11 @@
 //! binaries the way a field engineer and a carrier operator do. The tests
 //! live in `tests/tests/*.rs`; this library holds what they share: finding
 //! the binaries, child processes that are always killed, a minimal SMTP
-//! sink that records alert mail, and waiting with a deadline.
+//! sink that records alert mail, and waiting with a deadline. Topologies in
+//! network namespaces (terminals, CPE, carrier, platform) are in [`netns`].
 #![forbid(unsafe_code)]
+
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
