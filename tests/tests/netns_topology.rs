@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use cpe_e2e::netns::{self, plan, FaultRule, Topology};
+use cpe_e2e::netns::{self, plan, FaultRule, Reach, Topology};
 
 #[test]
 fn topology_routes_terminal_to_platform_and_cleans_up() {
@@ -179,4 +179,34 @@ fn tcp_echo_answers_across_the_topology() {
         format!("exec 3<>/dev/tcp/{}/{}; printf hello >&3; head -c 5 <&3", echo.addr.ip(), echo.addr.port());
     let out = topology.terminals[0].netns.exec("bash", &["-c", &script]).unwrap();
     assert_eq!(out, "hello");
+
+    // Connection outcomes: connected, refused (host up, port closed), timeout (dropped).
+    let terminal = &topology.terminals[0].netns;
+    assert_eq!(terminal.tcp_connect(echo.addr, 2000).unwrap(), Reach::Connected);
+    let closed = SocketAddr::new(echo.addr.ip(), echo.addr.port() + 1);
+    assert_eq!(terminal.tcp_connect(closed, 2000).unwrap(), Reach::Refused);
+    topology.carrier.set_faults(&[FaultRule::DropTcpPort { port: echo.addr.port() }]).unwrap();
+    assert_eq!(terminal.tcp_connect(echo.addr, 300).unwrap(), Reach::Timeout);
+    topology.terminals[0].netns.del_route("default", plan::CPE_LAN).unwrap();
+    assert!(matches!(terminal.tcp_connect(echo.addr, 300).unwrap(), Reach::Unreachable(_)));
+}
+
+#[test]
+fn leftovers_of_dead_test_processes_are_swept() {
+    if netns::skip("leftovers_of_dead_test_processes_are_swept") {
+        return;
+    }
+    // A namespace named as if created by a process that no longer exists (pids never get this big).
+    let stale = format!("{}-4000000000-0-stale", netns::PREFIX);
+    let status = std::process::Command::new("ip").args(["netns", "add", &stale]).status().unwrap();
+    assert!(status.success());
+    let etc = std::path::Path::new("/etc/netns").join(&stale);
+    std::fs::create_dir_all(&etc).unwrap();
+    // A live namespace of this process must survive the sweep.
+    let live = netns::Netns::new("live").unwrap();
+    netns::sweep_leftovers();
+    let existing = netns::existing().unwrap();
+    assert!(!existing.contains(&stale), "{stale} not swept: {existing:?}");
+    assert!(!etc.exists(), "{} not swept", etc.display());
+    assert!(existing.iter().any(|n| n == live.name()), "the sweep removed a live namespace");
 }
