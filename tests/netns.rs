@@ -389,11 +389,6 @@ impl Netns {
         self.ip(&["link", "set", iface, "mtu", &mtu.to_string()]).map(drop)
     }
 
-    /// Sets the MAC address of `iface` (`02:00:…`).
-    pub fn set_mac(&self, iface: &str, mac: &str) -> Result<(), NetnsError> {
-        self.ip(&["link", "set", iface, "address", mac]).map(drop)
-    }
-
     /// Adds `cidr` (`192.0.2.1/24`) to `iface`.
     pub fn add_address(&self, iface: &str, cidr: &str) -> Result<(), NetnsError> {
         self.ip(&["address", "add", cidr, "dev", iface]).map(drop)

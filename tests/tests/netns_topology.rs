@@ -61,8 +61,8 @@ fn topology_routes_terminal_to_platform_and_cleans_up() {
 }
 
 #[test]
-fn helper_services_and_faults_work_inside_namespaces() {
-    if netns::skip("helper_services_and_faults_work_inside_namespaces") {
+fn helper_services_work_inside_namespaces() {
+    if netns::skip("helper_services_work_inside_namespaces") {
         return;
     }
     let topology = Topology::build(0).unwrap();
@@ -128,33 +128,6 @@ fn helper_services_and_faults_work_inside_namespaces() {
     assert!(rtt >= 200, "a 100 ms relay each way gave a round trip of {rtt} ms");
     eprintln!("echo through the 100 ms relay: round trip {rtt} ms");
 
-    // Loss: 100 % on the edge's primary interface makes the gateway silent; 0 % restores it.
-    let gateway = IpAddr::V4(plan::PRIMARY_GATEWAY);
-    topology
-        .edge
-        .set_faults(&[FaultRule::Loss { iface: Some(plan::EDGE_PRIMARY.into()), percent: 100 }])
-        .unwrap();
-    assert!(!topology.cpe.ping(gateway, 2, 1), "gateway answered through 100 % loss");
-    topology
-        .edge
-        .set_faults(&[FaultRule::Loss { iface: Some(plan::EDGE_PRIMARY.into()), percent: 0 }])
-        .unwrap();
-    assert!(topology.cpe.ping(gateway, 1, 2));
-
-    // MTU black hole: big DF packets vanish, small ones pass.
-    topology.edge.set_faults(&[FaultRule::DropLargerThan { bytes: 1400 }]).unwrap();
-    let carrier = plan::CARRIER.to_string();
-    let big = topology
-        .cpe
-        .output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", &carrier])
-        .unwrap();
-    assert!(!big.status.success(), "1500-byte DF ping passed the black hole");
-    let small = topology
-        .cpe
-        .output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1300", &carrier])
-        .unwrap();
-    assert!(small.status.success(), "1328-byte ping lost: {}", String::from_utf8_lossy(&small.stdout));
-
     // Services run inside their namespace (and die with it).
     let pids = topology.platform.pids().unwrap();
     assert!(pids.contains(&echo.proc.child.id()), "{pids:?} lacks the echo server");
@@ -209,4 +182,54 @@ fn leftovers_of_dead_test_processes_are_swept() {
     assert!(!existing.contains(&stale), "{stale} not swept: {existing:?}");
     assert!(!etc.exists(), "{} not swept", etc.display());
     assert!(existing.iter().any(|n| n == live.name()), "the sweep removed a live namespace");
+}
+
+#[test]
+fn injected_faults_drop_what_they_say() {
+    if netns::skip("injected_faults_drop_what_they_say") {
+        return;
+    }
+    let topology = Topology::build(0).unwrap();
+    // Loss: 100 % on the edge's primary interface makes the gateway silent; 0 % restores it.
+    let gateway = IpAddr::V4(plan::PRIMARY_GATEWAY);
+    topology
+        .edge
+        .set_faults(&[FaultRule::Loss { iface: Some(plan::EDGE_PRIMARY.into()), percent: 100 }])
+        .unwrap();
+    assert!(!topology.cpe.ping(gateway, 2, 1), "gateway answered through 100 % loss");
+    topology
+        .edge
+        .set_faults(&[FaultRule::Loss { iface: Some(plan::EDGE_PRIMARY.into()), percent: 0 }])
+        .unwrap();
+    assert!(topology.cpe.ping(gateway, 1, 2));
+
+    // MTU black hole: big DF packets vanish, small ones pass.
+    topology.edge.set_faults(&[FaultRule::DropLargerThan { bytes: 1400 }]).unwrap();
+    let carrier = plan::CARRIER.to_string();
+    let big = topology
+        .cpe
+        .output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", &carrier])
+        .unwrap();
+    assert!(!big.status.success(), "1500-byte DF ping passed the black hole");
+    let small = topology
+        .cpe
+        .output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1300", &carrier])
+        .unwrap();
+    assert!(small.status.success(), "1328-byte ping lost: {}", String::from_utf8_lossy(&small.stdout));
+
+    // The classic black hole: a 1400-byte link behind the edge whose "fragmentation needed" errors
+    // are filtered. With the errors let through, the sender learns the MTU instead.
+    topology.edge.set_faults(&[]).unwrap();
+    topology.edge.set_mtu(plan::EDGE_CARRIER, 1400).unwrap();
+    let big = |t: &Topology| {
+        let out =
+            t.cpe.output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", &carrier]).unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (passed, text) = big(&topology);
+    assert!(!passed && text.contains("mtu = 1400"), "the edge should report the MTU:\n{text}");
+    topology.cpe.ip(&["route", "flush", "cache"]).unwrap();
+    topology.edge.set_faults(&[FaultRule::DropFragNeeded]).unwrap();
+    let (passed, text) = big(&topology);
+    assert!(!passed && !text.contains("mtu = 1400"), "frag-needed got through:\n{text}");
 }
