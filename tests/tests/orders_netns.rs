@@ -1,0 +1,299 @@
+//! Compliance stop and resume orders enforced with real nftables in network
+//! namespaces (issue 6):
+//!
+//! ```text
+//!  lan host ── eth0 ═══ lan0 ── CPE (ip_forward=1, cpe-agent) ── wan0 ═══ eth0 ── platform host
+//!  192.168.77.10/24        192.168.77.1/24          10.77.0.1/24         10.77.0.2/24
+//!                          notice page :8080                             :443 platform service
+//!                                                                        :53 DNS (udp + tcp)
+//!                                                                        :8443 "carrier" (the CPE's own channel)
+//! ```
+//! A stop order, signed in the test with the carrier's tooling
+//! (`cpe_provision::order_keys`) and applied with `cpe-agent orders apply`,
+//! blocks the LAN host from the platform, while forwarded DNS, the notice
+//! page on the CPE's LAN address and the CPE's own connection beyond the WAN
+//! keep working. After the table is flushed (a reboot, a firewall reload),
+//! `cpe-agent apply-state` and a restarted `cpe-agent run` put the block
+//! back. A resume lifts it and leaves the operator's own table alone; the
+//! old stop replayed afterwards is refused. The times from `orders apply`
+//! to the rules being in place and to traffic stopping or flowing again are
+//! printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use cpe_e2e::netns::{self, dns, Netns, Reach};
+use cpe_e2e::{binary, wait_for, Proc};
+use cpe_protocol::order::{encode_signed, Order, OrderKind, OrderTarget, ORDER_VERSION};
+use cpe_provision::order_keys::{sign, OrderSigningKey};
+
+const CODE: &str = "1312345678";
+const LAN_CPE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 10);
+const WAN_CPE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const PLATFORM: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const NOTICE_PORT: u16 = 8080;
+
+fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    key: OrderSigningKey,
+    lan: Netns,
+    cpe: Netns,
+    _platform: Netns,
+    _services: Vec<netns::Service>,
+}
+
+impl World {
+    fn build() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (lan, cpe, platform) =
+            (Netns::new("olan").unwrap(), Netns::new("ocpe").unwrap(), Netns::new("oplat").unwrap());
+        cpe.veth("lan0", &lan, "eth0", [None, None]).unwrap();
+        cpe.veth("wan0", &platform, "eth0", [None, None]).unwrap();
+        cpe.add_address("lan0", &format!("{LAN_CPE}/24")).unwrap();
+        cpe.add_address("wan0", &format!("{WAN_CPE}/24")).unwrap();
+        cpe.enable_forwarding().unwrap();
+        lan.add_address("eth0", &format!("{LAN_HOST}/24")).unwrap();
+        lan.add_route("default", LAN_CPE, 0).unwrap();
+        platform.add_address("eth0", &format!("{PLATFORM}/24")).unwrap();
+        platform.add_route("192.168.77.0/24", WAN_CPE, 0).unwrap();
+        let log = |name: &str| dir.path().join(name);
+        let services = vec![
+            platform.start_tcp_echo(at(PLATFORM, 443), &log("platform.log")).unwrap(),
+            platform.start_tcp_echo(at(PLATFORM, 53), &log("dns-tcp.log")).unwrap(),
+            platform.start_tcp_echo(at(PLATFORM, 8443), &log("carrier.log")).unwrap(),
+            platform.start_dns(at(PLATFORM, 53), &[("platform.example", PLATFORM)], &log("dns.log")).unwrap(),
+        ];
+        let key = OrderSigningKey::generate().unwrap();
+        let config = format!(
+            "state_dir = \"state\"\ninstitution_code = \"{CODE}\"\n\
+             [carrier]\ninterval_s = 1\nsample_s = 1\n\
+             [orders]\nkeys = [\"{}\"]\n\
+             [network]\nlan = [\"lan0\"]\n\
+             [system]\nprimary_uplink = \"wan0\"\n\
+             [notice]\nlisten = [\"{LAN_CPE}:{NOTICE_PORT}\"]\ncontact_ja = \"回線窓口 0120-000-000\"\ncontact_en = \"Carrier desk +81-120-000-000\"\n",
+            cpe_common::hex::encode(&key.public_key())
+        );
+        std::fs::write(dir.path().join("agent.toml"), config).unwrap();
+        Self { dir, key, lan, cpe, _platform: platform, _services: services }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// `cpe-agent --config … args` inside the CPE namespace.
+    fn agent(&self, args: &[&str]) -> Output {
+        let config = self.config();
+        let mut all = vec!["--config", config.to_str().unwrap(), "--lang", "en"];
+        all.extend_from_slice(args);
+        self.cpe.output(binary("cpe-agent"), &all).unwrap()
+    }
+
+    fn run_agent(&self, log: &str) -> Proc {
+        let args = ["--config".to_owned(), self.config().to_string_lossy().into_owned(), "run".to_owned()];
+        self.cpe.spawn("cpe-agent", &args, &self.dir.path().join(log)).unwrap()
+    }
+
+    fn order_file(&self, name: &str, kind: OrderKind, sequence: u64) -> PathBuf {
+        let issued = now() - 60;
+        let order = Order {
+            version: ORDER_VERSION,
+            id: 9000 + sequence,
+            target: OrderTarget { institution_code: CODE.into(), device: "main".into() },
+            kind,
+            sequence,
+            issued_at: issued,
+            not_before: issued,
+            expires_at: issued + 86_400,
+            reason_ja: "是正勧告の期限までに是正されませんでした".into(),
+            reason_en: "Not corrected by the deadline".into(),
+            deadline: None,
+        };
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, encode_signed(&sign(&order, &self.key).unwrap()).unwrap()).unwrap();
+        path
+    }
+
+    fn platform_reachable(&self) -> bool {
+        self.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap() == Reach::Connected
+    }
+
+    fn table_present(&self) -> bool {
+        self.cpe.output("nft", &["list", "table", "inet", "cpe_agent"]).unwrap().status.success()
+    }
+
+    /// A UDP DNS query from the LAN host to the platform's resolver,
+    /// forwarded by the CPE (bash's `/dev/udp`, no extra tools).
+    fn lan_dns_answers(&self) -> bool {
+        let query = dns::query(0x4242, "platform.example");
+        let escaped = query.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "\\x{b:02x}");
+            s
+        });
+        let script = format!(
+            "exec 3<>/dev/udp/{PLATFORM}/53; printf '{escaped}' >&3; timeout 2 head -c 2 <&3 | od -An -tx1"
+        );
+        let out = self.lan.output("bash", &["-c", &script]).unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>() == ["42", "42"]
+    }
+
+    /// The notice page fetched from the LAN host (bash's `/dev/tcp`).
+    fn lan_notice_page(&self) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/{LAN_CPE}/{NOTICE_PORT} && printf 'GET / HTTP/1.0\\r\\nHost: cpe\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
+        );
+        let out = self.lan.output("bash", &["-c", &script]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Times `orders apply FILE`: until the command returned (rules in place),
+/// and until `traffic_flows() == want` as seen from the LAN host.
+fn apply_and_time(world: &World, file: &Path, want_flowing: bool) -> (Output, Duration, Duration) {
+    let started = Instant::now();
+    let out = world.agent(&["orders", "apply", file.to_str().unwrap()]);
+    let rules = started.elapsed();
+    let traffic = wait_for(Duration::from_secs(10), || {
+        (world.platform_reachable() == want_flowing).then(|| started.elapsed())
+    })
+    .unwrap_or_else(|| panic!("traffic never became flowing={want_flowing}\n{}", text(&out)));
+    (out, rules, traffic)
+}
+
+#[test]
+fn stop_blocks_the_lan_keeps_dns_notice_and_own_channel_survives_reboot_and_resume_lifts_it() {
+    if netns::skip("orders_netns") {
+        return;
+    }
+    let world = World::build();
+    // The operator's own firewall table, which a resume must leave alone.
+    world
+        .cpe
+        .nft("table inet operator {\n chain operator_forward {\n type filter hook forward priority 0; policy accept;\n counter\n }\n}\n")
+        .unwrap();
+    assert!(world.platform_reachable(), "baseline: the LAN host reaches the platform");
+    assert!(world.lan.ping(IpAddr::V4(PLATFORM), 1, 2));
+
+    // `run` before any order: it serves the notice page and touches no firewall.
+    let mut daemon = world.run_agent("agent-1.log");
+    let page = wait_for(Duration::from_secs(10), || {
+        let page = world.lan_notice_page();
+        page.contains("200 OK").then_some(page)
+    })
+    .unwrap_or_else(|| panic!("notice page not served\n{}", world.log("agent-1.log")));
+    assert!(page.contains("state normal"), "{page}");
+    assert!(!world.table_present());
+
+    // Stop.
+    let stop = world.order_file("stop.order", OrderKind::Stop, 1);
+    let (out, rules, blocked) = apply_and_time(&world, &stop, false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(world.table_present());
+    println!(
+        "orders apply (stop) → nft rules in place: {:.1} ms (process wall time)",
+        rules.as_secs_f64() * 1e3
+    );
+    println!("  agent's own figure: {}", String::from_utf8_lossy(&out.stdout).trim());
+    println!("orders apply (stop) → LAN host blocked: {:.1} ms", blocked.as_secs_f64() * 1e3);
+
+    assert!(!world.platform_reachable());
+    assert!(matches!(world.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap(), Reach::Unreachable(_)));
+    assert!(!world.lan.ping(IpAddr::V4(PLATFORM), 1, 1), "ICMP is blocked too");
+    assert!(world.lan_dns_answers(), "forwarded DNS over UDP still works");
+    assert_eq!(world.lan.tcp_connect(at(PLATFORM, 53), 1000).unwrap(), Reach::Connected, "DNS over TCP");
+    assert_eq!(
+        world.cpe.tcp_connect(at(PLATFORM, 8443), 1000).unwrap(),
+        Reach::Connected,
+        "the CPE's own channel beyond the WAN is untouched"
+    );
+    let page = world.lan_notice_page();
+    assert!(
+        page.contains("state suspended") && page.contains("ネットワークサービスを停止しています"),
+        "{page}"
+    );
+    assert!(
+        page.contains("是正勧告の期限までに是正されませんでした") && page.contains("回線窓口 0120-000-000")
+    );
+
+    let status = world.agent(&["orders", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "suspended");
+    assert_eq!(status["last_sequence"], 1);
+    assert_eq!(status["clock"]["last_decision"], "untrusted");
+
+    // The same stop again is a replay: refused, exit 1, nothing changed.
+    let again = world.agent(&["orders", "apply", stop.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("replay"));
+    assert!(world.table_present());
+
+    // Reboot: the daemon stops, the ruleset is gone; apply-state restores the block.
+    daemon.terminate(Duration::from_secs(5));
+    world.cpe.exec("nft", &["delete", "table", "inet", "cpe_agent"]).unwrap();
+    assert!(world.platform_reachable(), "without the table the LAN is open (the reboot case)");
+    let started = Instant::now();
+    let restored = world.agent(&["apply-state"]);
+    let apply_state_time = started.elapsed();
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert!(text(&restored).contains("suspended"));
+    assert!(!world.platform_reachable());
+    println!("apply-state after a flush → rules in place: {:.1} ms", apply_state_time.as_secs_f64() * 1e3);
+    // Idempotent.
+    assert!(world.agent(&["apply-state"]).status.success());
+    assert!(!world.platform_reachable());
+
+    // An agent restart with the table gone also puts the block back first.
+    world.cpe.exec("nft", &["delete", "table", "inet", "cpe_agent"]).unwrap();
+    let _daemon = world.run_agent("agent-2.log");
+    wait_for(Duration::from_secs(10), || (!world.platform_reachable()).then_some(()))
+        .unwrap_or_else(|| panic!("restart did not restore the block\n{}", world.log("agent-2.log")));
+
+    // Resume.
+    let resume = world.order_file("resume.order", OrderKind::Resume, 2);
+    let (out, rules, flowing) = apply_and_time(&world, &resume, true);
+    assert!(out.status.success(), "{}", text(&out));
+    println!(
+        "orders apply (resume) → nft table removed: {:.1} ms (process wall time)",
+        rules.as_secs_f64() * 1e3
+    );
+    println!("orders apply (resume) → LAN traffic flowing: {:.1} ms", flowing.as_secs_f64() * 1e3);
+    assert!(!world.table_present());
+    assert!(world.cpe.output("nft", &["list", "table", "inet", "operator"]).unwrap().status.success());
+    assert!(world.lan.ping(IpAddr::V4(PLATFORM), 1, 2));
+    let page = wait_for(Duration::from_secs(5), || {
+        let page = world.lan_notice_page();
+        page.contains("state normal").then_some(page)
+    });
+    assert!(page.is_some());
+
+    // The old stop replayed after the resume changes nothing.
+    let replay = world.agent(&["orders", "apply", stop.to_str().unwrap()]);
+    assert_eq!(replay.status.code(), Some(1), "{}", text(&replay));
+    assert!(world.platform_reachable());
+    assert!(!world.table_present());
+    // The reconciling daemon keeps the LAN open too.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(world.platform_reachable());
+}
