@@ -31,8 +31,9 @@ use super::verify::{trusted_key, ClockState, TimeFloor, TrustedKey};
 /// The state format version this build writes and reads.
 pub const STATE_VERSION: u16 = 1;
 
-/// Largest state file accepted (a few keys, two reasons, one receipt).
-pub const MAX_STATE_BYTES: usize = 64 * 1024;
+/// Largest state file accepted and written (keys, two reasons of an order
+/// of at most 6 KiB, one receipt).
+pub const MAX_STATE_BYTES: usize = 256 * 1024;
 
 const STATE_FILE: &str = "state.json";
 const PREVIOUS_FILE: &str = "state.json.prev";
@@ -53,7 +54,8 @@ pub struct OrderState {
     pub keys: Vec<KeyRecord>,
     /// The service state being enforced and shown.
     pub service: ServiceRecord,
-    /// The signed receipt of the last applied order.
+    /// The signed receipt of the last applied order (bytes as hex).
+    #[serde(with = "receipt_hex")]
     pub last_receipt: Option<SignedReceipt>,
 }
 
@@ -203,10 +205,17 @@ pub fn parse_state(bytes: &[u8]) -> Result<OrderState, ParseError> {
     Ok(state)
 }
 
-/// Encodes the state as written to disk.
+/// Encodes the state as written to disk, within [`MAX_STATE_BYTES`] (so
+/// whatever is saved can be loaded again).
 pub fn render_state(state: &OrderState) -> Result<Vec<u8>, StateError> {
     let mut bytes = serde_json::to_vec_pretty(state).map_err(|e| StateError::Encode(e.to_string()))?;
     bytes.push(b'\n');
+    if bytes.len() > MAX_STATE_BYTES {
+        return Err(StateError::Encode(format!(
+            "{} bytes exceed the limit of {MAX_STATE_BYTES}",
+            bytes.len()
+        )));
+    }
     Ok(bytes)
 }
 
@@ -315,6 +324,49 @@ mod hex32 {
     }
 }
 
+/// The last receipt in the state file: its bytes and signature as hex.
+mod receipt_hex {
+    use cpe_protocol::receipt::SignedReceipt;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored {
+        receipt_bytes: String,
+        scheme: u16,
+        signature: String,
+    }
+
+    #[allow(clippy::ref_option)] // the signature serde's `with` requires
+    pub fn serialize<S: Serializer>(
+        receipt: &Option<SignedReceipt>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        receipt
+            .as_ref()
+            .map(|r| Stored {
+                receipt_bytes: cpe_common::hex::encode(&r.receipt_bytes),
+                scheme: r.scheme,
+                signature: cpe_common::hex::encode(&r.signature),
+            })
+            .serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SignedReceipt>, D::Error> {
+        let Some(stored) = Option::<Stored>::deserialize(deserializer)? else { return Ok(None) };
+        let bytes = |text: &str| {
+            cpe_common::hex::decode(text).ok_or_else(|| serde::de::Error::custom("receipt bytes are not hex"))
+        };
+        Ok(Some(SignedReceipt {
+            receipt_bytes: bytes(&stored.receipt_bytes)?,
+            scheme: stored.scheme,
+            signature: bytes(&stored.signature)?,
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +388,31 @@ mod tests {
         };
         state.time_floor = state.time_floor.advance(FloorSource::AcceptedOrder, 200);
         state
+    }
+
+    #[test]
+    fn receipts_are_stored_as_hex_and_round_trip() {
+        let mut state = suspended();
+        state.last_receipt =
+            Some(SignedReceipt { receipt_bytes: vec![1, 2, 255], scheme: 0x0403, signature: vec![9; 70] });
+        let text = String::from_utf8(render_state(&state).unwrap()).unwrap();
+        assert!(text.contains("\"receipt_bytes\": \"0102ff\""), "{text}");
+        assert_eq!(parse_state(text.as_bytes()).unwrap(), state);
+        let bad = text.replace("0102ff", "01x2ff");
+        assert!(matches!(parse_state(bad.as_bytes()), Err(ParseError::Malformed(_))));
+    }
+
+    #[test]
+    fn fuzz_seeds_are_valid_states() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/order_state");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let state = parse_state(&bytes).unwrap();
+            assert_eq!(parse_state(&render_state(&state).unwrap()).unwrap(), state);
+            seen += 1;
+        }
+        assert!(seen >= 2);
     }
 
     #[test]
