@@ -324,9 +324,28 @@ fn number_after(text: &str, prefix: &str) -> u64 {
     rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
 }
 
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The daemon's own figure: command received → rules in place, from its log.
 fn daemon_figures(log: &str) -> Vec<String> {
-    log.lines()
+    strip_ansi(log)
+        .lines()
         .filter(|l| l.contains("order applied and enforced"))
         .filter_map(|l| l.split("elapsed_ms=").nth(1))
         .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
@@ -394,22 +413,25 @@ fn orders_from_the_real_carrier_reach_the_daemon_over_the_wan_and_receipts_verif
         .read_line_starting("listening on ")
         .unwrap_or_else(|| panic!("carrier did not start\n{}", world.log("server.log")));
     let _daemon = world.run_agent("agent.log");
+    // Every step of the case trail names who took it.
     let db = |args: &[&str]| {
         let mut all = args.to_vec();
+        if args.get(1) != Some(&"show") && !args.contains(&"--operator") {
+            all.extend(["--operator", "tanaka"]);
+        }
         all.extend(["--database", &database]);
         carrier(&all)
     };
     let keys_dir = p("keys");
 
     // ① – ④: the case, then the recommendation reaches the device as a notice.
+    let mut last_error = String::new();
     let opened = wait_for(Duration::from_secs(20), || {
         let mut all = vec!["case", "open", "--device", &device, "--fact", "unauthorised remote-access tool"];
-        all.extend(["--database", &database]);
-        provision(&all).ok()
+        all.extend(["--operator", "tanaka", "--database", &database]);
+        provision(&all).map_err(|e| last_error = e).ok()
     })
-    .unwrap_or_else(|| {
-        panic!("the device never reported\n{}\n{}", world.log("agent.log"), world.log("server.log"))
-    });
+    .unwrap_or_else(|| panic!("case open refused: {last_error}\n{}", world.log("agent.log")));
     let case = number_after(&opened, "opened case ").to_string();
     db(&["case", "hearing", "--case", &case, "--summary", "vendor installed it", "--operator", "sato"]);
     db(&["case", "report", "--case", &case, "--to", "platform operator", "--text", "by phone"]);
