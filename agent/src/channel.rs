@@ -5,6 +5,9 @@
 //! edge). Errors are split into [`ChannelError::is_retryable`] ones (line
 //! down, server busy: try again with [`Backoff`]) and refusals that retrying
 //! will not fix (the server said the body or identity is wrong: log loudly).
+//! The carrier's HTTP `Date` of the last successful exchange is kept
+//! ([`CarrierClient::carrier_time`]): it confirms the device clock for
+//! compliance orders ([`crate::orders::timesync`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -8,7 +8,14 @@
 //! - the sender: sends the queue in order, in batches, drops what the carrier
 //!   acknowledged, and backs off with jitter while the line or the carrier is
 //!   down (nothing is lost: the queue is on disk);
-//! - the command poller (long-poll) and the renewal check.
+//! - the command poller (long-poll): compliance orders go through the
+//!   order pipeline ([`crate::orders`]) and are acknowledged with the
+//!   signed receipt or the refusal class; and the renewal check;
+//! - the notice page on `[notice] listen` ([`crate::notice`]).
+//!
+//! Before any of it, the persisted order state is enforced (a suspended
+//! device is blocked again at once), and every heartbeat interval the
+//! firewall is reconciled with it.
 //!
 //! SIGTERM stops it cleanly; SIGHUP reloads the configuration (thresholds,
 //! carrier settings). Everything it needs from the OS sits behind the
@@ -447,7 +454,7 @@ fn apply_order_command(
     let refused = |detail: String| CommandAck { id, ok: false, detail, receipt: None };
     let device = match DeviceOrders::load(config, carrier_time) {
         Ok(device) => device,
-        Err(e) => return refused(format!("state: {e}")),
+        Err(e) => return refused(format!("no_institution: {e}")),
     };
     let clock = orders::device::current_clock(config, carrier_time);
     match device.apply(config, signed, clock, &NftFirewall::default()) {

@@ -8,6 +8,7 @@ use std::time::Instant;
 use clap::Subcommand;
 use cpe_agent::audit::AuditLog;
 use cpe_agent::config::AgentConfig;
+use cpe_agent::identity::validate::rfc3339;
 use cpe_agent::lang::Lang;
 use cpe_agent::orders::apply::ApplyError;
 use cpe_agent::orders::device::{self, DeviceOrders};
@@ -47,6 +48,11 @@ pub(super) fn run(config: &AgentConfig, command: &OrdersCommand, lang: Lang) -> 
         OrdersCommand::Status { json } => status(config, *json, lang),
         OrdersCommand::Apply { file, receipt_out } => apply(config, file, receipt_out.as_deref(), lang),
     }
+}
+
+/// Unix seconds as RFC 3339 (UTC), or the number if out of range.
+fn when(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix).map_or_else(|_| unix.to_string(), rfc3339)
 }
 
 fn clock_name(state: ClockState) -> &'static str {
@@ -153,7 +159,7 @@ fn status(config: &AgentConfig, json: bool, lang: Lang) -> Result<(), Failure> {
     }
     let floor =
         serde_json::to_value(state.time_floor.source).ok().and_then(|v| v.as_str().map(str::to_owned));
-    let floor = format!("{} ({})", state.time_floor.at, floor.unwrap_or_default());
+    let floor = format!("{} ({})", when(state.time_floor.at), floor.unwrap_or_default());
     let active = keys.iter().filter(|k| k["retired"] == false).count();
     let last_decision = state.last_clock.map_or("-", clock_name);
     let reason = match lang {
@@ -167,7 +173,7 @@ fn status(config: &AgentConfig, json: bool, lang: Lang) -> Result<(), Failure> {
                 println!("理由: {reason}");
             }
             if let Some(deadline) = service.deadline {
-                println!("是正期限: {deadline}");
+                println!("是正期限: {}", when(deadline));
             }
             println!("最後に適用した番号: {}", state.last_sequence);
             println!("信頼できる時刻の下限: {floor}");
@@ -180,7 +186,7 @@ fn status(config: &AgentConfig, json: bool, lang: Lang) -> Result<(), Failure> {
                 println!("reason: {reason}");
             }
             if let Some(deadline) = service.deadline {
-                println!("deadline: {deadline}");
+                println!("deadline: {}", when(deadline));
             }
             println!("last applied sequence: {}", state.last_sequence);
             println!("trusted-time floor: {floor}");

@@ -126,7 +126,13 @@ impl DeviceOrders {
             signer: self.signer.as_ref(),
             audit: &AuditLog::with_config(&config.state_dir, config.audit),
         };
-        apply_order(&store, signed, &env)
+        let mut applied = apply_order(&store, signed, &env)?;
+        if applied.receipt.is_none() {
+            if let Some(problem) = &self.signer_problem {
+                applied.receipt_problem = Some(problem.clone());
+            }
+        }
+        Ok(applied)
     }
 }
 
