@@ -177,6 +177,10 @@ pub fn apply_state(
     record_block: bool,
 ) -> Result<Option<OrderState>, ApplyStateError> {
     let store = StateStore::new(OsStorage, &config.state_dir);
+    if !store.path().exists() && !store.previous_path().exists() {
+        return Ok(None);
+    }
+    let _lock = store.lock()?;
     let loaded = store.load()?;
     if let Some(problem) = &loaded.recovered_from_previous {
         tracing::error!(path = %store.path().display(), %problem, "order state damaged; enforcing the previous good version");

@@ -5,6 +5,7 @@
 //! ```text
 //! state.json       the current state (0644): sequence, floor, keys, service state, last receipt
 //! state.json.prev  the previous good version, kept for recovery
+//! lock             held while an order is applied or the state enforced
 //! ```
 //! Every change goes through [`StateStore::save`]: the current file, if it
 //! is readable, is first copied to `state.json.prev`, then the new state
@@ -37,6 +38,7 @@ pub const MAX_STATE_BYTES: usize = 256 * 1024;
 
 const STATE_FILE: &str = "state.json";
 const PREVIOUS_FILE: &str = "state.json.prev";
+const LOCK_FILE: &str = "lock";
 
 /// What the device remembers about orders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +252,26 @@ impl<S: Storage> StateStore<S> {
     /// The previous good version.
     pub fn previous_path(&self) -> PathBuf {
         self.dir.join(PREVIOUS_FILE)
+    }
+
+    /// Takes the exclusive lock on the order state (`orders/lock`), held
+    /// until the guard is dropped, so the daemon, `orders apply` and
+    /// `apply-state` never interleave a load, save and enforcement.
+    pub fn lock(&self) -> Result<std::fs::File, StateError> {
+        let lock_path = self.dir.join(LOCK_FILE);
+        self.storage.create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StateError::Io { action: "open", path: lock_path.clone(), source })?;
+        file.lock().map_err(|source| StateError::Io { action: "lock", path: lock_path, source })?;
+        Ok(file)
     }
 
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, StateError> {
