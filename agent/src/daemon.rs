@@ -109,19 +109,15 @@ pub async fn run(
     // before anything else runs (also done earlier by `cpe-agent apply-state`).
     reconcile_firewall(&config, true);
     let health = HealthSlot::default();
-    let notice = if config.notice.listen.is_empty() {
-        None
-    } else {
-        let listeners = notice::bind(&config.notice.listen).await.map_err(DaemonError::Config)?;
+    let notice = (!config.notice.listen.is_empty()).then(|| {
         let source = NoticeSource {
             state_dir: config.state_dir.clone(),
             contact_ja: config.notice.contact_ja.clone(),
             contact_en: config.notice.contact_en.clone(),
             health: health.clone(),
         };
-        tracing::info!(listen = ?config.notice.listen, "notice page served");
-        Some(tokio::spawn(notice::serve(listeners, source)))
-    };
+        tokio::spawn(notice::serve(config.notice.listen.clone(), source))
+    });
     let shared = Arc::new(Daemon {
         config_path: config_path.to_owned(),
         config: Mutex::new(config),

@@ -300,50 +300,54 @@ fn reply(request: &Request<hyper::body::Incoming>, source: &NoticeSource) -> Res
     response
 }
 
-/// Binds every address (errors name the address).
-pub async fn bind(addresses: &[SocketAddr]) -> Result<Vec<TcpListener>, String> {
-    let mut listeners = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|e| format!("cannot serve the notice page on {address}: {e}; check [notice] listen"))?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
-}
-
-/// Serves the page on `listeners` until the future is dropped.
-pub async fn serve(listeners: Vec<TcpListener>, source: NoticeSource) {
+/// Serves the page on every address until the future is dropped. An
+/// address that cannot be bound yet (the LAN bridge is not up) is logged
+/// and retried every 5 seconds, so the agent never fails to start for it.
+pub async fn serve(addresses: Vec<SocketAddr>, source: NoticeSource) {
     let source = Arc::new(source);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut accepting = tokio::task::JoinSet::new();
-    for listener in listeners {
+    let mut serving = tokio::task::JoinSet::new();
+    for address in addresses {
         let source = source.clone();
         let slots = slots.clone();
-        accepting.spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
-                let source = source.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let response = reply(&request, &source);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    if tokio::time::timeout(Duration::from_secs(30), connection).await.is_err() {
-                        tracing::debug!(%peer, "notice connection timed out");
+        serving.spawn(async move {
+            let listener = loop {
+                match TcpListener::bind(address).await {
+                    Ok(listener) => break listener,
+                    Err(e) => {
+                        tracing::warn!(%address, error = %e, "notice page not served yet; retrying in 5 s (check [notice] listen)");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
                     }
-                    drop(permit);
-                });
-            }
+                }
+            };
+            tracing::info!(%address, "notice page served");
+            accept(&listener, &source, &slots).await;
         });
     }
-    while accepting.join_next().await.is_some() {}
+    while serving.join_next().await.is_some() {}
+}
+
+async fn accept(listener: &TcpListener, source: &Arc<NoticeSource>, slots: &Arc<tokio::sync::Semaphore>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let source = source.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = reply(&request, &source);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            if tokio::time::timeout(Duration::from_secs(30), connection).await.is_err() {
+                tracing::debug!(%peer, "notice connection timed out");
+            }
+            drop(permit);
+        });
+    }
 }
 
 #[cfg(test)]
@@ -440,11 +444,20 @@ mod tests {
             health: health.clone(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // A port that was free a moment ago, taken before the server starts:
+        // the server retries until it can bind it.
+        let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = blocker.local_addr().unwrap();
         runtime.block_on(async {
-            let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).await.unwrap();
-            let addr = listeners[0].local_addr().unwrap();
-            let server = tokio::spawn(serve(listeners, source));
-            let page = get(addr, "GET").await;
+            let server = tokio::spawn(serve(vec![addr], source));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(blocker);
+            let page = loop {
+                if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                    break get(addr, "GET").await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
             assert!(page.starts_with("HTTP/1.1 200"), "{page}");
             assert!(page.contains("text/html; charset=utf-8") && page.contains("state normal"));
             assert!(page.contains("集計中"));
