@@ -271,11 +271,7 @@ pub fn apply_order<S: Storage>(
 
     let order = &verified.order;
     let at = verified.time.at;
-    record(
-        env.audit,
-        AuditKind::Order,
-        at,
-        serde_json::json!({
+    let mut detail = serde_json::json!({
             "order_id": order.id,
             "sequence": order.sequence,
             "kind": kind_name(&order.kind),
@@ -289,8 +285,12 @@ pub fn apply_order<S: Storage>(
             "drill": next.service.drill,
             "reason_ja": order.reason_ja,
             "reason_en": order.reason_en,
-        }),
-    );
+    });
+    if let OrderKind::KeyRotation { new_key, retire } = &order.kind {
+        detail["new_key_id"] = hex(&trusted_key(*new_key, false).id).into();
+        detail["retired_key_ids"] = retire.iter().map(|id| hex(id)).collect::<Vec<_>>().into();
+    }
+    record(env.audit, AuditKind::Order, at, detail);
     let blocked = next.service.blocks_forwarding();
     let enforced = enforce(env.firewall, env.plan, blocked);
     record(
@@ -645,6 +645,9 @@ mod tests {
         w.apply(&signed(&order(rotation, 1, T), &w.key), trusted(T)).unwrap();
         let keys = w.state().keys;
         assert_eq!(keys.len(), 2);
+        let audited = w.audit.0.borrow()[0].1.clone();
+        assert_eq!(audited["new_key_id"], hex(&new.key_id()));
+        assert_eq!(audited["retired_key_ids"], serde_json::json!([hex(&w.key.key_id())]));
         assert!(keys[0].retired && !keys[1].retired);
         assert_eq!(
             w.apply(&signed(&order(OrderKind::Stop, 2, T), &w.key), trusted(T)).unwrap_err().class(),
@@ -694,6 +697,39 @@ mod tests {
             }
         }
         assert!(refused >= 5 && applied >= 2, "refused {refused}, applied {applied}");
+    }
+
+    #[test]
+    fn concurrent_applies_of_one_order_apply_it_once() {
+        let w = World::new();
+        let stop = signed(&order(OrderKind::Stop, 1, T), &w.key);
+        let public = [w.key.public_key()];
+        let (dir, plan) = (w.dir.path().to_owned(), w.plan.clone());
+        let applied = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let (firewall, audit, dev) = (FakeFirewall::default(), Recorder::default(), device());
+                        let env = ApplyEnv {
+                            device: &dev,
+                            clock: trusted(T),
+                            floor_candidates: &[],
+                            initial_keys: &public,
+                            plan: &plan,
+                            firewall: &firewall,
+                            signer: None,
+                            audit: &audit,
+                        };
+                        apply_order(&StateStore::new(OsStorage, &dir), &stop, &env)
+                            .map(|_| ())
+                            .map_err(|e| e.class())
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect::<Vec<_>>()
+        });
+        assert_eq!(applied.iter().filter(|r| r.is_ok()).count(), 1, "{applied:?}");
+        assert!(applied.iter().all(|r| *r == Ok(()) || *r == Err("replay")), "{applied:?}");
     }
 
     #[test]
