@@ -130,6 +130,7 @@ fn record(seq: u64, health: Option<&str>) -> IngestRecord {
         body: vec![1, u8::try_from(seq % 256).unwrap(), 0xff],
         summary_json: format!(r#"{{"seq":{seq}}}"#),
         health_json: health.map(str::to_owned),
+        incident: None,
     }
 }
 
