@@ -323,7 +323,6 @@ struct OrderSpec<'a> {
     device: &'a str,
     case_id: Option<u64>,
     kind: OrderKind,
-    label: &'static str,
     reason: (String, String),
     deadline: Option<i64>,
     justification: Option<String>,
@@ -349,25 +348,18 @@ async fn issue(
         issued_at,
         not_before: issued_at - NOT_BEFORE_BACKDATE_S,
         expires_at,
-        reason_ja: spec.reason.0.clone(),
-        reason_en: spec.reason.1.clone(),
+        reason_ja: spec.reason.0,
+        reason_en: spec.reason.1,
         deadline: spec.deadline,
     };
     let new = NewOrder {
-        device_id: spec.device.to_owned(),
+        order: template,
         case_id: spec.case_id,
-        kind: spec.label.to_owned(),
-        issued_at,
-        not_before: template.not_before,
-        expires_at,
-        deadline: spec.deadline,
-        reason_ja: spec.reason.0,
-        reason_en: spec.reason.1,
         operator: operator.to_owned(),
         justification: spec.justification,
         now_ms: unix_ms(now),
     };
-    db.issue_order(new, event, order_signer(key, template)).await.map_err(unknown_device)
+    db.issue_order(new, event, order_signer(key)).await.map_err(unknown_device)
 }
 
 fn print_issued(issued: &IssuedOrder, label: &str, device: &str) {
@@ -406,7 +398,6 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
                     device: &device.id,
                     case_id: None,
                     kind: OrderKind::KeyRotation { new_key: new.public_key(), retire: vec![old.key_id()] },
-                    label: "key-rotation",
                     reason: ("命令署名鍵の更新".into(), "order-signing key rotation".into()),
                     deadline: None,
                     justification: None,
@@ -493,7 +484,6 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                     device: &case.case.device_id,
                     case_id: Some(case_id),
                     kind: OrderKind::Notice,
-                    label: "notice",
                     reason,
                     deadline: Some(deadline.unix_timestamp()),
                     justification: None,
@@ -546,7 +536,6 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                     device: &device,
                     case_id: Some(case.case.id),
                     kind: OrderKind::Stop,
-                    label: "stop",
                     reason,
                     deadline: None,
                     justification,
@@ -570,7 +559,6 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                     device: &device,
                     case_id: Some(case.case.id),
                     kind: OrderKind::Resume,
-                    label: "resume",
                     reason,
                     deadline: None,
                     justification,

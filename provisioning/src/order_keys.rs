@@ -113,14 +113,10 @@ pub fn sign(order: &Order, key: &OrderSigningKey) -> Result<SignedOrder, OrderKe
     Ok(SignedOrder { key_id: key.key_id(), order_bytes, signature })
 }
 
-/// A signer for [`crate::db::Database::issue_order`]: `template` with the id
-/// and sequence number the issuing transaction allocated, signed by `key`.
-pub fn order_signer(key: OrderSigningKey, template: Order) -> std::sync::Arc<crate::db::OrderSigner> {
-    std::sync::Arc::new(move |id, sequence| {
-        let mut order = template.clone();
-        order.id = id;
-        order.sequence = sequence;
-        let signed = sign(&order, &key).map_err(|e| e.to_string())?;
+/// A signer for [`crate::db::Database::issue_order`] with `key`.
+pub fn order_signer(key: OrderSigningKey) -> std::sync::Arc<crate::db::OrderSigner> {
+    std::sync::Arc::new(move |order: &Order| {
+        let signed = sign(order, &key).map_err(|e| e.to_string())?;
         let envelope = cpe_protocol::order::encode_signed(&signed).map_err(|e| e.to_string())?;
         Ok(crate::db::SignedForDevice {
             key_id: hex(&signed.key_id),

@@ -14,7 +14,7 @@
 //! the case step, so an order is never half issued and sequence numbers are
 //! strictly increasing per device, across processes.
 
-use cpe_protocol::order::OrderTarget;
+use cpe_protocol::order::{Order, OrderKind, OrderTarget};
 use cpe_protocol::receipt::{EnforcementReceipt, ReceiptClock, SignedReceipt};
 use serde::Serialize;
 
@@ -111,33 +111,39 @@ impl CaseDetail {
     }
 }
 
-/// An order to issue (everything but id, sequence and signature).
+/// An order to issue: the order as it will be signed (its `id` and
+/// `sequence` are set by the issuing transaction) and the carrier's own
+/// bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOrder {
-    /// Target device id (`<code>/<device>`).
-    pub device_id: String,
+    /// The order; `id` and `sequence` are overwritten.
+    pub order: Order,
     /// The case it belongs to (none for key rotations).
     pub case_id: Option<u64>,
-    /// `stop`, `resume`, `notice`, `key-rotation`, `drill`.
-    pub kind: String,
-    /// Unix seconds.
-    pub issued_at: i64,
-    /// Unix seconds.
-    pub not_before: i64,
-    /// Unix seconds.
-    pub expires_at: i64,
-    /// Recommendation deadline (notice), Unix seconds.
-    pub deadline: Option<i64>,
-    /// Reason, Japanese.
-    pub reason_ja: String,
-    /// Reason, English.
-    pub reason_en: String,
     /// Who issued it.
     pub operator: String,
     /// Justification (urgent stop, justified resume).
     pub justification: Option<String>,
     /// When, Unix ms.
     pub now_ms: i64,
+}
+
+impl NewOrder {
+    /// The target device id, `<institution code>/<device>`.
+    pub fn device_id(&self) -> String {
+        format!("{}/{}", self.order.target.institution_code, self.order.target.device)
+    }
+}
+
+/// Stable name of an order kind, as stored and printed.
+pub fn kind_label(kind: &OrderKind) -> &'static str {
+    match kind {
+        OrderKind::Stop => "stop",
+        OrderKind::Resume => "resume",
+        OrderKind::Notice => "notice",
+        OrderKind::KeyRotation { .. } => "key-rotation",
+        OrderKind::Drill => "drill",
+    }
 }
 
 /// What the signer returns for the id and sequence the transaction allocated.
@@ -151,9 +157,9 @@ pub struct SignedForDevice {
     pub signed: Vec<u8>,
 }
 
-/// Signs an order given its id and sequence number (both allocated inside the
-/// issuing transaction). May be called again if the transaction is retried.
-pub type OrderSigner = dyn Fn(u64, u64) -> Result<SignedForDevice, String> + Send + Sync;
+/// Signs an order whose id and sequence number the issuing transaction has
+/// just set. May be called again if the transaction is retried.
+pub type OrderSigner = dyn Fn(&Order) -> Result<SignedForDevice, String> + Send + Sync;
 
 /// What [`Database::issue_order`] allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -496,19 +502,27 @@ pub(crate) struct SignedColumns {
     pub command_kind: String,
 }
 
-/// Signs the order `id`/`sequence` and prepares its command.
+/// Signs the order with id `id` and sequence `sequence`, and prepares its command.
 pub(crate) fn sign_columns(
     sign: &OrderSigner,
-    kind: &str,
+    new: &NewOrder,
     id: i64,
     sequence: i64,
 ) -> Result<SignedColumns, DbError> {
-    let signed = sign(id_u64(id), id_u64(sequence)).map_err(DbError::Signing)?;
+    let mut order = new.order.clone();
+    order.id = id_u64(id);
+    order.sequence = id_u64(sequence);
+    let signed = sign(&order).map_err(DbError::Signing)?;
     let command_body =
         postcard::to_stdvec(&cpe_protocol::CommandKind::Order { signed: signed.signed.clone() })
             .map_err(|e| DbError::Signing(e.to_string()))?;
     let order_hash = crate::receipts::order_hash(&signed.order_bytes).to_vec();
-    Ok(SignedColumns { signed, command_body, order_hash, command_kind: format!("order:{kind}") })
+    Ok(SignedColumns {
+        signed,
+        command_body,
+        order_hash,
+        command_kind: format!("order:{}", kind_label(&order.kind)),
+    })
 }
 
 /// An acknowledgement ready to store: the columns of [`RECORD_OUTCOME`].
@@ -578,8 +592,9 @@ impl Database {
         event: Option<NewCaseEvent>,
         sign: std::sync::Arc<OrderSigner>,
     ) -> Result<IssuedOrder, DbError> {
-        let issued = dispatch!(self, db => db.issue_order(order.clone(), event, sign).await)?;
-        self.note_command_queued(&order.device_id).await;
+        let device_id = order.device_id();
+        let issued = dispatch!(self, db => db.issue_order(order, event, sign).await)?;
+        self.note_command_queued(&device_id).await;
         Ok(issued)
     }
 

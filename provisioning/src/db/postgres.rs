@@ -46,11 +46,11 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
 use super::orders::{
-    case_row, event_row, incident_row, order_row, pg_sql, sign_columns, AckRecorded, CaseDetail, IncidentRow,
-    IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND, CASE_EXISTS,
-    CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT, INSERT_CASE,
-    INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE,
-    ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
+    case_row, event_row, incident_row, kind_label, order_row, pg_sql, sign_columns, AckRecorded, CaseDetail,
+    IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND,
+    CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT,
+    INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE,
+    NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
 };
 use super::sqlite::MAX_GROUP_RECORDS;
 use super::{
@@ -527,50 +527,48 @@ impl PostgresDb {
 
     pub(crate) async fn issue_order(
         &self,
-        order: NewOrder,
+        new: NewOrder,
         event: Option<NewCaseEvent>,
         sign: Arc<OrderSigner>,
     ) -> Result<IssuedOrder, DbError> {
+        let device_id = new.device_id();
+        let o = &new.order;
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
         // The device row lock serialises sequence allocation across processes.
-        if tx
-            .query_opt("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&order.device_id])
-            .await?
-            .is_none()
-        {
-            return Err(DbError::UnknownDevice(order.device_id));
+        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&device_id]).await?.is_none() {
+            return Err(DbError::UnknownDevice(device_id));
         }
-        let sequence: i64 = tx.query_one(&pg_sql(NEXT_SEQUENCE), &[&order.device_id]).await?.try_get(0)?;
-        let case_id = order.case_id.map(|c| to_i64("case id", c)).transpose()?;
+        let sequence: i64 = tx.query_one(&pg_sql(NEXT_SEQUENCE), &[&device_id]).await?.try_get(0)?;
+        let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
         let empty: Vec<u8> = Vec::new();
         let id: i64 = tx
             .query_one(
                 &pg_sql(INSERT_ORDER),
                 &[
-                    &order.device_id,
+                    &device_id,
                     &case_id,
-                    &order.kind,
+                    &kind_label(&o.kind),
                     &sequence,
-                    &order.issued_at,
-                    &order.not_before,
-                    &order.expires_at,
-                    &order.deadline,
-                    &order.reason_ja,
-                    &order.reason_en,
-                    &order.operator,
-                    &order.justification,
+                    &o.issued_at,
+                    &o.not_before,
+                    &o.expires_at,
+                    &o.deadline,
+                    &o.reason_ja,
+                    &o.reason_en,
+                    &new.operator,
+                    &new.justification,
                     &empty,
-                    &order.now_ms,
+                    &new.now_ms,
                 ],
             )
             .await?
             .try_get(0)?;
-        let cols = sign_columns(&*sign, &order.kind, id, sequence)?;
+        let cols = sign_columns(&*sign, &new, id, sequence)?;
         let command_id: i64 = tx
             .query_one(
                 &pg_sql(INSERT_ORDER_COMMAND),
-                &[&order.device_id, &cols.command_kind, &cols.command_body, &order.now_ms],
+                &[&device_id, &cols.command_kind, &cols.command_body, &new.now_ms],
             )
             .await?
             .try_get(0)?;

@@ -35,11 +35,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::migrations::{latest_version, MIGRATIONS, SQLITE_BOOKKEEPING, SQLITE_RECORD};
 use super::orders::{
-    case_row, event_row, incident_row, order_row, sign_columns, AckRecorded, CaseDetail, IncidentRow,
-    IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND, CASE_EXISTS,
-    CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT, INSERT_CASE,
-    INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE,
-    ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
+    case_row, event_row, incident_row, kind_label, order_row, sign_columns, AckRecorded, CaseDetail,
+    IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND,
+    CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT,
+    INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE,
+    NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
 };
 use super::{
     count_u32, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
@@ -631,44 +631,44 @@ fn insert_event(
 
 fn issue_order_tx(
     conn: &Connection,
-    order: &NewOrder,
+    new: &NewOrder,
     event: Option<&NewCaseEvent>,
     sign: &OrderSigner,
 ) -> Result<IssuedOrder, DbError> {
+    let device_id = new.device_id();
+    let o = &new.order;
     let known = conn
         .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
-        .query_row([&order.device_id], |_| Ok(()))
+        .query_row([&device_id], |_| Ok(()))
         .optional()?;
     if known.is_none() {
-        return Err(DbError::UnknownDevice(order.device_id.clone()));
+        return Err(DbError::UnknownDevice(device_id));
     }
-    let sequence: i64 = conn.prepare_cached(NEXT_SEQUENCE)?.query_row([&order.device_id], |r| r.get(0))?;
-    let case_id = order.case_id.map(|c| to_i64("case id", c)).transpose()?;
+    let sequence: i64 = conn.prepare_cached(NEXT_SEQUENCE)?.query_row([&device_id], |r| r.get(0))?;
+    let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
     let id: i64 = conn.prepare_cached(INSERT_ORDER)?.query_row(
         params![
-            order.device_id,
+            device_id,
             case_id,
-            order.kind,
+            kind_label(&o.kind),
             sequence,
-            order.issued_at,
-            order.not_before,
-            order.expires_at,
-            order.deadline,
-            order.reason_ja,
-            order.reason_en,
-            order.operator,
-            order.justification,
+            o.issued_at,
+            o.not_before,
+            o.expires_at,
+            o.deadline,
+            o.reason_ja,
+            o.reason_en,
+            new.operator,
+            new.justification,
             Vec::<u8>::new(),
-            order.now_ms
+            new.now_ms
         ],
         |r| r.get(0),
     )?;
-    let cols = sign_columns(sign, &order.kind, id, sequence)?;
+    let cols = sign_columns(sign, new, id, sequence)?;
     let command_id: i64 = conn
         .prepare_cached(INSERT_ORDER_COMMAND)?
-        .query_row(params![order.device_id, cols.command_kind, cols.command_body, order.now_ms], |r| {
-            r.get(0)
-        })?;
+        .query_row(params![device_id, cols.command_kind, cols.command_body, new.now_ms], |r| r.get(0))?;
     conn.prepare_cached(COMPLETE_ORDER)?.execute(params![
         id,
         cols.signed.key_id,
