@@ -24,6 +24,12 @@ use crate::ops::{runtime, DEFAULT_DATABASE};
 /// offline over a long weekend, short enough that a lost order dies.
 pub const DEFAULT_ORDER_DAYS: u32 = 7;
 
+/// Default validity of key-rotation orders, days: a device that is offline
+/// for long must still be able to apply the rotation, or it could verify no
+/// later order (a late rotation is harmless: it only adds the new key and
+/// retires the old one, and its sequence number stops replays).
+pub const ROTATION_ORDER_DAYS: u32 = 365;
+
 /// How far before "now" an order becomes valid, seconds, so that a device
 /// whose trusted clock is a little behind still accepts it.
 const NOT_BEFORE_BACKDATE_S: i64 = 300;
@@ -106,7 +112,7 @@ pub enum KeysCommand {
         #[command(flatten)]
         recorder: Recorder,
         /// Days the rotation orders stay valid.
-        #[arg(long, value_name = "N", default_value_t = DEFAULT_ORDER_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
+        #[arg(long, value_name = "N", default_value_t = ROTATION_ORDER_DAYS, value_parser = clap::value_parser!(u32).range(1..=365))]
         valid_days: u32,
     },
     /// Print key ids and public keys (hex) for provisioning devices.
@@ -245,6 +251,19 @@ pub enum OrderCommand {
         /// Why the service resumes without a confirmed correction.
         #[arg(long)]
         justification: Option<String>,
+        #[command(flatten)]
+        signing: Signing,
+        #[command(flatten)]
+        recorder: Recorder,
+    },
+    /// A drill (§1.3.4): the device shows the notice and acknowledges as if
+    /// suspended, without blocking anything. Needs no case.
+    Drill {
+        /// Device id.
+        #[arg(long)]
+        device: String,
+        #[command(flatten)]
+        reason: ReasonArgs,
         #[command(flatten)]
         signing: Signing,
         #[command(flatten)]
@@ -567,6 +586,25 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 let issued = issue(&db, key, spec, &recorder.operator, Some(e), now).await?;
                 print_issued(&issued, "resume", &device);
                 println!("case {} is closed", case.case.id);
+            }
+            OrderCommand::Drill { device, reason, signing, recorder } => {
+                let db = open(&recorder.database).await?;
+                let reason = reason.texts(Some((
+                    "停止訓練です（実際の通信は止まっていません）",
+                    "suspension drill: no traffic is blocked",
+                )))?;
+                let key = KeyStore::new(&signing.keys).current()?;
+                let spec = OrderSpec {
+                    device: &device,
+                    case_id: None,
+                    kind: OrderKind::Drill,
+                    reason,
+                    deadline: None,
+                    justification: None,
+                    valid_days: signing.valid_days,
+                };
+                let issued = issue(&db, key, spec, &recorder.operator, None, now).await?;
+                print_issued(&issued, "drill", &device);
             }
             OrderCommand::List { device, limit, viewer } => {
                 let db = open(&viewer.database).await?;

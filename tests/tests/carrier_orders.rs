@@ -581,9 +581,11 @@ async fn orders_flow(database: Option<String>) {
         (shown[1]["status"].as_str(), shown[1]["public_key"].as_str()),
         (Some("retired"), Some(first_key.as_str()))
     );
-    let (_, signed) = device.next_order().await;
+    let (rotation_command, signed) = device.next_order().await;
     // The resume command was acknowledged, so the next one is the rotation.
     let rotation = verify(&first_key, &signed);
+    let rotation_receipt =
+        signed_receipt(&rotation, &signed.order_bytes, ServiceState::Suspended, &device.key);
     let OrderKind::KeyRotation { new_key: announced, retire } = rotation.kind else {
         panic!("{:?}", rotation.kind)
     };
@@ -592,6 +594,25 @@ async fn orders_flow(database: Option<String>) {
     assert_eq!(hex, new_key);
     assert_eq!(retire.len(), 1);
     assert_eq!(cpe_provision::order_keys::hex(&retire[0]), shown[1]["key_id"].as_str().unwrap());
+    let ack = CommandAck {
+        id: rotation_command,
+        ok: true,
+        detail: "key rotated".into(),
+        receipt: Some(rotation_receipt),
+    };
+    assert_eq!(device.ack(&ack).await.0, 200);
+    // Later orders are signed by the new key: a drill, which needs no case.
+    let out = ok(&["order", "drill", "--device", &dev, "--keys", &keys, "--database", &carrier.database]);
+    let drill_id = number_after(&out, "queued drill order ");
+    let (_, signed) = device.next_order().await;
+    let drill = verify(&new_key, &signed);
+    assert_eq!((drill.kind, drill.sequence, drill.id), (OrderKind::Drill, 5, drill_id));
+    assert!(drill.reason_en.contains("drill"), "{}", drill.reason_en);
+    let shown_drill = carrier.order(drill_id);
+    assert_eq!(
+        (shown_drill["case_id"].clone(), shown_drill["key_id"].clone()),
+        (Value::Null, shown[0]["key_id"].clone())
+    );
 
     // Incidents (issue 4): the latest diagnosis shows on the device, with its checks.
     let report_json = r#"{"id":"d-1","verdict":{"segment":"uplink","summary":"gateway unreachable","hint":"check the ONU"},"checks":[{"name":"gateway_icmp","segment":"uplink","status":"failed","evidence":"3/3 lost","duration_ms":3000}]}"#;
