@@ -1041,4 +1041,163 @@ ID  DEVICE             KIND  LEVEL    RAISED                CLEARED             
         assert_eq!(col(lines[0], "RAISED"), col(lines[1], "2026"), "{text}");
         assert_eq!(col(lines[1], "2026"), col(lines[2], "2026"), "{text}");
     }
+
+    fn order_row(id: u64, kind: &str, applied: bool) -> OrderRow {
+        OrderRow {
+            id,
+            device_id: "1312345678/cpe-01".into(),
+            case_id: Some(4),
+            command_id: Some(9),
+            kind: kind.into(),
+            sequence: id,
+            key_id: "0011223344556677".into(),
+            issued_at: NOW / 1000,
+            not_before: NOW / 1000 - 300,
+            expires_at: NOW / 1000 + 7 * 86_400,
+            deadline: None,
+            reason_ja: "停止".into(),
+            reason_en: "stop".into(),
+            operator: "tanaka".into(),
+            justification: Some("exfiltration".into()),
+            created_at_ms: NOW,
+            order_hash: vec![0xab; 32],
+            delivered_at_ms: Some(NOW + 1000),
+            deliveries: 1,
+            outcome: applied.then(|| "applied".into()),
+            outcome_at_ms: applied.then_some(NOW + 2000),
+            detail: applied.then(|| "blocked".into()),
+            receipt: applied.then(|| crate::db::ReceiptFields {
+                applied_at: NOW / 1000 + 2,
+                device_clock: 100,
+                time_floor: NOW / 1000,
+                clock: "untrusted".into(),
+                resulting_state: "suspended".into(),
+                drill: false,
+                scheme: 0x0403,
+            }),
+        }
+    }
+
+    #[test]
+    fn orders_table_json_and_detail() {
+        let rows = vec![order_row(2, "stop", true), order_row(1, "notice", false)];
+        let text = render_orders(&rows, false);
+        let expected = "\
+ID  DEVICE             KIND    SEQ  STATE                ISSUED                EXPIRES               REASON
+2   1312345678/cpe-01  stop    2    applied → suspended  2026-05-01T12:00:00Z  2026-05-08T12:00:00Z  stop
+1   1312345678/cpe-01  notice  1    delivered            2026-05-01T12:00:00Z  2026-05-08T12:00:00Z  stop
+";
+        assert_eq!(text, expected);
+        assert_eq!(render_orders(&[], false), "no orders\n");
+        let v: Value = serde_json::from_str(&render_orders(&rows, true)).unwrap_or(Value::Null);
+        assert_eq!(v[0]["state"], "applied");
+        assert_eq!(v[0]["order_hash"], "ab".repeat(32));
+        assert_eq!(v[0]["receipt"]["applied_at"], "2026-05-01T12:00:02Z");
+        assert_eq!(v[0]["receipt"]["scheme"], "0x0403");
+        assert_eq!(v[1]["receipt"], Value::Null);
+        let one = render_order(&rows[0], false);
+        assert!(one.contains("state          applied\n"), "{one}");
+        assert!(one.contains("clock          untrusted (device clock 1970-01-01T00:01:40Z"), "{one}");
+        assert!(one.contains("justification  exfiltration\n"), "{one}");
+        let mut refused = order_row(3, "resume", false);
+        refused.outcome = Some("refused".into());
+        refused.detail = Some("expired".into());
+        assert!(render_orders(&[refused], false).contains("refused: expired"));
+    }
+
+    #[test]
+    fn case_trail_text_and_json() {
+        use crate::compliance::Step;
+        let event = |id: u64, step: Step, text: &str| CaseEventRow {
+            id,
+            step,
+            at_ms: NOW + i64::try_from(id).unwrap_or(0) * 1000,
+            operator: "sato".into(),
+            text: text.into(),
+            deadline_ms: None,
+            corrected: None,
+            justification: None,
+            recipient: None,
+            order_id: None,
+        };
+        let mut report = event(2, Step::Report, "by phone");
+        report.recipient = Some("platform operator".into());
+        let mut check = event(3, Step::Check, "");
+        check.corrected = Some(false);
+        let detail = CaseDetail {
+            case: crate::db::CaseRow { id: 4, device_id: "1312345678/cpe-01".into(), opened_at_ms: NOW },
+            events: vec![event(1, Step::Fact, "VPN found"), report, check],
+            orders: vec![order_row(2, "stop", true)],
+        };
+        let text = render_case(&detail, false);
+        assert!(text.starts_with("case         4\ndevice       1312345678/cpe-01\n"), "{text}");
+        assert!(text.contains("status       open\n"), "{text}");
+        assert!(
+            text.contains("2026-05-01T12:00:02Z  report  sato  by phone; to: platform operator\n"),
+            "{text}"
+        );
+        assert!(text.contains("check   sato  NOT corrected\n"), "{text}");
+        assert!(text.contains("orders\n  ID"), "{text}");
+        let v: Value = serde_json::from_str(&render_case(&detail, true)).unwrap_or(Value::Null);
+        assert_eq!(v["trail"][1]["recipient"], "platform operator");
+        assert_eq!(v["trail"][2]["corrected"], false);
+        assert_eq!(v["orders"][0]["id"], 2);
+    }
+
+    fn incident(seq: u64) -> IncidentRow {
+        IncidentRow {
+            seq,
+            incident_id: format!("d-{seq}"),
+            command_id: Some(7),
+            segment: "uplink".into(),
+            summary: "gateway unreachable".into(),
+            report_json: r#"{"checks":[{"name":"gw","segment":"uplink","status":"failed","evidence":"3/3 lost"},{"name":"link","segment":"lan","status":"ok","evidence":null}]}"#.into(),
+            recorded_at_ms: NOW - 1000,
+            received_at_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn incidents_and_latest_diagnosis_on_the_device() {
+        let text = render_incidents(&[incident(3)], false);
+        assert!(
+            text.contains("3    2026-05-01T12:00:00Z  uplink   7        d-3  gateway unreachable"),
+            "{text}"
+        );
+        assert_eq!(render_incidents(&[], false), "no incident records\n");
+        let v: Value = serde_json::from_str(&render_incidents(&[incident(3)], true)).unwrap_or(Value::Null);
+        assert_eq!(v[0]["report"]["checks"][0]["evidence"], "3/3 lost");
+        assert_eq!(diagnosis_checks("not json"), Vec::<Vec<String>>::new());
+        let mut d = detail();
+        d.latest_incident = Some(incident(3));
+        d.row.suspension = Some("suspended (order 2)".into());
+        d.recent_orders = vec![order_row(2, "stop", true)];
+        let text = render_device(&d, NOW, false);
+        assert!(text.contains("service      suspended (order 2)\n"), "{text}");
+        assert!(
+            text.contains("diagnosis    uplink: gateway unreachable (2026-05-01T12:00:00Z, 0s ago)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  failed  uplink/gw  3/3 lost\n  ok      lan/link\n"), "{text}");
+        assert!(text.contains("recent orders (newest first)\n"), "{text}");
+        let v: Value = serde_json::from_str(&render_device(&d, NOW, true)).unwrap_or(Value::Null);
+        assert_eq!(v["service"], "suspended (order 2)");
+        assert_eq!(v["latest_incident"]["segment"], "uplink");
+        assert_eq!(v["recent_orders"][0]["state"], "applied");
+        let plain: Value = serde_json::from_str(&render_device(&detail(), NOW, true)).unwrap_or(Value::Null);
+        assert_eq!((plain["service"].as_str(), &plain["latest_incident"]), (Some("normal"), &Value::Null));
+    }
+
+    #[test]
+    fn keys_table_ends_with_the_agent_configuration() {
+        let keys = vec![
+            KeyInfo { key_id: "aa".into(), public_key: "11".repeat(32), status: "current" },
+            KeyInfo { key_id: "bb".into(), public_key: "22".repeat(32), status: "retired" },
+        ];
+        let text = render_keys(&keys, false);
+        assert!(text.starts_with("STATUS   KEY ID  PUBLIC KEY"), "{text}");
+        assert!(text.ends_with(&format!("[orders]\nkeys = [\"{}\"]\n", "11".repeat(32))), "{text}");
+        let v: Value = serde_json::from_str(&render_keys(&keys, true)).unwrap_or(Value::Null);
+        assert_eq!(v[1]["status"], "retired");
+    }
 }
