@@ -280,6 +280,19 @@ pub enum OrderCommand {
         #[command(flatten)]
         viewer: Viewer,
     },
+    /// Re-verify a stored order for an auditor: its signature under the
+    /// carrier's current or retired keys, its content against the record,
+    /// and the device's receipt against the certificate stored with it.
+    /// Exit status 1 when a check fails.
+    Verify {
+        /// Order id.
+        id: u64,
+        /// Order-key directory (public keys, current and retired).
+        #[arg(long = "keys", env = "CPE_ORDER_KEYS", value_name = "DIR")]
+        keys: PathBuf,
+        #[command(flatten)]
+        viewer: Viewer,
+    },
     /// One order with its delivery and verified receipt.
     Show {
         /// Order id.
@@ -612,6 +625,19 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                     "{}",
                     operator::render_orders(&db.orders(device.as_deref(), limit).await?, viewer.json)
                 );
+            }
+            OrderCommand::Verify { id, keys, viewer } => {
+                let db = open(&viewer.database).await?;
+                let (Some(order), Some(evidence)) = (db.order(id).await?, db.order_evidence(id).await?)
+                else {
+                    bail!("no order {id}; list them with `cpe-provision order list`");
+                };
+                let checks =
+                    cpe_provision::audit::audit_order(&order, &evidence, &KeyStore::new(&keys).list()?);
+                print!("{}", operator::render_audit(id, &checks, viewer.json));
+                if checks.iter().any(|c| c.result == "failed") {
+                    bail!("order {id} did not verify; see the failed checks above");
+                }
             }
             OrderCommand::Show { id, viewer } => {
                 let db = open(&viewer.database).await?;

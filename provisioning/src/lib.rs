@@ -19,6 +19,7 @@
 //! - [`compliance`]: the guideline §2.2 flow rules (may this case step, stop
 //!   or resume happen now?), pure.
 //! - [`receipts`]: verification of the devices' signed enforcement receipts.
+//! - [`audit`]: re-verification of a stored order and its receipt for an auditor.
 //! - [`validity`]: validity periods with an injected clock.
 //! - [`encoding`]: PEM in and out.
 //! - [`error`]: [`ProvisionError`], whose messages say what to do next.
@@ -36,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod audit;
 pub mod ca;
 pub mod compliance;
 pub mod csr;

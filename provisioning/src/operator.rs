@@ -792,6 +792,19 @@ pub fn render_incidents(rows: &[IncidentRow], json: bool) -> String {
     table(&["SEQ", "RECEIVED", "SEGMENT", "COMMAND", "ID", "SUMMARY"], &cells)
 }
 
+/// The checks of `order verify`: a table, or a JSON object with `passed`.
+pub fn render_audit(order_id: u64, checks: &[crate::audit::AuditCheck], json: bool) -> String {
+    let passed = checks.iter().all(|c| c.result != "failed");
+    if json {
+        return to_json(&serde_json::json!({ "order": order_id, "passed": passed, "checks": checks }));
+    }
+    let cells: Vec<Vec<String>> =
+        checks.iter().map(|c| vec![c.name.to_owned(), c.result.to_owned(), c.detail.clone()]).collect();
+    let mut out = table(&["CHECK", "RESULT", "EVIDENCE"], &cells);
+    let _ = writeln!(out, "order {order_id}: {}", if passed { "verified" } else { "VERIFICATION FAILED" });
+    out
+}
+
 /// Order-signing keys: current first, then retired.
 pub fn render_keys(keys: &[KeyInfo], json: bool) -> String {
     if json {

@@ -521,7 +521,9 @@ async fn order_ack(state: &State, peer: &Peer, order: &OrderRow, ack: CommandAck
             order_hash: order.order_hash.as_slice().try_into().unwrap_or([0; 32]),
         };
         match verify_receipt(&peer.cert_der, &signed, &expected) {
-            Ok(receipt) => OrderOutcome::Applied { receipt, signed },
+            Ok(receipt) => {
+                OrderOutcome::Applied { receipt: Box::new(receipt), signed, cert_der: peer.cert_der.clone() }
+            }
             Err(e) => {
                 tracing::warn!(device = %identity.id, order = order.id, error = %e, "enforcement receipt rejected; nothing recorded");
                 return Err(text(StatusCode::UNPROCESSABLE_ENTITY, format!("order {}: {e}", order.id)));

@@ -640,7 +640,7 @@ fn receipt_for(
         scheme: 0x0403,
         signature: vec![7; 70],
     };
-    cpe_provision::db::OrderOutcome::Applied { receipt, signed }
+    cpe_provision::db::OrderOutcome::Applied { receipt: Box::new(receipt), signed, cert_der: vec![0x30, 0] }
 }
 
 /// The whole life of a case in the store: trail, orders, delivery, receipts, service state.
@@ -730,6 +730,11 @@ async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
         (receipt.clock.as_str(), receipt.resulting_state.as_str(), receipt.drill, receipt.scheme),
         ("untrusted", "recommendation", false, 0x0403)
     );
+    let evidence = other.order_evidence(issued.order_id).await.unwrap().unwrap();
+    assert_eq!(decode_signed(&evidence.signed).unwrap(), signed);
+    assert_eq!(evidence.receipt_cert, Some(vec![0x30, 0]));
+    assert_eq!(evidence.receipt.unwrap().scheme, 0x0403);
+    assert!(db.order_evidence(issued.order_id + 1000).await.unwrap().is_none());
     let shown = db.device(dev).await.unwrap().unwrap();
     assert_eq!(shown.row.suspension, Some(format!("recommendation (order {})", issued.order_id)));
     assert_eq!(shown.recent_orders.len(), 1);

@@ -601,6 +601,38 @@ async fn orders_flow(database: Option<String>) {
         receipt: Some(rotation_receipt),
     };
     assert_eq!(device.ack(&ack).await.0, 200);
+    // An auditor re-verifies the stop from the store: signed by the (now retired) first key,
+    // the record matches, and the receipt is the device's (certificate stored with it).
+    let audit: Value = serde_json::from_str(&ok(&[
+        "order",
+        "verify",
+        &stop_id.to_string(),
+        "--keys",
+        &keys,
+        "--json",
+        "--database",
+        &carrier.database,
+    ]))
+    .unwrap();
+    assert_eq!(audit["passed"], true, "{audit}");
+    assert!(audit["checks"][0]["detail"].as_str().unwrap().contains("retired key"), "{audit}");
+    assert_eq!(audit["checks"][2]["result"], "ok", "{audit}");
+    // A refused order has no receipt to check; with no keys the audit cannot run.
+    let audit: Value = serde_json::from_str(&ok(&[
+        "order",
+        "verify",
+        &resume_id.to_string(),
+        "--keys",
+        &keys,
+        "--json",
+        "--database",
+        &carrier.database,
+    ]))
+    .unwrap();
+    assert_eq!(audit["checks"][2]["result"], "skipped", "{audit}");
+    assert!(carrier
+        .refused(&["order", "verify", &stop_id.to_string(), "--keys", &s(&carrier.path("nokeys"))])
+        .contains("keys init"));
     // Later orders are signed by the new key: a drill, which needs no case.
     let out = ok(&["order", "drill", "--device", &dev, "--keys", &keys, "--database", &carrier.database]);
     let drill_id = number_after(&out, "queued drill order ");

@@ -430,7 +430,7 @@ pub mod orders;
 
 pub use orders::{
     AckRecorded, CaseDetail, CaseEventRow, CaseRow, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
-    OrderOutcome, OrderRow, OrderSigner, ReceiptFields, SignedForDevice,
+    OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, SignedForDevice,
 };
 
 /// How often (in `now_ms` terms) [`Database::take_commands`] re-reads when

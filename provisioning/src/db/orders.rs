@@ -271,9 +271,11 @@ pub enum OrderOutcome {
     /// Applied, with its verified receipt.
     Applied {
         /// Decoded receipt.
-        receipt: EnforcementReceipt,
+        receipt: Box<EnforcementReceipt>,
         /// The receipt as received (kept for auditors).
         signed: SignedReceipt,
+        /// The client certificate (DER) it was verified against (kept for auditors).
+        cert_der: Vec<u8>,
     },
     /// Refused by the device.
     Refused,
@@ -286,6 +288,30 @@ pub struct AckRecorded {
     pub known: bool,
     /// This acknowledgement was the first (and is the one recorded).
     pub first: bool,
+}
+
+/// What an auditor needs to check an order again: the signed order as sent,
+/// and the receipt as received with the certificate it was verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderEvidence {
+    /// `order::encode_signed(SignedOrder)`, as the device received it.
+    pub signed: Vec<u8>,
+    /// The device's receipt, if the order was applied.
+    pub receipt: Option<SignedReceipt>,
+    /// The device certificate (DER) of the connection that brought the receipt.
+    pub receipt_cert: Option<Vec<u8>>,
+}
+
+pub(crate) fn evidence_row(r: &impl Cols) -> Result<OrderEvidence, DbError> {
+    let receipt = match (r.opt_bytes_at(1)?, r.opt_i64_at(2)?, r.opt_bytes_at(3)?) {
+        (Some(receipt_bytes), Some(scheme), Some(signature)) => Some(SignedReceipt {
+            receipt_bytes,
+            scheme: u16::try_from(scheme).unwrap_or_default(),
+            signature,
+        }),
+        _ => None,
+    };
+    Ok(OrderEvidence { signed: r.bytes_at(0)?, receipt, receipt_cert: r.opt_bytes_at(4)? })
 }
 
 /// A stored incident record (a self-diagnosis result).
@@ -317,6 +343,7 @@ pub(crate) trait Cols {
     fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError>;
     fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError>;
     fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError>;
+    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError>;
 }
 
 impl Cols for rusqlite::Row<'_> {
@@ -338,6 +365,9 @@ impl Cols for rusqlite::Row<'_> {
     fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
         Ok(self.get(i)?)
     }
+    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.get(i)?)
+    }
 }
 
 impl Cols for tokio_postgres::Row {
@@ -357,6 +387,9 @@ impl Cols for tokio_postgres::Row {
         Ok(self.try_get(i)?)
     }
     fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
         Ok(self.try_get(i)?)
     }
 }
@@ -407,7 +440,7 @@ pub(crate) const ACK_COMMAND: &str = "UPDATE commands SET acked_at_ms = ?3, ok =
 pub(crate) const COMMAND_KNOWN: &str = "SELECT 1 FROM commands WHERE device_id = ?1 AND id = ?2";
 pub(crate) const RECORD_OUTCOME: &str = "UPDATE orders SET outcome = ?3, outcome_at_ms = ?4, detail = ?5,
     receipt_bytes = ?6, receipt_scheme = ?7, receipt_signature = ?8, applied_at = ?9, device_clock = ?10,
-    time_floor = ?11, clock = ?12, resulting_state = ?13, drill = ?14
+    time_floor = ?11, clock = ?12, resulting_state = ?13, drill = ?14, receipt_cert = ?15
     WHERE device_id = ?1 AND command_id = ?2 AND outcome IS NULL RETURNING id, sequence";
 pub(crate) const SET_SERVICE_STATE: &str = "UPDATE devices SET suspension = ?3 WHERE id = ?1
     AND NOT EXISTS (SELECT 1 FROM orders WHERE device_id = ?1 AND outcome = 'applied' AND sequence > ?2)";
@@ -415,6 +448,8 @@ pub(crate) const INSERT_INCIDENT: &str =
     "INSERT INTO incidents (device_id, seq, incident_id, command_id, segment,
     summary, report_json, recorded_at_ms, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (device_id, seq) DO NOTHING";
+pub(crate) const EVIDENCE_SELECT: &str =
+    "SELECT signed, receipt_bytes, receipt_scheme, receipt_signature, receipt_cert FROM orders WHERE id = ?1";
 pub(crate) const INCIDENTS_SELECT: &str =
     "SELECT seq, incident_id, command_id, segment, summary, report_json,
     recorded_at_ms, received_at_ms FROM incidents WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2";
@@ -543,6 +578,7 @@ pub(crate) struct StoredAck {
     pub clock: Option<&'static str>,
     pub resulting_state: Option<&'static str>,
     pub drill: Option<bool>,
+    pub cert: Option<Vec<u8>>,
 }
 
 impl StoredAck {
@@ -651,8 +687,10 @@ impl Database {
             clock: None,
             resulting_state: None,
             drill: None,
+            cert: None,
         };
-        if let OrderOutcome::Applied { receipt, signed } = outcome {
+        if let OrderOutcome::Applied { receipt, signed, cert_der } = outcome {
+            ack.cert = Some(cert_der);
             ack.outcome = "applied";
             ack.receipt_bytes = Some(signed.receipt_bytes);
             ack.scheme = Some(i64::from(signed.scheme));
@@ -668,6 +706,12 @@ impl Database {
             ack.drill = Some(receipt.drill);
         }
         dispatch!(self, db => db.record_order_ack(ack).await)
+    }
+
+    /// The signed order and its receipt evidence, for an audit.
+    pub async fn order_evidence(&self, id: u64) -> Result<Option<OrderEvidence>, DbError> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        dispatch!(self, db => db.order_evidence(id).await)
     }
 
     /// Incident records of a device, newest first, at most `limit`.

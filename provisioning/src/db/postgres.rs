@@ -46,11 +46,12 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
 use super::orders::{
-    case_row, event_row, incident_row, kind_label, order_row, pg_sql, sign_columns, AckRecorded, CaseDetail,
-    IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND,
-    CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT,
-    INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE,
-    NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
+    case_row, event_row, evidence_row, incident_row, kind_label, order_row, pg_sql, sign_columns,
+    AckRecorded, CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow,
+    OrderSigner, StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER,
+    DETAIL_ORDERS, EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT,
+    INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT,
+    RECORD_OUTCOME, SET_SERVICE_STATE,
 };
 use super::sqlite::MAX_GROUP_RECORDS;
 use super::{
@@ -664,6 +665,7 @@ impl PostgresDb {
                     &a.clock,
                     &a.resulting_state,
                     &a.drill,
+                    &a.cert,
                 ],
             )
             .await?;
@@ -673,6 +675,17 @@ impl PostgresDb {
         }
         tx.commit().await?;
         Ok(AckRecorded { known: true, first: true })
+    }
+
+    pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        pooled
+            .conn()?
+            .client
+            .query_opt(&pg_sql(EVIDENCE_SELECT), &[&id])
+            .await?
+            .map(|r| evidence_row(&r))
+            .transpose()
     }
 
     pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {

@@ -35,11 +35,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::migrations::{latest_version, MIGRATIONS, SQLITE_BOOKKEEPING, SQLITE_RECORD};
 use super::orders::{
-    case_row, event_row, incident_row, kind_label, order_row, sign_columns, AckRecorded, CaseDetail,
-    IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderRow, OrderSigner, StoredAck, ACK_COMMAND,
-    CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS, EVENTS_SELECT, INCIDENTS_SELECT,
-    INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE,
-    NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME, SET_SERVICE_STATE,
+    case_row, event_row, evidence_row, incident_row, kind_label, order_row, sign_columns, AckRecorded,
+    CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow, OrderSigner,
+    StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS,
+    EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT,
+    INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME,
+    SET_SERVICE_STATE,
 };
 use super::{
     count_u32, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
@@ -565,7 +566,8 @@ impl SqliteDb {
                         a.time_floor,
                         a.clock,
                         a.resulting_state,
-                        a.drill
+                        a.drill,
+                        a.cert
                     ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -578,6 +580,13 @@ impl SqliteDb {
                 ])?;
             }
             Ok(AckRecorded { known: true, first: true })
+        })
+        .await
+    }
+
+    pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
+        self.read(move |conn| {
+            Ok(collect(&mut conn.prepare_cached(EVIDENCE_SELECT)?, [id], |r| evidence_row(r))?.pop())
         })
         .await
     }
