@@ -8,6 +8,14 @@
 //! [`crate::db`] store (SQLite or PostgreSQL), the liveness watcher that
 //! turns silent devices "down", and [`crate::alerts`].
 //!
+//! Acknowledgements of compliance orders get more than a flag: an applied
+//! order must come with the device's enforcement receipt, verified against
+//! the client certificate of the very connection ([`crate::receipts`]) and
+//! stored with it; a bad or mismatched receipt is answered 422 and nothing
+//! is recorded (the order stays "delivered" and is redelivered); a refusal
+//! is recorded with the device's reason and raises an `order-refused` alert.
+//! Incident records are stored in the incidents table as well.
+//!
 //! [`run`] takes a bound listener and a shutdown future, so tests run it on
 //! `127.0.0.1:0` and stop it at will.
 
