@@ -2,8 +2,8 @@
 //! with their delivery and the devices' receipts, and the devices' incident
 //! records (self-diagnosis results).
 //!
-//! The SQL is written once (SQLite `?N` placeholders; [`pg_sql`] turns them
-//! into PostgreSQL's `$N`) and rows are read through [`Cols`], implemented
+//! The SQL is written once (SQLite `?N` placeholders; `pg_sql` turns them
+//! into PostgreSQL's `$N`) and rows are read through `Cols`, implemented
 //! for both backends' row types, so both backends store and return exactly
 //! the same thing.
 //!
