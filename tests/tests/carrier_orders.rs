@@ -669,6 +669,41 @@ async fn orders_flow(database: Option<String>) {
     let incidents = carrier.json(&["incidents", "--device", &dev]);
     assert_eq!(incidents[0]["id"], "d-1");
 
+    // A new case after the closed one: an urgent matter skips the hearing, with a justification.
+    let out = carrier.ok(&["case", "open", "--device", &dev, "--fact", "second finding"]);
+    let case2 = number_after(&out, "opened case ").to_string();
+    let usage = run(&["case", "hearing", "--case", &case2, "--skip-urgent", "--database", &carrier.database]);
+    assert_eq!(usage.status.code(), Some(2), "--skip-urgent without --justification is a usage error");
+    carrier.ok(&[
+        "case",
+        "hearing",
+        "--case",
+        &case2,
+        "--skip-urgent",
+        "--justification",
+        "ransomware spreading",
+    ]);
+    carrier.ok(&["case", "report", "--case", &case2, "--to", "platform operator", "--text", "reported"]);
+    let deadline = rfc3339_in(time::Duration::days(2));
+    carrier.ok(&[
+        "case",
+        "recommend",
+        "--case",
+        &case2,
+        "--deadline",
+        &deadline,
+        "--text",
+        "isolate the PC",
+        "--keys",
+        &keys,
+    ]);
+    let e = carrier.refused(&["case", "check", "--case", &case2, "--corrected", "no"]);
+    assert!(e.contains("has not passed"), "{e}");
+    let trail = carrier.json(&["case", "show", &case2]);
+    assert_eq!(trail["trail"][1]["step"], "hearing-skipped");
+    assert_eq!(trail["trail"][1]["justification"], "ransomware spreading");
+    assert_eq!(trail["status"], "recommended");
+
     // Error paths: clear messages, exit status 1.
     assert!(carrier.refused(&["order", "show", "999999"]).contains("no order 999999"));
     assert!(carrier.refused(&["case", "show", "999999"]).contains("no case 999999"));
