@@ -311,9 +311,7 @@ fn unix_ms(t: OffsetDateTime) -> i64 {
 }
 
 async fn open(database: &str) -> Result<Database> {
-    Database::open(database)
-        .await
-        .with_context(|| format!("database {}", cpe_provision::db::redact_url(database)))
+    crate::ops::open_database(database).await
 }
 
 fn unknown_device(e: DbError) -> anyhow::Error {

@@ -2,8 +2,9 @@
 //!
 //! A thin shell over the `cpe_provision` library: parse arguments, read the
 //! clock, read and write files, print what was done. Exit status 0 on
-//! success, 1 on any error (the message says what to do next), 2 on a usage
-//! error (from clap).
+//! success, 1 on a refusal or any other error (the message says what to do
+//! next), 2 when the command could not run: a usage error (from clap) or a
+//! store that cannot be opened.
 #![forbid(unsafe_code)]
 
 mod compliance_ops;
@@ -227,7 +228,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<ops::CouldNotRun>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -704,6 +704,12 @@ async fn orders_flow(database: Option<String>) {
     assert_eq!(trail["trail"][1]["justification"], "ransomware spreading");
     assert_eq!(trail["status"], "recommended");
 
+    // A store that cannot be opened: the command could not run (exit 2), no password shown.
+    let out = run(&["order", "list", "--database", "postgres://cpe:secret@127.0.0.1:1/none"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot open the database") && !stderr.contains("secret"), "{stderr}");
+
     // Error paths: clear messages, exit status 1.
     assert!(carrier.refused(&["order", "show", "999999"]).contains("no order 999999"));
     assert!(carrier.refused(&["case", "show", "999999"]).contains("no case 999999"));
