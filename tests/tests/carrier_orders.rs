@@ -8,9 +8,11 @@
 //! `CPE_TEST_POSTGRES_URL` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, clippy::too_many_lines)]
 
+mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use support::postgres_url;
 
 use cpe_e2e::{binary, Proc};
 use cpe_protocol::order::{decode_order, decode_signed, signed_message, Order, OrderKind};
@@ -23,30 +25,6 @@ use ring::signature::{EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1_SI
 use serde_json::Value;
 
 const CODE: &str = "1312345678";
-
-/// Per-test schema of the PostgreSQL named by `CPE_TEST_POSTGRES_URL`, or
-/// `None` (with a line saying so) when it is unset.
-fn postgres_url() -> Option<String> {
-    let Ok(base) = std::env::var("CPE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (bash scripts/postgres.sh prints it)");
-        return None;
-    };
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let schema = format!("orders_{}_{nanos}", std::process::id());
-    let (url, name) = (base.clone(), schema.clone());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
-}
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
@@ -727,7 +705,7 @@ async fn sqlite_case_flow_orders_receipts_rotation_and_incidents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_case_flow_orders_receipts_rotation_and_incidents() {
-    if let Some(url) = postgres_url() {
+    if let Some(url) = postgres_url("orders") {
         orders_flow(Some(url)).await;
     }
 }
