@@ -153,6 +153,26 @@ pub fn current_state(config: &AgentConfig) -> Result<OrderState, StateError> {
     load_or_initial(&store, &config.orders.public_keys(), &candidates)
 }
 
+/// The suspension in force, for the diagnosis verdict ("suspended by order
+/// N", N the order's sequence number); `None` when the service is not
+/// suspended, or when the state cannot be read (logged: the diagnosis then
+/// judges the network as it finds it).
+pub fn suspension(config: &AgentConfig) -> Option<crate::diagnose::Suspension> {
+    let store = StateStore::new(OsStorage, &config.state_dir);
+    let state = match store.load() {
+        Ok(loaded) => loaded.state?,
+        Err(e) => {
+            tracing::error!(error = %e, "order state unreadable; diagnosing without it");
+            return None;
+        }
+    };
+    state.service.blocks_forwarding().then(|| crate::diagnose::Suspension {
+        order: state.service.sequence.unwrap_or(state.last_sequence),
+        reason_ja: state.service.reason_ja.clone(),
+        reason_en: state.service.reason_en.clone(),
+    })
+}
+
 /// Why `apply-state` could not make the firewall match the state.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyStateError {
@@ -202,4 +222,47 @@ pub fn apply_state(
     }
     result?;
     Ok(Some(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::state::ServiceRecord;
+    use crate::orders::verify::TimeFloor;
+    use cpe_protocol::receipt::ServiceState;
+
+    fn config(dir: &std::path::Path) -> AgentConfig {
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, "state_dir = \"state\"\n").unwrap();
+        AgentConfig::load(&path).unwrap()
+    }
+
+    #[test]
+    fn suspension_for_the_diagnosis_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        assert_eq!(suspension(&config), None, "a fresh device is not suspended");
+        let store = StateStore::new(OsStorage, &config.state_dir);
+        let mut state = OrderState::initial(&[], TimeFloor::from_build_time(0));
+        state.last_sequence = 7;
+        state.service = ServiceRecord {
+            state: ServiceState::Suspended,
+            order_id: Some(70),
+            sequence: Some(6),
+            reason_ja: "停止".into(),
+            reason_en: "stopped".into(),
+            since: Some(1),
+            deadline: None,
+            drill: false,
+        };
+        store.save(&state).unwrap();
+        let found = suspension(&config).unwrap();
+        assert_eq!((found.order, found.reason_ja.as_str(), found.reason_en.as_str()), (6, "停止", "stopped"));
+        state.service.state = ServiceState::Drill;
+        store.save(&state).unwrap();
+        assert_eq!(suspension(&config), None, "a drill blocks nothing");
+        std::fs::write(store.path(), b"x").unwrap();
+        std::fs::write(store.previous_path(), b"x").unwrap();
+        assert_eq!(suspension(&config), None);
+    }
 }
