@@ -233,7 +233,9 @@ pub async fn run<P: Probes>(probes: Arc<P>, input: Arc<RunInput>, progress: Prog
 }
 
 /// Cross-check rules that need two results: an echo-filtering carrier is
-/// not a loss, and a device clock far from the carrier's is a device fault.
+/// not a loss; under heavy loss a vanished large probe proves no MTU black
+/// hole (a warning, the loss is the finding); a device clock far from the
+/// carrier's is a device fault.
 pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
     let connected = results
         .iter()
@@ -248,6 +250,15 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
             r.evidence.text =
                 format!("{} (the carrier answers TCP: echo is filtered, not lost)", r.evidence.text);
             r.evidence.values.insert("echo_filtered".into(), "true".into());
+        }
+    }
+    let heavy_loss =
+        results.iter().any(|r| base_name(&r.name) == checks::UPLINK_LOSS && r.status == CheckStatus::Failed);
+    for r in results.iter_mut() {
+        if heavy_loss && base_name(&r.name) == checks::UPLINK_PATH_MTU && r.status == CheckStatus::Failed {
+            r.status = CheckStatus::Warning;
+            r.evidence.text = format!("{} (unreliable: heavy packet loss)", r.evidence.text);
+            r.evidence.values.insert("unreliable_under_loss".into(), "true".into());
         }
     }
     let skew = results

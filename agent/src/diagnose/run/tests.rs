@@ -546,6 +546,25 @@ fn reconcile_filtered_echo_and_clock_skew() {
     ];
     reconcile(&mut results, &settings);
     assert_eq!(results[0].status, CheckStatus::Warning);
+    let mut lossy = vec![
+        CheckResult::new(
+            checks::UPLINK_LOSS,
+            Segment::Uplink,
+            CheckStatus::Failed,
+            Evidence::new("50% loss").with("received", "10"),
+            1,
+        ),
+        CheckResult::new(
+            checks::UPLINK_PATH_MTU,
+            Segment::Uplink,
+            CheckStatus::Failed,
+            Evidence::new("black hole").with("black_hole", "true"),
+            1,
+        ),
+    ];
+    reconcile(&mut lossy, &settings);
+    assert_eq!((lossy[0].status, lossy[1].status), (CheckStatus::Failed, CheckStatus::Warning));
+    assert_eq!(lossy[1].evidence.values["unreliable_under_loss"], "true");
     assert_eq!(results[0].evidence.values["echo_filtered"], "true");
     assert_eq!(results[2].status, CheckStatus::Failed);
     assert_eq!(results[2].evidence.values["clock_skew_s"], "-4000");
