@@ -692,6 +692,66 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_fixture_proc_tree_and_degrades_when_files_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("proc/net")).unwrap();
+        std::fs::create_dir_all(root.join("sys/class/net")).unwrap();
+        std::fs::write(
+            root.join("proc/net/arp"),
+            "IP address       HW type     Flags       HW address            Mask     Device\n\
+             192.168.10.20    0x1         0x2         02:00:00:00:00:20     *        br-lan\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("proc/net/route"),
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+             wan0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+             br-lan\t000AA8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("proc/net/if_inet6"), "20010db8000000000000000000000001 03 40 00 00 wan0\n")
+            .unwrap();
+        std::fs::write(root.join("proc/meminfo"), "MemTotal: 1000 kB\nMemAvailable: 250 kB\n").unwrap();
+        std::fs::write(root.join("proc/stat"), "cpu  1 2 3 4\n").unwrap();
+        std::fs::write(root.join("leases"), "0 02:00:00:00:00:20 192.168.10.20 reception *\n").unwrap();
+        let toml = format!(
+            "state_dir = \"state\"\n[system]\nproc_root = \"{0}/proc\"\nsys_root = \"{0}/sys\"\n\
+             [network]\ndhcp_leases = \"{0}/leases\"\n",
+            root.display()
+        );
+        let config = AgentConfig::from_merged(toml.parse().unwrap(), &root.join("agent.toml")).unwrap();
+        let probes = SystemProbes::new(&config);
+        assert_eq!(probes.neighbours()[0].mac, "02:00:00:00:00:20");
+        let routes = probes.routes();
+        assert_eq!(
+            (routes[0].gateway, routes[1].destination),
+            (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 168, 10, 0))
+        );
+        assert_eq!(probes.inet6_addresses()[0].iface, "wan0");
+        assert_eq!(probes.memory().unwrap().available_kib, 250);
+        assert_eq!(probes.cpu().unwrap().idle, 4);
+        assert_eq!(probes.leases().unwrap().unwrap()[0].hostname, "reception");
+        assert!(probes.state_dir_writable().is_ok());
+        assert!(probes.disk().unwrap().total_bytes > 0);
+        assert_eq!(probes.certificate().unwrap().state, crate::identity::renewal::CertState::None);
+        assert_eq!(probes.interface("wan0"), None);
+
+        for file in
+            ["proc/net/arp", "proc/net/route", "proc/net/if_inet6", "proc/meminfo", "proc/stat", "leases"]
+        {
+            std::fs::remove_file(root.join(file)).unwrap();
+        }
+        assert!(
+            probes.neighbours().is_empty()
+                && probes.routes().is_empty()
+                && probes.inet6_addresses().is_empty()
+        );
+        assert!(probes.memory().is_none() && probes.cpu().is_none());
+        assert!(probes.leases().unwrap().is_err());
+    }
+
+    #[test]
     fn neighbour_delete_is_a_well_formed_rtnetlink_message() {
         let msg = neighbour_delete_message(Ipv4Addr::new(192, 168, 10, 20), 7);
         assert_eq!(msg.len(), 36);

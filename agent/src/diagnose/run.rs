@@ -944,18 +944,20 @@ fn line_checks<P: Probes>(probes: &P, input: &RunInput, routes: &[RouteV4], sink
                 .filter(|a| &a.iface == iface && a.scope == 0)
                 .map(|a| format!("{}/{}", a.address, a.prefix_len)),
         );
+        // Whether this line has a default route of its own (the active one
+        // or a standby with a higher metric).
+        let default_via = routes
+            .iter()
+            .filter(|r| &r.iface == iface && r.is_default() && r.is_usable())
+            .map(|r| r.gateway.to_string())
+            .next()
+            .unwrap_or_default();
+        let e = Evidence::new(String::new()).with("iface", iface.clone()).with("default_via", default_via);
         address.finish(if subnets.is_empty() {
-            (
-                CheckStatus::Failed,
-                Evidence::new(format!("{iface} has no address")).with("iface", iface.clone()),
-            )
+            (CheckStatus::Failed, Evidence { text: format!("{iface} has no address"), ..e })
         } else {
-            (
-                CheckStatus::Ok,
-                ok(format!("{iface} is on {}", subnets.join(", ")))
-                    .with("iface", iface.clone())
-                    .with("subnets", subnets.join(",")),
-            )
+            let text = format!("{iface} is on {}", subnets.join(", "));
+            (CheckStatus::Ok, Evidence { text, ..e }.with("subnets", subnets.join(",")))
         });
     }
 }

@@ -289,6 +289,8 @@ async fn healthy_system_reports_every_planned_check_and_no_fault() {
     );
     assert_eq!(v.exit_code(), 0);
     assert_eq!(value(&results, checks::UPLINK_ACTIVE, "active"), "primary");
+    assert_eq!(value(&results, checks::UPLINK_BACKUP_ADDRESS, "default_via"), "10.64.0.1");
+    assert_eq!(value(&results, checks::UPLINK_PRIMARY_ADDRESS, "subnets"), "10.0.0.0/24");
     assert_eq!(value(&results, checks::UPLINK_PATH_MTU, "mtu_found"), "1500");
     assert_eq!(value(&results, checks::UPLINK_LOSS, "loss_pct"), "0");
     assert_eq!(value(&results, checks::CARRIER_STATUS, "http_status"), "200");
