@@ -81,6 +81,8 @@ pub struct DiagnoseConfig {
     pub echo_count: u16,
     /// Echo requests to the carrier for loss, latency and jitter.
     pub quality_probes: u16,
+    /// Time between the quality echoes, ms.
+    pub quality_interval_ms: u64,
     /// DNS resolution of the carrier host, ms.
     pub dns_timeout_ms: u64,
     /// TCP connect to the carrier, ms.
@@ -125,6 +127,7 @@ impl Default for DiagnoseConfig {
             echo_interval_ms: 100,
             echo_count: 3,
             quality_probes: 20,
+            quality_interval_ms: 50,
             dns_timeout_ms: 2_000,
             connect_timeout_ms: 2_000,
             tls_timeout_ms: 3_000,

@@ -1058,7 +1058,7 @@ async fn beyond_gateway<P: Probes>(
         };
         let request = PingRequest::echo(
             settings.quality_probes,
-            Duration::from_millis(settings.echo_interval_ms),
+            Duration::from_millis(settings.quality_interval_ms),
             Duration::from_millis(settings.echo_timeout_ms),
         );
         let outcome = ping(probes, target, request).await;
