@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lang::Lang;
 
-mod exchange;
+pub mod exchange;
 pub mod observe;
 pub mod probes;
 pub mod report;
