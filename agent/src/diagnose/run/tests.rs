@@ -601,3 +601,111 @@ fn carrier_urls() {
     assert_eq!(carrier_target(""), None);
     assert_eq!(carrier_target("not a url"), None);
 }
+
+#[test]
+fn exchange_outcomes_map_to_the_four_checks() {
+    use CheckStatus::{Failed, Ok as Fine, Skipped};
+    let addr: SocketAddr = "10.1.0.2:8443".parse().unwrap();
+    let statuses = |outcome: ExchangeOutcome| {
+        let x = Exchange { outcome, connect_ms: Some(1), handshake_ms: None, tls_version: None };
+        judge_exchange(&x, addr, 1_800_000_000).map(|(status, _)| status)
+    };
+    let answered = |status: u16| ExchangeOutcome::Answered { status, pong: None, message: "x".into() };
+    assert_eq!(
+        statuses(ExchangeOutcome::NotConnected(ConnectFailure::Timeout)),
+        [Failed, Skipped, Skipped, Skipped]
+    );
+    assert_eq!(
+        statuses(ExchangeOutcome::NotConnected(ConnectFailure::Refused)),
+        [Fine, Skipped, Skipped, Failed]
+    );
+    assert_eq!(statuses(ExchangeOutcome::NoTls("no identity".into())), [Fine, Skipped, Skipped, Skipped]);
+    assert_eq!(
+        statuses(ExchangeOutcome::ServerCertificate("UnknownIssuer".into())),
+        [Fine, Failed, Skipped, Skipped]
+    );
+    assert_eq!(statuses(ExchangeOutcome::TlsBroken("reset".into())), [Fine, Failed, Skipped, Skipped]);
+    assert_eq!(
+        statuses(ExchangeOutcome::CertificateRefused { alert: "CertificateRevoked".into() }),
+        [Fine, Fine, Failed, Skipped]
+    );
+    assert_eq!(statuses(ExchangeOutcome::NoAnswer("eof".into())), [Fine, Fine, Skipped, Failed]);
+    assert_eq!(statuses(answered(403)), [Fine, Fine, Failed, Skipped]);
+    assert_eq!(statuses(answered(401)), [Fine, Fine, Failed, Skipped]);
+    assert_eq!(statuses(answered(503)), [Fine, Fine, Fine, Failed]);
+    let pong = cpe_protocol::Pong { device_id: "d".into(), server_unix: 1_800_000_100 };
+    let ok = Exchange {
+        outcome: ExchangeOutcome::Answered { status: 200, pong: Some(pong), message: String::new() },
+        connect_ms: Some(1),
+        handshake_ms: Some(3),
+        tls_version: Some("TLSv1_3".into()),
+    };
+    let [_, tls, _, status] = judge_exchange(&ok, addr, 1_800_000_000);
+    assert_eq!(tls.1.values["tls_version"], "TLSv1_3");
+    assert_eq!((status.0, status.1.values["clock_skew_s"].as_str()), (Fine, "-100"));
+}
+
+#[test]
+fn leases_firewall_bridges_speeds_certificates_clock() {
+    let t =
+        TerminalTarget { name: "pc".into(), ip: IpAddr::V4(TERMINAL), mac: Some("02:00:00:00:00:20".into()) };
+    let lease = |ip: [u8; 4], expiry_unix: i64| Lease {
+        expiry_unix,
+        mac: "02:00:00:00:00:20".into(),
+        ip: IpAddr::V4(Ipv4Addr::from(ip)),
+        hostname: "pc".into(),
+    };
+    assert_eq!(judge_lease(&t, None, 100).0, CheckStatus::Skipped);
+    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 200)])), 100).0, CheckStatus::Ok);
+    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 50)])), 100).0, CheckStatus::Failed);
+    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 99], 0)])), 100).0, CheckStatus::Warning);
+    assert_eq!(judge_lease(&t, Some(Ok(Vec::new())), 100).0, CheckStatus::Failed);
+
+    let fw =
+        |present: Result<bool, String>, suspended| judge_firewall("inet cpe_agent", present, suspended).0;
+    assert_eq!(fw(Ok(false), false), CheckStatus::Ok);
+    assert_eq!(fw(Ok(true), true), CheckStatus::Ok);
+    assert_eq!(fw(Ok(true), false), CheckStatus::Failed);
+    assert_eq!(fw(Ok(false), true), CheckStatus::Failed);
+    assert_eq!(fw(Err("cannot run nft".into()), false), CheckStatus::Skipped);
+
+    let fake = Fake::healthy();
+    fake.interfaces.lock().unwrap().insert("lan1".into(), InterfaceState { carrier: false, ..iface("lan1") });
+    let bridge = |ports: &[&str]| InterfaceState {
+        bridge_ports: Some(ports.iter().map(ToString::to_string).collect()),
+        ..iface("br-lan")
+    };
+    assert_eq!(judge_bridge(&fake, &bridge(&["lan0", "lan1"])).0, CheckStatus::Ok);
+    assert_eq!(judge_bridge(&fake, &bridge(&["lan1"])).0, CheckStatus::Failed);
+    assert_eq!(judge_bridge(&fake, &bridge(&[])).0, CheckStatus::Failed);
+    assert_eq!(
+        judge_bridge(&fake, &InterfaceState { master: Some("br-lan".into()), ..iface("lan0") }).0,
+        CheckStatus::Ok
+    );
+    assert_eq!(judge_bridge(&fake, &iface("lan0")).0, CheckStatus::Skipped);
+
+    assert_eq!(judge_speed(&iface("lan0")).0, CheckStatus::Ok);
+    assert_eq!(
+        judge_speed(&InterfaceState { duplex: Some("half".into()), ..iface("lan0") }).0,
+        CheckStatus::Warning
+    );
+    assert_eq!(
+        judge_speed(&InterfaceState { speed_mbps: Some(10), ..iface("lan0") }).0,
+        CheckStatus::Warning
+    );
+    assert_eq!(judge_speed(&InterfaceState { speed_mbps: None, ..iface("lan0") }).0, CheckStatus::Skipped);
+
+    for (state, status) in [
+        (CertState::Valid, CheckStatus::Ok),
+        (CertState::Expiring, CheckStatus::Warning),
+        (CertState::Expired, CheckStatus::Failed),
+        (CertState::NotYetValid, CheckStatus::Failed),
+        (CertState::None, CheckStatus::Failed),
+    ] {
+        let fake = Fake { cert: state, ..Fake::healthy() };
+        assert_eq!(judge_certificate(fake.certificate()).0, status, "{state:?}");
+    }
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(judge_clock(time::OffsetDateTime::UNIX_EPOCH, now).0, CheckStatus::Failed, "1970: unset");
+    assert_eq!(judge_clock(now, time::OffsetDateTime::UNIX_EPOCH).0, CheckStatus::Ok);
+}
