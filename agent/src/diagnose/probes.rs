@@ -352,7 +352,7 @@ impl Probes for SystemProbes {
             if stderr.contains("No such file or directory") {
                 Ok(false)
             } else {
-                Err(format!("nft list table failed: {}", stderr.trim()))
+                Err(format!("nft list table failed: {}", stderr.lines().next().unwrap_or("").trim()))
             }
         })
     }
