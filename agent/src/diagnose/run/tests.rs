@@ -64,6 +64,7 @@ struct Fake {
     cert: CertState,
     firewall: Result<bool, String>,
     hang: bool,
+    resolver_hangs: bool,
     ping_delay: Duration,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -119,6 +120,7 @@ impl Fake {
             cert: CertState::Valid,
             firewall: Ok(false),
             hang: false,
+            resolver_hangs: false,
             ping_delay: Duration::ZERO,
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -221,6 +223,9 @@ impl Probes for Fake {
         Ok(self.claimants.clone())
     }
     async fn resolve(&self, _host: &str, _port: u16) -> Result<Vec<SocketAddr>, String> {
+        if self.resolver_hangs {
+            std::future::pending::<()>().await;
+        }
         self.resolve.clone()
     }
     async fn carrier_exchange(&self, _addr: SocketAddr, _name: &str, _limits: ExchangeLimits) -> Exchange {
@@ -480,6 +485,21 @@ async fn the_total_time_limit_holds_and_unfinished_checks_fail() {
     // Checks cut off by the run's limit say so in their evidence.
     assert!(results.iter().any(|r| r.evidence.values.get("timed_out").is_some_and(|v| v == "true")));
     assert_eq!(find(&results, checks::DEVICE_CLOCK).status, CheckStatus::Ok, "finished checks are kept");
+}
+
+#[tokio::test]
+async fn a_hanging_resolver_fails_dns_on_its_own_timeout_and_the_rest_goes_on() {
+    let mut quick = input();
+    quick.settings.dns_timeout_ms = 100;
+    let (results, _) = run_fake(Fake { resolver_hangs: true, ..Fake::healthy() }, quick).await;
+    let dns = find(&results, checks::UPLINK_DNS);
+    assert_eq!(dns.status, CheckStatus::Failed);
+    assert_eq!(dns.evidence.values["error"], "no answer within 100 ms");
+    assert_eq!(find(&results, checks::UPLINK_TCP_CONNECT).status, CheckStatus::Skipped);
+    // Loss and MTU fall back to the gateway; everything else still ran.
+    assert_eq!(value(&results, checks::UPLINK_LOSS, "target"), GATEWAY.to_string());
+    assert!(results.iter().all(|r| !r.evidence.values.contains_key("timed_out")), "{results:#?}");
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::Uplink);
 }
 
 #[tokio::test]
