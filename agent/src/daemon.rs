@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 use crate::audit::AuditLog;
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
+use crate::diagnose::{session, store, Segment};
 use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
@@ -45,7 +46,7 @@ use crate::orders;
 use crate::orders::device::DeviceOrders;
 use crate::orders::firewall::NftFirewall;
 use crate::orders::timesync::CarrierTime;
-use crate::queue::{Queue, QueueLimits, RecordClass};
+use crate::queue::{Queue, RecordClass};
 use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
 use crate::thresholds::ThresholdSet;
 
@@ -98,12 +99,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let queue_dir = config.state_dir.join("queue");
-    let limits = QueueLimits {
-        max_total_bytes: config.queue.max_bytes,
-        max_age_ms: i64::try_from(config.queue.max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
-        ..QueueLimits::default()
-    };
-    let queue = Queue::open(&queue_dir, limits)
+    let queue = Queue::open(&queue_dir, config.queue.limits())
         .map_err(|e| DaemonError::Queue { dir: queue_dir.clone(), detail: e.to_string() })?;
     // The persisted order state first: a suspended device is blocked again
     // before anything else runs (also done earlier by `cpe-agent apply-state`).
@@ -128,6 +124,7 @@ pub async fn run(
         health,
     });
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
+    drain_diagnosis_outbox(&shared);
     let sender = tokio::spawn(sender_loop(shared.clone()));
     let poller = tokio::spawn(command_loop(shared.clone()));
     let renewer = tokio::spawn(renewal_loop(shared.clone()));
@@ -238,6 +235,7 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
 }
 
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
+    drain_diagnosis_outbox(shared);
     let mut health = aggregator.finish();
     health.agent_version = version();
     let config = lock(&shared.config).clone();
@@ -403,7 +401,7 @@ async fn command_loop(shared: Arc<Daemon>) {
             Ok((client, list)) => {
                 backoff.reset();
                 for command in list.commands {
-                    let ack = execute(&shared, &command, client.carrier_time());
+                    let ack = execute(&shared, &command, client.carrier_time()).await;
                     if let Err(e) = client.ack_command(&ack).await {
                         tracing::warn!(id = command.id, error = %e, "command acknowledgement not delivered");
                     }
@@ -418,7 +416,7 @@ async fn command_loop(shared: Arc<Daemon>) {
     }
 }
 
-fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>) -> CommandAck {
+async fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>) -> CommandAck {
     tracing::info!(id = command.id, kind = ?command.kind, "command received");
     match &command.kind {
         CommandKind::ReportNow => {
@@ -429,12 +427,7 @@ fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>
             let config = lock(&shared.config).clone();
             apply_order_command(&config, command.id, signed, carrier_time)
         }
-        CommandKind::Diagnose => CommandAck {
-            id: command.id,
-            ok: false,
-            detail: "not supported by this agent version".into(),
-            receipt: None,
-        },
+        CommandKind::Diagnose => diagnose_remote(shared, command.id).await,
     }
 }
 
@@ -475,6 +468,56 @@ fn apply_order_command(
             CommandAck { id, ok: true, detail, receipt: applied.receipt }
         }
         Err(e) => refused(format!("{}: {e}", e.class())),
+    }
+}
+
+/// A remote diagnosis (§1.3.2 ⑤): runs every check, keeps the report on
+/// the device and queues it as an incident carrying the command's id; the
+/// acknowledgement says the verdict ("suspended" while a stop order is in
+/// force).
+async fn diagnose_remote(shared: &Daemon, id: u64) -> CommandAck {
+    let config = lock(&shared.config).clone();
+    let segments = Segment::PATH.into_iter().collect();
+    let diagnosis = match session::diagnose_system(
+        &config,
+        segments,
+        None,
+        orders::device::suspension(&config),
+        Arc::new(|_| {}),
+    )
+    .await
+    {
+        Ok(diagnosis) => diagnosis,
+        Err(e) => {
+            return CommandAck { id, ok: false, detail: format!("diagnosis failed: {e}"), receipt: None }
+        }
+    };
+    let report = &diagnosis.report;
+    if let Err(e) = store::record(&config, report, Some(id)) {
+        tracing::warn!(error = %e, "diagnosis not stored on the device");
+    }
+    let budget = store::incident_budget(lock(&shared.queue).limits());
+    match store::incident(report, Some(id), budget) {
+        Ok(incident) => push(shared, RecordClass::Event, &Payload::Incident(incident)),
+        Err(e) => tracing::error!(error = %e, "diagnosis could not be queued for the carrier"),
+    }
+    tracing::info!(diagnosis = %report.id, verdict = %report.verdict.segment, "remote diagnosis done");
+    CommandAck {
+        id,
+        ok: true,
+        detail: format!("diagnosis {}: {}: {}", report.id, report.verdict.segment, report.verdict.summary),
+        receipt: None,
+    }
+}
+
+/// Moves diagnoses the CLI left in the outbox (while this daemon held the
+/// queue) into the queue.
+fn drain_diagnosis_outbox(shared: &Daemon) {
+    let state_dir = lock(&shared.config).state_dir.clone();
+    let queued = store::drain_outbox(&state_dir, &mut lock(&shared.queue), now_unix_ms());
+    if queued > 0 {
+        tracing::info!(queued, "diagnoses from the CLI queued for the carrier");
+        shared.wake_sender.notify_one();
     }
 }
 

@@ -17,9 +17,10 @@
 //! - [`metrics`]: device health read from `/proc` and `/sys`, aggregated
 //!   into the heartbeat (CPU, memory, load, temperature, per-line
 //!   bandwidth, active uplink) and failover detection.
-//! - [`diagnose`]: the pure decision core of self-diagnosis (§1.3.2 ④):
-//!   named check results, the verdict naming the faulty segment (terminal →
-//!   LAN → device → uplink → carrier) with a hint, and the report document.
+//! - [`diagnose`]: self-diagnosis (§1.3.2 ④): named check results, the
+//!   verdict naming the faulty segment (terminal → LAN → device → uplink →
+//!   carrier) with a hint, the report document; the probes behind one trait,
+//!   the concurrent runner, storage on the device and incidents for the carrier.
 //! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
 //!   state machine with hysteresis and minimum duration.
 //! - [`orders`]: compliance orders (§2.2): the pure verifier, the durable

@@ -154,7 +154,7 @@ pub fn current_state(config: &AgentConfig) -> Result<OrderState, StateError> {
 }
 
 /// The suspension in force, for the diagnosis verdict ("suspended by order
-/// N", N the order's sequence number); `None` when the service is not
+/// N", N the carrier's order id, as `cpe-provision order show N` takes it); `None` when the service is not
 /// suspended, or when the state cannot be read (logged: the diagnosis then
 /// judges the network as it finds it).
 pub fn suspension(config: &AgentConfig) -> Option<crate::diagnose::Suspension> {
@@ -167,7 +167,7 @@ pub fn suspension(config: &AgentConfig) -> Option<crate::diagnose::Suspension> {
         }
     };
     state.service.blocks_forwarding().then(|| crate::diagnose::Suspension {
-        order: state.service.sequence.unwrap_or(state.last_sequence),
+        order: state.service.order_id.unwrap_or(state.last_sequence),
         reason_ja: state.service.reason_ja.clone(),
         reason_en: state.service.reason_en.clone(),
     })
