@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use cpe_agent::clock;
 use cpe_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
+use cpe_agent::diagnose::{session, store, CheckResult, Segment};
 use cpe_agent::identity::csr::{self, CsrSubject, KeyAlgorithm};
 use cpe_agent::identity::store::IdentityStore;
 use cpe_agent::identity::validate::{rfc3339, Policy};
@@ -45,6 +46,16 @@ enum Command {
     /// Manage the institution certificate (機関証明書).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Self-diagnosis (guideline §1.3.2 ④): check the terminals, the LAN,
+    /// this device, the uplink and the carrier, and name the segment at fault.
+    ///
+    /// Checks run concurrently, each with its own timeout (whole run ≤
+    /// `[diagnose] total_timeout_ms`, 10 s by default); progress goes to
+    /// stderr when it is a terminal. The report is kept in
+    /// `<state_dir>/diagnosis/last.json` and queued for the carrier as an
+    /// incident. Exit codes: 0 healthy, 1 fault found or service suspended,
+    /// 2 could not run.
+    Diagnose(DiagnoseArgs),
     /// Run the agent service: heartbeats and events to the carrier, commands,
     /// certificate renewal. Stops on SIGTERM, reloads the configuration on
     /// SIGHUP. Meant for systemd (Type=simple) or procd.
@@ -95,6 +106,43 @@ enum CertCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct DiagnoseArgs {
+    /// Print exactly one JSON document (the report) on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Which segment's checks to run.
+    #[arg(long, value_enum, default_value = "all")]
+    segment: SegmentChoice,
+    /// Check only this terminal (a registered one or any LAN address).
+    #[arg(long, value_name = "IP")]
+    terminal: Option<std::net::IpAddr>,
+}
+
+/// `--segment` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SegmentChoice {
+    Terminal,
+    Lan,
+    Device,
+    Uplink,
+    Carrier,
+    All,
+}
+
+impl SegmentChoice {
+    fn segments(self) -> std::collections::BTreeSet<Segment> {
+        match self {
+            Self::Terminal => [Segment::Terminal].into(),
+            Self::Lan => [Segment::Lan].into(),
+            Self::Device => [Segment::Device].into(),
+            Self::Uplink => [Segment::Uplink].into(),
+            Self::Carrier => [Segment::Carrier].into(),
+            Self::All => Segment::PATH.into_iter().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -151,7 +199,7 @@ impl From<ImportError> for Failure {
 pub fn run(cli: &Cli) -> ExitCode {
     let lang = cli.lang.unwrap_or_else(Lang::from_env);
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             let text = match lang {
                 Lang::Ja => format!("エラー: {}", failure.ja),
@@ -163,19 +211,21 @@ pub fn run(cli: &Cli) -> ExitCode {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<(), Failure> {
+fn dispatch(cli: &Cli) -> Result<u8, Failure> {
     let lang = cli.lang.unwrap_or_else(Lang::from_env);
     let config = AgentConfig::load(&cli.config)
         .map_err(|e| Failure::cannot_run(e.to_string(), format!("設定ファイルを読み込めません: {e}")))?;
     let store = IdentityStore::new(OsStorage, &config.state_dir);
-    match &cli.command {
+    let done = match &cli.command {
         Command::Cert(CertCommand::Import(args)) => import(&config, &store, args, lang),
         Command::Cert(CertCommand::Status { json }) => show_status(&config, &store, *json, lang),
         Command::Cert(CertCommand::Csr { out, key_type }) => make_csr(&config, &store, out, *key_type, lang),
         Command::Cert(CertCommand::Rollback) => rollback(&config, &store, lang),
         Command::Cert(CertCommand::Wipe { yes }) => wipe(&store, *yes, lang),
+        Command::Diagnose(args) => return diagnose(&config, args, lang),
         Command::Run => run_service(&cli.config, config),
-    }
+    };
+    done.map(|()| 0)
 }
 
 fn required_code(config: &AgentConfig) -> Result<&cpe_common::institution::InstitutionCode, Failure> {
@@ -328,6 +378,61 @@ fn wipe(store: &IdentityStore<OsStorage>, yes: bool, lang: Lang) -> Result<(), F
         }
     );
     Ok(())
+}
+
+fn diagnose(config: &AgentConfig, args: &DiagnoseArgs, lang: Lang) -> Result<u8, Failure> {
+    use std::io::IsTerminal;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        Failure::cannot_run(
+            format!("cannot start the runtime: {e}"),
+            format!("実行環境を開始できません: {e}"),
+        )
+    })?;
+    let progress: cpe_agent::diagnose::run::Progress = if std::io::stderr().is_terminal() {
+        std::sync::Arc::new(move |r: &CheckResult| eprintln!("{}", progress_line(r, lang)))
+    } else {
+        std::sync::Arc::new(|_: &CheckResult| {})
+    };
+    // No suspension yet: the order store is wired in with the orders work.
+    let outcome = runtime.block_on(session::diagnose_system(
+        config,
+        args.segment.segments(),
+        args.terminal,
+        None,
+        progress,
+    ));
+    // A resolver thread stuck past its timeout must not hold the exit.
+    runtime.shutdown_background();
+    let diagnosis =
+        outcome.map_err(|e| Failure::cannot_run(e.to_string(), format!("診断結果を作成できません: {e}")))?;
+    let report = &diagnosis.report;
+    if let Err(e) = store::save(&config.state_dir, report, config.diagnose.history) {
+        tracing::warn!(error = %e, "the diagnosis is not stored on the device");
+    }
+    let limits = config.queue.limits();
+    let queued = store::incident(report, None, store::incident_budget(&limits))
+        .and_then(|incident| store::queue_from_cli(&config.state_dir, limits, &incident, now_unix_ms()));
+    match queued {
+        Ok(delivery) => tracing::info!(?delivery, "diagnosis queued for the carrier"),
+        Err(e) => tracing::warn!(error = %e, "the diagnosis could not be queued for the carrier"),
+    }
+    let shown = diagnosis.report_in(lang);
+    if args.json {
+        let json = shown.to_json().map_err(|e| Failure::cannot_run(e.to_string(), e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", shown.render_text(lang));
+    }
+    Ok(diagnosis.verdict.exit_code())
+}
+
+fn now_unix_ms() -> i64 {
+    i64::try_from(clock::now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// One line per finished check: status, name, time, evidence.
+fn progress_line(r: &CheckResult, lang: Lang) -> String {
+    format!("[{:<4}] {} ({} ms) {}", r.status.label(lang), r.name, r.duration_ms, r.evidence.text)
 }
 
 fn run_service(path: &Path, config: AgentConfig) -> Result<(), Failure> {

@@ -27,12 +27,13 @@ use tokio::sync::Notify;
 
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
+use crate::diagnose::{session, store, Segment};
 use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::Aggregator;
-use crate::queue::{Queue, QueueLimits, RecordClass};
+use crate::queue::{Queue, RecordClass};
 use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
 use crate::thresholds::ThresholdSet;
 
@@ -83,12 +84,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let queue_dir = config.state_dir.join("queue");
-    let limits = QueueLimits {
-        max_total_bytes: config.queue.max_bytes,
-        max_age_ms: i64::try_from(config.queue.max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
-        ..QueueLimits::default()
-    };
-    let queue = Queue::open(&queue_dir, limits)
+    let queue = Queue::open(&queue_dir, config.queue.limits())
         .map_err(|e| DaemonError::Queue { dir: queue_dir.clone(), detail: e.to_string() })?;
     let shared = Arc::new(Daemon {
         config_path: config_path.to_owned(),
@@ -99,6 +95,7 @@ pub async fn run(
         report_now: Notify::new(),
     });
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
+    drain_diagnosis_outbox(&shared);
     let sender = tokio::spawn(sender_loop(shared.clone()));
     let poller = tokio::spawn(command_loop(shared.clone()));
     let renewer = tokio::spawn(renewal_loop(shared.clone()));
@@ -206,6 +203,7 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
 }
 
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
+    drain_diagnosis_outbox(shared);
     let mut health = aggregator.finish();
     health.agent_version = version();
     health.cert_not_after = current_not_after(&lock(&shared.config));
@@ -350,7 +348,7 @@ async fn command_loop(shared: Arc<Daemon>) {
             Ok((client, list)) => {
                 backoff.reset();
                 for command in list.commands {
-                    let ack = execute(&shared, &command);
+                    let ack = execute(&shared, &command).await;
                     if let Err(e) = client.ack_command(&ack).await {
                         tracing::warn!(id = command.id, error = %e, "command acknowledgement not delivered");
                     }
@@ -365,19 +363,62 @@ async fn command_loop(shared: Arc<Daemon>) {
     }
 }
 
-fn execute(shared: &Daemon, command: &Command) -> CommandAck {
+async fn execute(shared: &Daemon, command: &Command) -> CommandAck {
     tracing::info!(id = command.id, kind = ?command.kind, "command received");
     match &command.kind {
         CommandKind::ReportNow => {
             shared.report_now.notify_one();
             CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into(), receipt: None }
         }
-        CommandKind::Diagnose | CommandKind::Order { .. } => CommandAck {
+        CommandKind::Diagnose => diagnose_remote(shared, command.id).await,
+        CommandKind::Order { .. } => CommandAck {
             id: command.id,
             ok: false,
             detail: "not supported by this agent version".into(),
             receipt: None,
         },
+    }
+}
+
+/// A remote diagnosis (§1.3.2 ⑤): runs every check, keeps the report on
+/// the device and queues it as an incident carrying the command's id; the
+/// acknowledgement says the verdict. No suspension is passed yet: the
+/// order store's state is wired in by the orders work.
+async fn diagnose_remote(shared: &Daemon, id: u64) -> CommandAck {
+    let config = lock(&shared.config).clone();
+    let segments = Segment::PATH.into_iter().collect();
+    let diagnosis = match session::diagnose_system(&config, segments, None, None, Arc::new(|_| {})).await {
+        Ok(diagnosis) => diagnosis,
+        Err(e) => {
+            return CommandAck { id, ok: false, detail: format!("diagnosis failed: {e}"), receipt: None }
+        }
+    };
+    let report = &diagnosis.report;
+    if let Err(e) = store::save(&config.state_dir, report, config.diagnose.history) {
+        tracing::warn!(error = %e, "diagnosis not stored on the device");
+    }
+    let budget = store::incident_budget(lock(&shared.queue).limits());
+    match store::incident(report, Some(id), budget) {
+        Ok(incident) => push(shared, RecordClass::Event, &Payload::Incident(incident)),
+        Err(e) => tracing::error!(error = %e, "diagnosis could not be queued for the carrier"),
+    }
+    tracing::info!(diagnosis = %report.id, verdict = %report.verdict.segment, "remote diagnosis done");
+    CommandAck {
+        id,
+        ok: true,
+        detail: format!("diagnosis {}: {}: {}", report.id, report.verdict.segment, report.verdict.summary),
+        receipt: None,
+    }
+}
+
+/// Moves diagnoses the CLI left in the outbox (while this daemon held the
+/// queue) into the queue.
+fn drain_diagnosis_outbox(shared: &Daemon) {
+    let state_dir = lock(&shared.config).state_dir.clone();
+    let queued = store::drain_outbox(&state_dir, &mut lock(&shared.queue), now_unix_ms());
+    if queued > 0 {
+        tracing::info!(queued, "diagnoses from the CLI queued for the carrier");
+        shared.wake_sender.notify_one();
     }
 }
 

@@ -23,7 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::lang::Lang;
 
+mod exchange;
+pub mod observe;
+pub mod probes;
 pub mod report;
+pub mod run;
+pub mod session;
+pub mod store;
 pub mod verdict;
 
 pub use report::{DiagnosisReport, ReportError, ReportVerdict, EXIT_COULD_NOT_RUN, EXIT_FAULT, EXIT_HEALTHY};
