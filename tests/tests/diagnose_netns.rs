@@ -199,7 +199,9 @@ impl World {
         if std::fs::create_dir_all(&keep).is_ok() {
             let _ = std::fs::write(keep.join(format!("{scenario}.json")), stdout.as_bytes());
         }
-        Diagnosis { json, exit: out.status.code(), wall_ms }
+        let diagnosis = Diagnosis { json, exit: out.status.code(), wall_ms };
+        diagnosis.expect_contract();
+        diagnosis
     }
 
     /// The primary line dies as on a real CPE: the carrier's side of the
@@ -287,6 +289,29 @@ impl Diagnosis {
 
     fn pretty(&self) -> String {
         serde_json::to_string_pretty(&self.json).unwrap_or_default()
+    }
+
+    /// Asserts the document has the shape of issue 4's JSON contract.
+    fn expect_contract(&self) {
+        let j = &self.json;
+        assert!(j["id"].as_str().is_some_and(|id| !id.is_empty()), "no id\n{}", self.pretty());
+        let started = j["started_at"].as_str().unwrap_or("");
+        assert!(
+            time::OffsetDateTime::parse(started, &time::format_description::well_known::Rfc3339).is_ok(),
+            "started_at {started:?} is not RFC 3339"
+        );
+        assert!(j["duration_ms"].is_u64(), "no duration_ms\n{}", self.pretty());
+        for key in ["segment", "summary", "hint"] {
+            assert!(j["verdict"][key].is_string(), "verdict.{key} missing\n{}", self.pretty());
+        }
+        let checks = j["checks"].as_array().map(Vec::as_slice).unwrap_or_default();
+        assert!(!checks.is_empty(), "no checks\n{}", self.pretty());
+        for check in checks {
+            let status = check["status"].as_str().unwrap_or("");
+            assert!(["ok", "warning", "failed", "skipped"].contains(&status), "status {status:?} in {check}");
+            assert!(check["name"].is_string() && check["segment"].is_string(), "{check}");
+            assert!(check["evidence"].is_object() && check["duration_ms"].is_u64(), "{check}");
+        }
     }
 
     /// Asserts the verdict segment and the exit code that goes with it.
