@@ -1061,20 +1061,12 @@ async fn beyond_gateway<P: Probes>(
             check.finish(skipped("neither the carrier's address nor a gateway is known"));
             return;
         };
-        let sizes = mtu_ladder(settings.expected_mtu);
-        let probes_running = sizes.iter().map(|&size| {
-            let request = PingRequest {
-                packet_size: size as usize,
-                dont_fragment: true,
-                ..PingRequest::echo(
-                    3,
-                    Duration::from_millis(settings.echo_interval_ms),
-                    Duration::from_millis(settings.echo_timeout_ms),
-                )
-            };
-            async move { (size, ping(probes, target, request).await) }
-        });
-        let outcomes = join_all(probes_running).await;
+        let mut outcomes = mtu_round(probes, target, mtu_ladder(settings.expected_mtu), settings).await;
+        // Narrow the gap between the largest size that passed and the
+        // smallest that did not, so the evidence names the path MTU closely.
+        if let Some(sizes) = mtu_refinement(&outcomes) {
+            outcomes.extend(mtu_round(probes, target, sizes, settings).await);
+        }
         check.finish(judge_mtu(&outcomes, settings.expected_mtu, &target.to_string()));
     };
     let exchange = async {
@@ -1238,6 +1230,42 @@ fn judge_quality(outcome: &PingOutcome, target: &str, settings: &DiagnoseConfig)
     (loss_judged, latency, jitter)
 }
 
+/// Probes each of `sizes` with three "don't fragment" echoes, concurrently.
+async fn mtu_round<P: Probes>(
+    probes: &P,
+    target: IpAddr,
+    sizes: Vec<u32>,
+    settings: &DiagnoseConfig,
+) -> Vec<(u32, PingOutcome)> {
+    let running = sizes.into_iter().map(|size| {
+        let request = PingRequest {
+            packet_size: size as usize,
+            dont_fragment: true,
+            ..PingRequest::echo(
+                3,
+                Duration::from_millis(settings.echo_interval_ms),
+                Duration::from_millis(settings.echo_timeout_ms),
+            )
+        };
+        async move { (size, ping(probes, target, request).await) }
+    });
+    join_all(running).await
+}
+
+/// Seven sizes evenly between the largest size that passed and the
+/// smallest larger one that did not, when they are more than 8 bytes apart.
+pub fn mtu_refinement(outcomes: &[(u32, PingOutcome)]) -> Option<Vec<u32>> {
+    let passed = outcomes.iter().filter(|(_, o)| o.received() > 0).map(|(s, _)| *s).max()?;
+    let failed = outcomes.iter().filter(|(s, o)| *s > passed && o.received() == 0).map(|(s, _)| *s).min()?;
+    let gap = failed - passed;
+    (gap > 8).then(|| {
+        let mut sizes: Vec<u32> =
+            (1..8).map(|k| passed + gap * k / 8).filter(|s| *s > passed && *s < failed).collect();
+        sizes.dedup();
+        sizes
+    })
+}
+
 /// The IP packet sizes probed with "don't fragment", largest first: the
 /// expected MTU, the usual tunnel overheads below it, and common floors.
 pub fn mtu_ladder(expected: u32) -> Vec<u32> {
@@ -1261,29 +1289,34 @@ fn judge_mtu(outcomes: &[(u32, PingOutcome)], expected: u32, target: &str) -> Ju
     if let Some(mtu) = announced {
         e = e.with("too_big_mtu", mtu.to_string());
     }
-    match largest_ok {
-        None => {
-            let why = outcomes.iter().find_map(|(_, o)| o.error.clone()).unwrap_or_else(|| format!("{target} answers no echo"));
-            (CheckStatus::Skipped, Evidence { text: format!("path MTU unknown: {why}"), ..e })
-        }
-        Some(found) if found >= expected => {
-            (CheckStatus::Ok, Evidence { text: format!("{expected}-byte packets pass unfragmented to {target}"), ..e }.with("mtu_found", found.to_string()))
-        }
-        Some(found) if announced.is_some() || local => (
-            CheckStatus::Warning,
-            Evidence { text: format!("path MTU {found} is below {expected}, but the path says so (PMTU discovery works)"), ..e }
-                .with("mtu_found", found.to_string())
-                .with("black_hole", "false"),
-        ),
-        Some(found) => (
-            CheckStatus::Failed,
-            Evidence {
-                text: format!("MTU black hole: {found}-byte DF packets pass but {expected}-byte ones vanish without an ICMP error"),
-                ..e
-            }
-            .with("mtu_found", found.to_string())
-            .with("black_hole", "true"),
-        ),
+    let Some(found) = largest_ok else {
+        let why = outcomes
+            .iter()
+            .find_map(|(_, o)| o.error.clone())
+            .unwrap_or_else(|| format!("{target} answers no echo"));
+        return (CheckStatus::Skipped, Evidence { text: format!("path MTU unknown: {why}"), ..e });
+    };
+    e = e.with("mtu_found", found.to_string());
+    if found >= expected {
+        return (
+            CheckStatus::Ok,
+            Evidence { text: format!("{expected}-byte packets pass unfragmented to {target}"), ..e },
+        );
+    }
+    if let Some(size) =
+        outcomes.iter().filter(|(s, o)| *s > found && o.received() == 0).map(|(s, _)| *s).min()
+    {
+        e = e.with("mtu_lost_from", size.to_string());
+    }
+    if announced.is_some() || local {
+        let text =
+            format!("path MTU {found} is below {expected}, but the path says so (PMTU discovery works)");
+        (CheckStatus::Warning, Evidence { text, ..e }.with("black_hole", "false"))
+    } else {
+        let text = format!(
+            "MTU black hole: {found}-byte DF packets pass but larger ones up to {expected} vanish without an ICMP error"
+        );
+        (CheckStatus::Failed, Evidence { text, ..e }.with("black_hole", "true"))
     }
 }
 
@@ -1430,3 +1463,6 @@ fn judge_exchange(x: &Exchange, addr: SocketAddr, now_unix: i64) -> [Judged; 4] 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
