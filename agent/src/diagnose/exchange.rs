@@ -84,11 +84,15 @@ pub async fn run(
         Err(_) => {
             ExchangeOutcome::NoAnswer(format!("no answer to GET /v1/ping within {} ms", left.as_millis()))
         }
-        Ok(Err(e)) => match refused_alert(&e) {
-            Some(alert) => ExchangeOutcome::CertificateRefused { alert },
-            // rustls reports a peer that closes without close_notify as an
-            // error; with `Connection: close` the answer may still be whole.
-            None => ExchangeOutcome::NoAnswer(e.to_string()),
+        // With TLS 1.3 the server checks our certificate after we finished
+        // the handshake: any alert before its first byte of answer is its
+        // refusal of our certificate (e.g. `DecryptError` when the chain's
+        // signature does not verify against its CA, `CertificateExpired`).
+        Ok(Err(e)) => match rustls_error(&e) {
+            Some(rustls::Error::AlertReceived(alert)) if *alert != AlertDescription::CloseNotify => {
+                ExchangeOutcome::CertificateRefused { alert: format!("{alert:?}") }
+            }
+            _ => ExchangeOutcome::NoAnswer(e.to_string()),
         },
         Ok(Ok(bytes)) => parse_answer(&bytes),
     };
@@ -117,7 +121,9 @@ fn refused_alert(e: &std::io::Error) -> Option<String> {
     }
 }
 
-/// Alerts a server sends when it does not accept the client certificate.
+/// Alerts a server sends during the handshake when it does not accept the
+/// client certificate (`DecryptError`: the chain or CertificateVerify
+/// signature does not verify).
 pub fn is_certificate_alert(alert: AlertDescription) -> bool {
     matches!(
         alert,
@@ -129,6 +135,7 @@ pub fn is_certificate_alert(alert: AlertDescription) -> bool {
             | AlertDescription::UnknownCA
             | AlertDescription::AccessDenied
             | AlertDescription::CertificateRequired
+            | AlertDescription::DecryptError
     )
 }
 
