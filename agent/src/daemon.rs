@@ -43,6 +43,7 @@ use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::Aggregator;
 use crate::notice::{self, HealthSlot, NoticeSource};
 use crate::orders;
+use crate::orders::apply::ApplyError;
 use crate::orders::device::DeviceOrders;
 use crate::orders::firewall::NftFirewall;
 use crate::orders::timesync::CarrierTime;
@@ -467,6 +468,12 @@ fn apply_order_command(
             }
             CommandAck { id, ok: true, detail, receipt: applied.receipt }
         }
+        Err(ApplyError::AlreadyApplied { sequence, receipt }) => CommandAck {
+            id,
+            ok: true,
+            detail: format!("order sequence {sequence} was already applied; its receipt is sent again"),
+            receipt: Some(*receipt),
+        },
         Err(e) => refused(format!("{}: {e}", e.class())),
     }
 }
