@@ -10,6 +10,7 @@
 #   initramfs.cpio.gz   the whole root filesystem: busybox, nft + its libraries, the agent,
 #                       kernel modules with modules.dep, /init
 #   manifest.txt        package versions, modules, file sizes
+#   agent-commands      optional agent commands the binary has (apply-state, diagnose, orders)
 #
 # Nothing is downloaded but Debian packages (images/fetch-debs.sh, apt-get download).
 # Needs: dpkg-deb, cpio, gzip, readelf (binutils); optional qemu-aarch64-static to run
@@ -131,6 +132,21 @@ else
     DEPMOD="at boot (no qemu-aarch64-static here)"
 fi
 
+# Which optional agent commands this binary has (the end-to-end test gates
+# the steps that need them): one per line in agent-commands.
+: >"$WORK/agent-commands"
+if command -v qemu-aarch64-static >/dev/null 2>&1; then
+    for c in apply-state diagnose orders; do
+        if qemu-aarch64-static "$RFS/usr/bin/cpe-agent" "$c" --help >/dev/null 2>&1; then
+            echo "$c" >>"$WORK/agent-commands"
+        fi
+    done
+    COMMANDS="$(paste -sd' ' "$WORK/agent-commands")"
+else
+    COMMANDS="unknown (no qemu-aarch64-static here)"
+    rm "$WORK/agent-commands"
+fi
+
 # --- 4. initramfs -------------------------------------------------------------
 # /dev/console must exist before /init runs, and cpio cannot make device
 # nodes without root: append a hand-written newc archive holding it.
@@ -157,6 +173,8 @@ mv "$OUT/initramfs.cpio.gz.tmp" "$OUT/initramfs.cpio.gz"
 # kernel_comp_addr_r) load a gzip'd one, a third of the size.
 gzip -9n <"$PKG/boot/vmlinuz-$KVER" >"$OUT/vmlinuz.tmp"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
+rm -f "$OUT/agent-commands"
+[ -f "$WORK/agent-commands" ] && cp "$WORK/agent-commands" "$OUT/agent-commands"
 
 # --- 5. manifest and sizes ---------------------------------------------------
 size() { stat -c %s "$1"; }
@@ -168,6 +186,7 @@ a=$(size "$RFS/usr/bin/cpe-agent")
 {
     echo "kernel $KVER"
     echo "agent $(sha256sum "$AGENT_BIN" | cut -c1-16) $a bytes"
+    echo "agent commands: ${COMMANDS:-none of apply-state diagnose orders}"
     echo "modules.dep $DEPMOD"
     echo "modules: $(printf '%s\n' "${!SHIPPED[@]}" | sed 's,.*/,,; s,\.ko$,,' | LC_ALL=C sort | paste -sd' ')"
     echo "packages:"
