@@ -111,7 +111,7 @@ ln -s aarch64-linux-gnu/ld-linux-aarch64.so.1 "$RFS/lib/ld-linux-aarch64.so.1"
 
 # Kernel modules: the closure of the lists above over `depends=`.
 # Module names use _ where file names may use - (virtio_rng: virtio-rng.ko).
-mod_path() { (cd "$KMOD" && find kernel -name "$(echo "$1" | sed 's/[-_]/[-_]/g').ko" | head -1); }
+mod_path() { (cd "$KMOD" && find kernel -name "${1//[-_]/[-_]}.ko" | head -1); }
 mod_depends() { strings -a "$KMOD/$1" | sed -n 's/^depends=//p' | tr ',' ' '; }
 declare -A SHIPPED=()
 ship_module() {

@@ -36,13 +36,17 @@ PACKAGES=(
     libc6
 )
 
+# As root, apt would drop to its _apt user, which cannot write a home cache.
+APT_OPTS=()
+[ "$(id -u)" -ne 0 ] || APT_OPTS=(-o APT::Sandbox::User=root)
+
 fetched=0
 for p in "${PACKAGES[@]}"; do
     if compgen -G "$DEBS/${p}_*_arm64.deb" >/dev/null; then
         continue
     fi
     echo "fetch-debs.sh: apt-get download $p:arm64"
-    (cd "$DEBS" && apt-get download -q "$p:arm64" </dev/null)
+    (cd "$DEBS" && apt-get download -q "${APT_OPTS[@]}" "$p:arm64" </dev/null)
     fetched=$((fetched + 1))
 done
 echo "fetch-debs.sh: ${#PACKAGES[@]} packages in cache, $fetched downloaded now"

@@ -16,6 +16,7 @@
 # A line "cpe-selftest reboot" or "cpe-selftest poweroff" typed on the serial
 # console asks /init for a clean reboot (SIGTERM) or power-off (SIGUSR2).
 
+# shellcheck source=/dev/null # written by the test
 . /etc/cpe-agent/selftest.env
 INTERVAL=${SELFTEST_INTERVAL:-5}
 mark() { echo "CPE-SELFTEST $*"; }
