@@ -2,8 +2,11 @@
 //! binaries the way a field engineer and a carrier operator do. The tests
 //! live in `tests/tests/*.rs`; this library holds what they share: finding
 //! the binaries, child processes that are always killed, a minimal SMTP
-//! sink that records alert mail, and waiting with a deadline.
+//! sink that records alert mail, and waiting with a deadline. Topologies in
+//! network namespaces (terminals, CPE, carrier, platform) are in [`netns`].
 #![forbid(unsafe_code)]
+
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,6 +23,58 @@ pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(std::path::Path::parent).map(PathBuf::from).unwrap_or_default();
     dir.join(name)
+}
+
+/// Runs `cpe-provision args` and returns its stdout, or its stderr as the
+/// error when it fails.
+pub fn provision(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(binary("cpe-provision"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cpe-provision: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("cpe-provision {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Issues `<name>.p12` (password file `dir/pw`) and
+/// `<name>.crt.pem`/`<name>.key.pem` for institution `code`, device `unit`,
+/// from the test CA in `dir/ca`; `extra` adds `cert issue` options
+/// (`--days`, `--not-before`).
+pub fn issue_pkcs12(
+    dir: &std::path::Path,
+    code: &str,
+    unit: &str,
+    name: &str,
+    extra: &[&str],
+) -> Result<(), String> {
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let (ca, out, pw, pem) = (
+        path(dir.join("ca")),
+        path(dir.join(format!("{name}.p12"))),
+        path(dir.join("pw")),
+        path(dir.join(name)),
+    );
+    let mut args = vec![
+        "cert",
+        "issue",
+        "--ca",
+        &ca,
+        "--institution",
+        code,
+        "--device-id",
+        unit,
+        "--out",
+        &out,
+        "--password-file",
+        &pw,
+        "--pem-out",
+        &pem,
+    ];
+    args.extend_from_slice(extra);
+    provision(&args).map(drop)
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped, so a failing

@@ -17,6 +17,7 @@ use cpe_agent::identity::validate::{rfc3339, Policy};
 use cpe_agent::identity::{self, status, ImportError, ImportInput};
 use cpe_agent::lang::Lang;
 use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
+use tracing_subscriber::filter::LevelFilter;
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_CANNOT_RUN: u8 = 2;
@@ -135,13 +136,14 @@ struct ImportArgs {
     password_file: Option<PathBuf>,
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default level (warn for
-/// commands, info for the service).
+/// Logs go to stderr at one level: `RUST_LOG` (`error`, `warn`, `info`,
+/// `debug`, `trace` or `off`) overrides the default (warn for commands, info
+/// for the service). Per-module filters are left out on purpose: their
+/// parser (regex) would cost the router a fifth of the binary.
 pub fn init_logging(cli: &Cli) {
-    let default = if matches!(cli.command, Command::Run) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let default = if matches!(cli.command, Command::Run) { LevelFilter::INFO } else { LevelFilter::WARN };
+    let level = std::env::var("RUST_LOG").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -41,31 +41,12 @@ fn postgres_url() -> Option<String> {
     Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
 }
 
-/// Issues `<name>.p12` (password file `pw`) and `<name>.crt.pem`/`<name>.key.pem`
-/// for institution `code`, device `unit`, from the test CA in `dir/ca`.
 fn issue_pkcs12(dir: &Path, code: &str, unit: &str, name: &str) {
-    provision(&[
-        "cert",
-        "issue",
-        "--ca",
-        &s(&dir.join("ca")),
-        "--institution",
-        code,
-        "--device-id",
-        unit,
-        "--out",
-        &s(&dir.join(format!("{name}.p12"))),
-        "--password-file",
-        &s(&dir.join("pw")),
-        "--pem-out",
-        &s(&dir.join(name)),
-    ]);
+    cpe_e2e::issue_pkcs12(dir, code, unit, name, &[]).unwrap();
 }
 
 fn provision(args: &[&str]) -> String {
-    let out = Command::new(binary("cpe-provision")).args(args).output().unwrap();
-    assert!(out.status.success(), "cpe-provision {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cpe_e2e::provision(args).unwrap()
 }
 
 fn s(p: &Path) -> String {

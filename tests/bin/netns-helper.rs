@@ -1,0 +1,199 @@
+//! Small network services the namespace tests run inside a namespace (with
+//! `ip netns exec`, since a thread cannot enter a namespace without unsafe
+//! code): a DNS responder, a TCP echo server and a TCP/UDP relay that adds
+//! a fixed delay (the kernel here has no `tc netem`).
+//!
+//! ```text
+//! netns-helper dns --listen ADDR --name NAME=IPV4 [--name …]
+//! netns-helper tcp-echo --listen ADDR
+//! netns-helper relay --listen ADDR --to ADDR --delay-ms N [--udp]
+//! ```
+//! Each prints `listening on ADDR` on stdout once bound, then serves until
+//! killed. Exit code 2 on bad arguments or when the address cannot be bound.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpe_e2e::netns::dns;
+
+const USAGE: &str = "usage: netns-helper dns --listen ADDR --name NAME=IPV4 … | tcp-echo --listen ADDR | \
+                     relay --listen ADDR --to ADDR --delay-ms N [--udp]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("netns-helper: {message}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The value following `--flag`, every occurrence.
+fn values<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
+    args.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+}
+
+fn value<'a>(args: &'a [String], flag: &str) -> Result<&'a str, String> {
+    values(args, flag).first().copied().ok_or_else(|| format!("{flag} is required"))
+}
+
+fn addr(args: &[String], flag: &str) -> Result<SocketAddr, String> {
+    let text = value(args, flag)?;
+    text.parse().map_err(|e| format!("{flag} {text}: {e}"))
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let listen = addr(args, "--listen")?;
+    match args.first().map(String::as_str) {
+        Some("dns") => {
+            let records = values(args, "--name")
+                .into_iter()
+                .map(|pair| {
+                    let (name, ip) =
+                        pair.split_once('=').ok_or_else(|| format!("--name {pair}: expected NAME=IPV4"))?;
+                    let ip: Ipv4Addr = ip.parse().map_err(|e| format!("--name {pair}: {e}"))?;
+                    Ok((name.to_owned(), ip))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            serve_dns(listen, &records)
+        }
+        Some("tcp-echo") => serve_tcp_echo(listen),
+        Some("relay") => {
+            let to = addr(args, "--to")?;
+            let delay_ms: u64 = value(args, "--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
+            let delay = Duration::from_millis(delay_ms);
+            if args.iter().any(|a| a == "--udp") {
+                serve_udp_relay(listen, to, delay)
+            } else {
+                serve_tcp_relay(listen, to, delay)
+            }
+        }
+        _ => Err("unknown or missing subcommand".into()),
+    }
+}
+
+fn announce(addr: std::io::Result<SocketAddr>) -> Result<(), String> {
+    let addr = addr.map_err(|e| format!("local address: {e}"))?;
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {addr}").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))
+}
+
+fn serve_dns(listen: SocketAddr, records: &[(String, Ipv4Addr)]) -> Result<(), String> {
+    let socket = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    announce(socket.local_addr())?;
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok((len, from)) = socket.recv_from(&mut buf) else { continue };
+        if let Some(reply) = dns::answer(&buf[..len], records) {
+            let _ = socket.send_to(&reply, from);
+        }
+    }
+}
+
+fn serve_tcp_echo(listen: SocketAddr) -> Result<(), String> {
+    let listener = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    announce(listener.local_addr())?;
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            if let Ok(mut writer) = stream.try_clone() {
+                let mut reader = stream;
+                let _ = std::io::copy(&mut reader, &mut writer);
+            }
+        });
+    }
+    Ok(())
+}
+
+fn serve_tcp_relay(listen: SocketAddr, to: SocketAddr, delay: Duration) -> Result<(), String> {
+    let listener = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    announce(listener.local_addr())?;
+    for client in listener.incoming().flatten() {
+        let Ok(upstream) = TcpStream::connect(to) else {
+            let _ = client.shutdown(Shutdown::Both);
+            continue;
+        };
+        for (from, into) in
+            [(client.try_clone(), upstream.try_clone()), (upstream.try_clone(), client.try_clone())]
+        {
+            if let (Ok(from), Ok(into)) = (from, into) {
+                delayed_pipe(from, into, delay);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copies `from` to `into`, each chunk leaving `delay` after it arrived
+/// (a pipeline: the delay adds latency, not a throughput limit).
+fn delayed_pipe(mut from: TcpStream, mut into: TcpStream, delay: Duration) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let len = from.read(&mut buf).unwrap_or(0);
+            // An empty chunk marks the end of the stream.
+            if tx.send((Instant::now() + delay, buf[..len].to_vec())).is_err() || len == 0 {
+                return;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if chunk.is_empty() {
+                let _ = into.shutdown(Shutdown::Write);
+                return;
+            }
+            if into.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn serve_udp_relay(listen: SocketAddr, to: SocketAddr, delay: Duration) -> Result<(), String> {
+    let socket = Arc::new(UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?);
+    announce(socket.local_addr())?;
+    let unspecified: SocketAddr =
+        if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| "address")?;
+    // One upstream socket per client, so replies find their way back.
+    let upstreams: Mutex<HashMap<SocketAddr, Arc<UdpSocket>>> = Mutex::new(HashMap::new());
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((len, client)) = socket.recv_from(&mut buf) else { continue };
+        let Ok(mut map) = upstreams.lock() else { continue };
+        let upstream = if let Some(upstream) = map.get(&client) {
+            upstream.clone()
+        } else {
+            let Ok(upstream) = UdpSocket::bind(unspecified).and_then(|u| u.connect(to).map(|()| Arc::new(u)))
+            else {
+                continue;
+            };
+            let (back, reply_to) = (upstream.clone(), socket.clone());
+            std::thread::spawn(move || {
+                let mut reply = vec![0u8; 65_536];
+                while let Ok(len) = back.recv(&mut reply) {
+                    let (data, reply_to) = (reply[..len].to_vec(), reply_to.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(delay);
+                        let _ = reply_to.send_to(&data, client);
+                    });
+                }
+            });
+            map.insert(client, upstream.clone());
+            upstream
+        };
+        let data = buf[..len].to_vec();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let _ = upstream.send(&data);
+        });
+    }
+}
