@@ -99,9 +99,7 @@ fn gated(step: &str, missing: &str) {
 }
 
 fn provision(args: &[&str]) -> String {
-    let out = Command::new(binary("cpe-provision")).args(args).output().unwrap();
-    assert!(out.status.success(), "cpe-provision {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cpe_e2e::provision(args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A TCP listener on the host's loopback that only counts connections: the
@@ -276,20 +274,8 @@ impl World {
         ]);
         let drive = d.join("drive");
         std::fs::create_dir(&drive).unwrap();
-        provision(&[
-            "cert",
-            "issue",
-            "--ca",
-            &s(&d.join("ca")),
-            "--institution",
-            CODE,
-            "--device-id",
-            &unit,
-            "--out",
-            &s(&drive.join("identity.p12")),
-            "--password-file",
-            &s(&d.join("pw")),
-        ]);
+        cpe_e2e::issue_pkcs12(d, CODE, &unit, "identity", &[]).unwrap();
+        std::fs::copy(d.join("identity.p12"), drive.join("identity.p12")).unwrap();
         let keys = order_keys.then(|| {
             let keys = s(&d.join("keys"));
             provision(&["keys", "init", "--dir", &keys]);
