@@ -39,8 +39,8 @@ CPE_IMAGE_DIR="$CPE_IMAGE_OUT" CPE_REQUIRE_IMAGE=1 \
 t_test=$((SECONDS - t1))
 
 # --- figures ------------------------------------------------------------------
-value() { # FILE KEY -> the value of the first KEY=VALUE on lines starting with PREFIX
-    grep -ho "$2=[^ ]*" "$1" | head -1 | cut -d= -f2
+value() { # FILE KEY -> the value of the first KEY=VALUE in FILE, empty if none
+    { grep -o "$2=[^ ]*" "$1" || true; } | head -1 | cut -d= -f2
 }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 mb_of_kb() { awk -v k="$1" 'BEGIN { printf "%.2f MiB", k / 1024 }'; }
@@ -50,23 +50,23 @@ echo "image figures (printed, not asserted)"
 k="$(value "$LOG_DIR/build.log" kernel)"
 i="$(value "$LOG_DIR/build.log" initramfs)"
 t="$(value "$LOG_DIR/build.log" total)"
-printf '  %-36s %s (%s bytes)\n' "kernel (vmlinuz, gzip)" "$(mib "$k")" "$k"
-printf '  %-36s %s (%s bytes)\n' "initramfs (cpio.gz)" "$(mib "$i")" "$i"
-printf '  %-36s %s (%s bytes)\n' "image total" "$(mib "$t")" "$t"
+printf '  %-40s %s (%s bytes)\n' "kernel (vmlinuz, gzip)" "$(mib "$k")" "$k"
+printf '  %-40s %s (%s bytes)\n' "initramfs (cpio.gz)" "$(mib "$i")" "$i"
+printf '  %-40s %s (%s bytes)\n' "image total" "$(mib "$t")" "$t"
 boot="$(value "$LOG_DIR/test.log" boot_to_first_report_s)"
 idle="$(value "$LOG_DIR/test.log" agent_vmrss_idle_kb)"
 diag="$(value "$LOG_DIR/test.log" agent_vmrss_after_diagnosis_kb)"
-printf '  %-36s %s s (qemu start to the carrier showing it up; TCG)\n' "boot to first report" "${boot:-?}"
-printf '  %-36s %s (target <= 6 MiB)\n' "agent VmRSS idle (>= 60 s up)" "${idle:+$(mb_of_kb "$idle")}"
-printf '  %-36s %s\n' "agent VmRSS after a diagnosis" "${diag:+$(mb_of_kb "$diag")}${diag:-not measured (diagnosis gated)}"
+printf '  %-40s %s s (qemu start to the carrier showing it up; TCG)\n' "boot to first report" "${boot:-?}"
+printf '  %-40s %s (target <= 6 MiB)\n' "agent VmRSS idle (>= 60 s up)" "${idle:+$(mb_of_kb "$idle")}"
+printf '  %-40s %s\n' "agent VmRSS after a diagnosis" "${diag:+$(mb_of_kb "$diag")}${diag:-not measured (diagnosis gated)}"
 for target in aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf x86_64-unknown-linux-musl; do
     bin="$TARGET_DIR/$target/release/cpe-agent"
     if [ -f "$bin" ]; then
         b=$(stat -c %s "$bin")
-        printf '  %-36s %s (%s bytes; target <= 3 MiB)\n' "cpe-agent $target" "$(mib "$b")" "$b"
+        printf '  %-40s %s (%s bytes; target <= 3 MiB)\n' "cpe-agent $target" "$(mib "$b")" "$b"
     else
-        printf '  %-36s not built (bash cross/build.sh)\n' "cpe-agent $target"
+        printf '  %-40s not built (bash cross/build.sh)\n' "cpe-agent $target"
     fi
 done
 grep -h '^NOTE ' "$LOG_DIR/test.log" | sed 's/^/  /' || true
-printf '  %-36s build %ss, boot test %ss, total %ss\n' "time" "$t_build" "$t_test" "$((SECONDS - T0))"
+printf '  %-40s build %ss, boot test %ss, total %ss\n' "time" "$t_build" "$t_test" "$((SECONDS - T0))"
