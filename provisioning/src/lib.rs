@@ -15,7 +15,11 @@
 //!   found in a CSR.
 //! - [`keys`]: key types, given keys, RSA policy.
 //! - [`order_keys`]: the carrier's Ed25519 order-signing keys (separate from
-//!   every TLS key) and signing of compliance orders.
+//!   every TLS key), their directory, and signing of compliance orders.
+//! - [`compliance`]: the guideline §2.2 flow rules (may this case step, stop
+//!   or resume happen now?), pure.
+//! - [`receipts`]: verification of the devices' signed enforcement receipts.
+//! - [`audit`]: re-verification of a stored order and its receipt for an auditor.
 //! - [`validity`]: validity periods with an injected clock.
 //! - [`encoding`]: PEM in and out.
 //! - [`error`]: [`ProvisionError`], whose messages say what to do next.
@@ -33,7 +37,9 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod audit;
 pub mod ca;
+pub mod compliance;
 pub mod csr;
 pub mod db;
 pub mod encoding;
@@ -43,6 +49,7 @@ pub mod keys;
 pub mod operator;
 pub mod order_keys;
 pub mod pkcs12;
+pub mod receipts;
 pub mod server;
 pub mod server_cert;
 pub mod subject;

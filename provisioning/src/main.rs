@@ -2,10 +2,12 @@
 //!
 //! A thin shell over the `cpe_provision` library: parse arguments, read the
 //! clock, read and write files, print what was done. Exit status 0 on
-//! success, 1 on any error (the message says what to do next), 2 on a usage
-//! error (from clap).
+//! success, 1 on a refusal or any other error (the message says what to do
+//! next), 2 when the command could not run: a usage error (from clap) or a
+//! store that cannot be opened.
 #![forbid(unsafe_code)]
 
+mod compliance_ops;
 mod ops;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +34,8 @@ use time::{Duration, OffsetDateTime};
 const DEFAULT_BACKDATE: Duration = Duration::minutes(5);
 
 /// Carrier tooling for institution certificates (機関認証): a test
-/// certification-body CA, issuing certificates, signing device CSRs.
+/// certification-body CA, issuing certificates, signing device CSRs; the
+/// carrier server; compliance cases and signed orders (§2.2).
 #[derive(Debug, Parser)]
 #[command(name = "cpe-provision", version, max_term_width = 100)]
 struct Cli {
@@ -77,6 +80,27 @@ enum Command {
         /// What to ask.
         #[arg(value_enum)]
         kind: ops::PushKind,
+    },
+    /// Manage the carrier's order-signing keys (separate from every TLS key).
+    #[command(subcommand)]
+    Keys(compliance_ops::KeysCommand),
+    /// The compliance flow of guideline §2.2 per institution: fact, hearing,
+    /// report, recommendation, check; the whole trail.
+    #[command(subcommand)]
+    Case(compliance_ops::CaseCommand),
+    /// Signed stop and resume orders, and the state of every order.
+    #[command(subcommand)]
+    Order(compliance_ops::OrderCommand),
+    /// A device's incident records (self-diagnosis results), newest first.
+    Incidents {
+        /// Device id (`<institution code>/<device>`).
+        #[arg(long)]
+        device: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        viewer: compliance_ops::Viewer,
     },
 }
 
@@ -204,7 +228,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<ops::CouldNotRun>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -222,6 +250,10 @@ fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Device(command) => ops::device(&command),
         Command::Alerts { db, all } => ops::alerts(&db, all),
         Command::Push { db, device, kind } => ops::push_command(&db, &device, kind),
+        Command::Keys(command) => compliance_ops::keys(command, now),
+        Command::Case(command) => compliance_ops::case(command, now),
+        Command::Order(command) => compliance_ops::order(command, now),
+        Command::Incidents { device, limit, viewer } => compliance_ops::incidents(&device, limit, &viewer),
     }
 }
 

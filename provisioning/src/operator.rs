@@ -1,5 +1,7 @@
-//! Rendering for the operator CLI: devices, one device, alerts — as aligned
-//! text tables or as JSON with stable keys.
+//! Rendering for the operator CLI: devices, one device (with its service
+//! state, latest diagnosis and orders), alerts, compliance cases, orders,
+//! incidents and order keys — as aligned text tables or as JSON with stable
+//! keys.
 //!
 //! Pure functions of the rows and of `now_ms` (passed in, never read here),
 //! so the output is deterministic and tested below. Times are shown in UTC as
@@ -15,7 +17,10 @@ use serde_json::Value;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::db::{AlertRow, CommandRow, DeviceDetail, DeviceRow, ReportRow};
+use crate::db::{
+    AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
+};
+use crate::order_keys::{hex, KeyInfo};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -240,10 +245,149 @@ struct CommandJson<'a> {
 #[derive(Serialize)]
 struct DeviceDetailJson<'a> {
     device: DeviceJson<'a>,
+    /// Service state per the newest applied order (`normal` when none).
+    service: &'a str,
     last_health: Option<Value>,
+    latest_incident: Option<IncidentJson<'a>>,
     recent_reports: Vec<ReportJson<'a>>,
     open_alerts: Vec<AlertJson<'a>>,
     recent_commands: Vec<CommandJson<'a>>,
+    recent_orders: Vec<OrderJson<'a>>,
+}
+
+/// `2026-05-01T12:00:00Z` for Unix seconds.
+fn rfc3339_s(s: i64) -> String {
+    rfc3339_ms(s.saturating_mul(1000))
+}
+
+#[derive(Serialize)]
+struct ReceiptJson<'a> {
+    applied_at: String,
+    device_clock: String,
+    time_floor: String,
+    clock: &'a str,
+    resulting_state: &'a str,
+    drill: bool,
+    scheme: String,
+}
+
+#[derive(Serialize)]
+struct OrderJson<'a> {
+    id: u64,
+    device_id: &'a str,
+    case_id: Option<u64>,
+    command_id: Option<u64>,
+    kind: &'a str,
+    sequence: u64,
+    state: &'static str,
+    key_id: &'a str,
+    issued_at: String,
+    not_before: String,
+    expires_at: String,
+    deadline: Option<String>,
+    reason_ja: &'a str,
+    reason_en: &'a str,
+    operator: &'a str,
+    justification: Option<&'a str>,
+    created_at: String,
+    order_hash: String,
+    delivered_at: Option<String>,
+    deliveries: u32,
+    acknowledged_at: Option<String>,
+    detail: Option<&'a str>,
+    receipt: Option<ReceiptJson<'a>>,
+}
+
+impl<'a> OrderJson<'a> {
+    fn new(o: &'a OrderRow) -> Self {
+        Self {
+            id: o.id,
+            device_id: &o.device_id,
+            case_id: o.case_id,
+            command_id: o.command_id,
+            kind: &o.kind,
+            sequence: o.sequence,
+            state: o.state(),
+            key_id: &o.key_id,
+            issued_at: rfc3339_s(o.issued_at),
+            not_before: rfc3339_s(o.not_before),
+            expires_at: rfc3339_s(o.expires_at),
+            deadline: o.deadline.map(rfc3339_s),
+            reason_ja: &o.reason_ja,
+            reason_en: &o.reason_en,
+            operator: &o.operator,
+            justification: o.justification.as_deref(),
+            created_at: rfc3339_ms(o.created_at_ms),
+            order_hash: hex(&o.order_hash),
+            delivered_at: o.delivered_at_ms.map(rfc3339_ms),
+            deliveries: o.deliveries,
+            acknowledged_at: o.outcome_at_ms.map(rfc3339_ms),
+            detail: o.detail.as_deref(),
+            receipt: o.receipt.as_ref().map(|r| ReceiptJson {
+                applied_at: rfc3339_s(r.applied_at),
+                device_clock: rfc3339_s(r.device_clock),
+                time_floor: rfc3339_s(r.time_floor),
+                clock: &r.clock,
+                resulting_state: &r.resulting_state,
+                drill: r.drill,
+                scheme: format!("0x{:04x}", r.scheme),
+            }),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct IncidentJson<'a> {
+    seq: u64,
+    id: &'a str,
+    command_id: Option<u64>,
+    segment: &'a str,
+    summary: &'a str,
+    recorded_at: String,
+    received_at: String,
+    report: Value,
+}
+
+impl<'a> IncidentJson<'a> {
+    fn new(i: &'a IncidentRow) -> Self {
+        Self {
+            seq: i.seq,
+            id: &i.incident_id,
+            command_id: i.command_id,
+            segment: &i.segment,
+            summary: &i.summary,
+            recorded_at: rfc3339_ms(i.recorded_at_ms),
+            received_at: rfc3339_ms(i.received_at_ms),
+            report: embedded(&i.report_json),
+        }
+    }
+}
+
+/// The service state text of a device: `normal`, or e.g. `suspended (order 5)`.
+fn service(row: &DeviceRow) -> &str {
+    row.suspension.as_deref().unwrap_or("normal")
+}
+
+/// The check lines of a diagnosis report (`cpe-agent diagnose --json`):
+/// status, segment/name and evidence of each check.
+fn diagnosis_checks(report_json: &str) -> Vec<Vec<String>> {
+    let report = embedded(report_json);
+    let Some(checks) = report.get("checks").and_then(Value::as_array) else { return Vec::new() };
+    let field = |c: &Value, k: &str| match c.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    checks
+        .iter()
+        .map(|c| {
+            vec![
+                field(c, "status"),
+                format!("{}/{}", field(c, "segment"), field(c, "name")),
+                field(c, "evidence"),
+            ]
+        })
+        .collect()
 }
 
 /// The device list: a table (id, state, last seen, certificate expiry, open
@@ -319,43 +463,51 @@ fn alert_cells(a: &AlertRow) -> Vec<String> {
 
 const ALERT_HEADERS: [&str; 7] = ["ID", "DEVICE", "KIND", "LEVEL", "RAISED", "CLEARED", "MESSAGE"];
 
+fn device_detail_json(detail: &DeviceDetail, now_ms: i64) -> String {
+    let row = &detail.row;
+    let value = DeviceDetailJson {
+        device: DeviceJson::new(row, now_ms),
+        service: service(row),
+        last_health: row.last_health.as_deref().map(embedded),
+        latest_incident: detail.latest_incident.as_ref().map(IncidentJson::new),
+        recent_orders: detail.recent_orders.iter().map(OrderJson::new).collect(),
+        recent_reports: detail
+            .recent_reports
+            .iter()
+            .map(|r| ReportJson {
+                seq: r.seq,
+                kind: r.kind.as_str(),
+                recorded_at: rfc3339_ms(r.recorded_at_ms),
+                received_at: rfc3339_ms(r.received_at_ms),
+                summary: embedded(&r.summary),
+                _row: std::marker::PhantomData,
+            })
+            .collect(),
+        open_alerts: detail.open_alerts.iter().map(AlertJson::new).collect(),
+        recent_commands: detail
+            .recent_commands
+            .iter()
+            .map(|c| CommandJson {
+                id: c.id,
+                kind: &c.kind,
+                created_at: rfc3339_ms(c.created_at_ms),
+                delivered_at: c.delivered_at_ms.map(rfc3339_ms),
+                deliveries: c.deliveries,
+                acked_at: c.acked_at_ms.map(rfc3339_ms),
+                ok: c.ok,
+                detail: c.detail.as_deref(),
+            })
+            .collect(),
+    };
+    to_json(&value)
+}
+
 /// One device: its fields, last health, recent reports, open alerts and
 /// recent commands; or one JSON object.
 pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
     let row = &detail.row;
     if json {
-        let value = DeviceDetailJson {
-            device: DeviceJson::new(row, now_ms),
-            last_health: row.last_health.as_deref().map(embedded),
-            recent_reports: detail
-                .recent_reports
-                .iter()
-                .map(|r| ReportJson {
-                    seq: r.seq,
-                    kind: r.kind.as_str(),
-                    recorded_at: rfc3339_ms(r.recorded_at_ms),
-                    received_at: rfc3339_ms(r.received_at_ms),
-                    summary: embedded(&r.summary),
-                    _row: std::marker::PhantomData,
-                })
-                .collect(),
-            open_alerts: detail.open_alerts.iter().map(AlertJson::new).collect(),
-            recent_commands: detail
-                .recent_commands
-                .iter()
-                .map(|c| CommandJson {
-                    id: c.id,
-                    kind: &c.kind,
-                    created_at: rfc3339_ms(c.created_at_ms),
-                    delivered_at: c.delivered_at_ms.map(rfc3339_ms),
-                    deliveries: c.deliveries,
-                    acked_at: c.acked_at_ms.map(rfc3339_ms),
-                    ok: c.ok,
-                    detail: c.detail.as_deref(),
-                })
-                .collect(),
-        };
-        return to_json(&value);
+        return device_detail_json(detail, now_ms);
     }
     let fields = [
         ("device", row.id.clone()),
@@ -372,9 +524,24 @@ pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
         ("first seen", rfc3339_ms(row.first_seen_ms)),
         ("last seen", format!("{} ({})", rfc3339_ms(row.last_seen_ms), ago(row.last_seen_ms, now_ms))),
         ("certificate", cert_expiry(row.cert_not_after, now_ms)),
-        ("suspension", row.suspension.clone().unwrap_or_else(|| "-".into())),
+        ("service", service(row).to_owned()),
         ("open alerts", row.open_alerts.to_string()),
         ("last health", row.last_health.as_deref().map_or_else(|| "-".into(), json_line)),
+        (
+            "diagnosis",
+            detail.latest_incident.as_ref().map_or_else(
+                || "-".into(),
+                |i| {
+                    format!(
+                        "{}: {} ({}, {})",
+                        i.segment,
+                        i.summary,
+                        rfc3339_ms(i.received_at_ms),
+                        ago(i.received_at_ms, now_ms)
+                    )
+                },
+            ),
+        ),
     ];
     let mut out = String::new();
     for (k, v) in fields {
@@ -390,6 +557,16 @@ pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
             out.push('\n');
         }
     };
+    if let Some(incident) = &detail.latest_incident {
+        let checks = diagnosis_checks(&incident.report_json);
+        if !checks.is_empty() {
+            section("latest diagnosis checks", table(&["STATUS", "CHECK", "EVIDENCE"], &checks));
+        }
+    }
+    let orders: Vec<Vec<String>> = detail.recent_orders.iter().map(order_cells).collect();
+    if !orders.is_empty() {
+        section("recent orders (newest first)", table(&ORDER_HEADERS, &orders));
+    }
     let reports: Vec<Vec<String>> = detail.recent_reports.iter().map(report_cells).collect();
     section(
         "recent reports (newest first)",
@@ -411,6 +588,234 @@ pub fn render_device(detail: &DeviceDetail, now_ms: i64, json: bool) -> String {
             table(&["ID", "KIND", "CREATED", "DELIVERED", "RESULT", "DETAIL"], &commands)
         },
     );
+    out
+}
+
+const ORDER_HEADERS: [&str; 8] = ["ID", "DEVICE", "KIND", "SEQ", "STATE", "ISSUED", "EXPIRES", "REASON"];
+
+fn order_cells(o: &OrderRow) -> Vec<String> {
+    let state = match (o.state(), &o.receipt) {
+        ("applied", Some(r)) => {
+            format!("applied → {}{}", r.resulting_state, if r.drill { " (drill)" } else { "" })
+        }
+        ("refused", _) => format!("refused: {}", o.detail.as_deref().unwrap_or("-")),
+        (state, _) => state.to_owned(),
+    };
+    vec![
+        o.id.to_string(),
+        o.device_id.clone(),
+        o.kind.clone(),
+        o.sequence.to_string(),
+        state,
+        rfc3339_s(o.issued_at),
+        rfc3339_s(o.expires_at),
+        o.reason_en.clone(),
+    ]
+}
+
+/// Orders as a table or a JSON array.
+pub fn render_orders(rows: &[OrderRow], json: bool) -> String {
+    if json {
+        return to_json(&rows.iter().map(OrderJson::new).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        return "no orders\n".into();
+    }
+    table(&ORDER_HEADERS, &rows.iter().map(order_cells).collect::<Vec<_>>())
+}
+
+/// One order: every field, its delivery and the verified receipt.
+pub fn render_order(o: &OrderRow, json: bool) -> String {
+    if json {
+        return to_json(&OrderJson::new(o));
+    }
+    let j = OrderJson::new(o);
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut fields = vec![
+        ("order", o.id.to_string()),
+        ("device", o.device_id.clone()),
+        ("kind", o.kind.clone()),
+        ("sequence", o.sequence.to_string()),
+        ("state", o.state().to_owned()),
+        ("case", opt(o.case_id.map(|c| c.to_string()))),
+        ("issued by", o.operator.clone()),
+        ("issued at", j.issued_at.clone()),
+        ("valid", format!("{} to {}", j.not_before, j.expires_at)),
+        ("deadline", opt(j.deadline.clone())),
+        ("reason (ja)", o.reason_ja.clone()),
+        ("reason (en)", o.reason_en.clone()),
+        ("justification", opt(o.justification.clone())),
+        ("signing key", o.key_id.clone()),
+        ("order hash", j.order_hash.clone()),
+        ("command", opt(o.command_id.map(|c| c.to_string()))),
+        ("delivered", opt(j.delivered_at.clone().map(|d| format!("{d} (x{})", o.deliveries)))),
+        ("acknowledged", opt(j.acknowledged_at.clone())),
+        ("device detail", opt(o.detail.clone())),
+    ];
+    if let Some(r) = &j.receipt {
+        fields.extend([
+            ("applied at", r.applied_at.clone()),
+            ("clock", format!("{} (device clock {}, time floor {})", r.clock, r.device_clock, r.time_floor)),
+            (
+                "result",
+                format!("{}{}", r.resulting_state, if r.drill { " (drill: nothing blocked)" } else { "" }),
+            ),
+            ("receipt", format!("signature verified (scheme {})", r.scheme)),
+        ]);
+    }
+    let mut out = String::new();
+    for (k, v) in fields {
+        let _ = writeln!(out, "{k:<15}{v}");
+    }
+    out
+}
+
+fn event_details(e: &CaseEventRow) -> String {
+    let mut parts = vec![e.text.clone()];
+    if let Some(to) = &e.recipient {
+        parts.push(format!("to: {to}"));
+    }
+    if let Some(d) = e.deadline_ms {
+        parts.push(format!("deadline {}", rfc3339_ms(d)));
+    }
+    if let Some(c) = e.corrected {
+        parts.push(if c { "corrected".into() } else { "NOT corrected".into() });
+    }
+    if let Some(j) = &e.justification {
+        parts.push(format!("justification: {j}"));
+    }
+    if let Some(o) = e.order_id {
+        parts.push(format!("order {o}"));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join("; ")
+}
+
+#[derive(Serialize)]
+struct CaseEventJson<'a> {
+    id: u64,
+    step: &'static str,
+    at: String,
+    at_ms: i64,
+    operator: &'a str,
+    text: &'a str,
+    recipient: Option<&'a str>,
+    deadline: Option<String>,
+    corrected: Option<bool>,
+    justification: Option<&'a str>,
+    order_id: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct CaseJson<'a> {
+    id: u64,
+    device_id: &'a str,
+    opened_at: String,
+    status: &'static str,
+    trail: Vec<CaseEventJson<'a>>,
+    orders: Vec<OrderJson<'a>>,
+}
+
+/// A case's whole trail (who, when, what, why) and its orders.
+pub fn render_case(detail: &CaseDetail, json: bool) -> String {
+    let status = crate::compliance::CaseState::of(&detail.trail()).label();
+    if json {
+        return to_json(&CaseJson {
+            id: detail.case.id,
+            device_id: &detail.case.device_id,
+            opened_at: rfc3339_ms(detail.case.opened_at_ms),
+            status,
+            trail: detail
+                .events
+                .iter()
+                .map(|e| CaseEventJson {
+                    id: e.id,
+                    step: e.step.as_str(),
+                    at: rfc3339_ms(e.at_ms),
+                    at_ms: e.at_ms,
+                    operator: &e.operator,
+                    text: &e.text,
+                    recipient: e.recipient.as_deref(),
+                    deadline: e.deadline_ms.map(rfc3339_ms),
+                    corrected: e.corrected,
+                    justification: e.justification.as_deref(),
+                    order_id: e.order_id,
+                })
+                .collect(),
+            orders: detail.orders.iter().map(OrderJson::new).collect(),
+        });
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "case         {}", detail.case.id);
+    let _ = writeln!(out, "device       {}", detail.case.device_id);
+    let _ = writeln!(out, "opened       {}", rfc3339_ms(detail.case.opened_at_ms));
+    let _ = writeln!(out, "status       {status}");
+    out.push_str("\ntrail\n");
+    let cells: Vec<Vec<String>> = detail
+        .events
+        .iter()
+        .map(|e| vec![rfc3339_ms(e.at_ms), e.step.as_str().to_owned(), e.operator.clone(), event_details(e)])
+        .collect();
+    for line in table(&["WHEN", "STEP", "WHO", "WHAT / WHY"], &cells).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    if !detail.orders.is_empty() {
+        out.push_str("\norders\n");
+        for line in render_orders(&detail.orders, false).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    out
+}
+
+/// Incident records (self-diagnosis results), newest first.
+pub fn render_incidents(rows: &[IncidentRow], json: bool) -> String {
+    if json {
+        return to_json(&rows.iter().map(IncidentJson::new).collect::<Vec<_>>());
+    }
+    if rows.is_empty() {
+        return "no incident records\n".into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|i| {
+            vec![
+                i.seq.to_string(),
+                rfc3339_ms(i.received_at_ms),
+                i.segment.clone(),
+                i.command_id.map_or_else(|| "-".into(), |c| c.to_string()),
+                i.incident_id.clone(),
+                i.summary.clone(),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "RECEIVED", "SEGMENT", "COMMAND", "ID", "SUMMARY"], &cells)
+}
+
+/// The checks of `order verify`: a table, or a JSON object with `passed`.
+pub fn render_audit(order_id: u64, checks: &[crate::audit::AuditCheck], json: bool) -> String {
+    let passed = checks.iter().all(|c| c.result != "failed");
+    if json {
+        return to_json(&serde_json::json!({ "order": order_id, "passed": passed, "checks": checks }));
+    }
+    let cells: Vec<Vec<String>> =
+        checks.iter().map(|c| vec![c.name.to_owned(), c.result.to_owned(), c.detail.clone()]).collect();
+    let mut out = table(&["CHECK", "RESULT", "EVIDENCE"], &cells);
+    let _ = writeln!(out, "order {order_id}: {}", if passed { "verified" } else { "VERIFICATION FAILED" });
+    out
+}
+
+/// Order-signing keys: current first, then retired.
+pub fn render_keys(keys: &[KeyInfo], json: bool) -> String {
+    if json {
+        return to_json(&keys);
+    }
+    let cells: Vec<Vec<String>> =
+        keys.iter().map(|k| vec![k.status.to_owned(), k.key_id.clone(), k.public_key.clone()]).collect();
+    let mut out = table(&["STATUS", "KEY ID", "PUBLIC KEY (Ed25519, hex)"], &cells);
+    if let Some(current) = keys.iter().find(|k| k.status == "current") {
+        let _ = writeln!(out, "\nagent configuration:\n[orders]\nkeys = [\"{}\"]", current.public_key);
+    }
     out
 }
 
@@ -570,6 +975,8 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
                     detail: Some("sent".into()),
                 },
             ],
+            recent_orders: Vec::new(),
+            latest_incident: None,
         }
     }
 
@@ -646,5 +1053,164 @@ ID  DEVICE             KIND  LEVEL    RAISED                CLEARED             
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(col(lines[0], "RAISED"), col(lines[1], "2026"), "{text}");
         assert_eq!(col(lines[1], "2026"), col(lines[2], "2026"), "{text}");
+    }
+
+    fn order_row(id: u64, kind: &str, applied: bool) -> OrderRow {
+        OrderRow {
+            id,
+            device_id: "1312345678/cpe-01".into(),
+            case_id: Some(4),
+            command_id: Some(9),
+            kind: kind.into(),
+            sequence: id,
+            key_id: "0011223344556677".into(),
+            issued_at: NOW / 1000,
+            not_before: NOW / 1000 - 300,
+            expires_at: NOW / 1000 + 7 * 86_400,
+            deadline: None,
+            reason_ja: "停止".into(),
+            reason_en: "stop".into(),
+            operator: "tanaka".into(),
+            justification: Some("exfiltration".into()),
+            created_at_ms: NOW,
+            order_hash: vec![0xab; 32],
+            delivered_at_ms: Some(NOW + 1000),
+            deliveries: 1,
+            outcome: applied.then(|| "applied".into()),
+            outcome_at_ms: applied.then_some(NOW + 2000),
+            detail: applied.then(|| "blocked".into()),
+            receipt: applied.then(|| crate::db::ReceiptFields {
+                applied_at: NOW / 1000 + 2,
+                device_clock: 100,
+                time_floor: NOW / 1000,
+                clock: "untrusted".into(),
+                resulting_state: "suspended".into(),
+                drill: false,
+                scheme: 0x0403,
+            }),
+        }
+    }
+
+    #[test]
+    fn orders_table_json_and_detail() {
+        let rows = vec![order_row(2, "stop", true), order_row(1, "notice", false)];
+        let text = render_orders(&rows, false);
+        let expected = "\
+ID  DEVICE             KIND    SEQ  STATE                ISSUED                EXPIRES               REASON
+2   1312345678/cpe-01  stop    2    applied → suspended  2026-05-01T12:00:00Z  2026-05-08T12:00:00Z  stop
+1   1312345678/cpe-01  notice  1    delivered            2026-05-01T12:00:00Z  2026-05-08T12:00:00Z  stop
+";
+        assert_eq!(text, expected);
+        assert_eq!(render_orders(&[], false), "no orders\n");
+        let v: Value = serde_json::from_str(&render_orders(&rows, true)).unwrap_or(Value::Null);
+        assert_eq!(v[0]["state"], "applied");
+        assert_eq!(v[0]["order_hash"], "ab".repeat(32));
+        assert_eq!(v[0]["receipt"]["applied_at"], "2026-05-01T12:00:02Z");
+        assert_eq!(v[0]["receipt"]["scheme"], "0x0403");
+        assert_eq!(v[1]["receipt"], Value::Null);
+        let one = render_order(&rows[0], false);
+        assert!(one.contains("state          applied\n"), "{one}");
+        assert!(one.contains("clock          untrusted (device clock 1970-01-01T00:01:40Z"), "{one}");
+        assert!(one.contains("justification  exfiltration\n"), "{one}");
+        let mut refused = order_row(3, "resume", false);
+        refused.outcome = Some("refused".into());
+        refused.detail = Some("expired".into());
+        assert!(render_orders(&[refused], false).contains("refused: expired"));
+    }
+
+    #[test]
+    fn case_trail_text_and_json() {
+        use crate::compliance::Step;
+        let event = |id: u64, step: Step, text: &str| CaseEventRow {
+            id,
+            step,
+            at_ms: NOW + i64::try_from(id).unwrap_or(0) * 1000,
+            operator: "sato".into(),
+            text: text.into(),
+            deadline_ms: None,
+            corrected: None,
+            justification: None,
+            recipient: None,
+            order_id: None,
+        };
+        let mut report = event(2, Step::Report, "by phone");
+        report.recipient = Some("platform operator".into());
+        let mut check = event(3, Step::Check, "");
+        check.corrected = Some(false);
+        let detail = CaseDetail {
+            case: crate::db::CaseRow { id: 4, device_id: "1312345678/cpe-01".into(), opened_at_ms: NOW },
+            events: vec![event(1, Step::Fact, "VPN found"), report, check],
+            orders: vec![order_row(2, "stop", true)],
+        };
+        let text = render_case(&detail, false);
+        assert!(text.starts_with("case         4\ndevice       1312345678/cpe-01\n"), "{text}");
+        assert!(text.contains("status       open\n"), "{text}");
+        assert!(
+            text.contains("2026-05-01T12:00:02Z  report  sato  by phone; to: platform operator\n"),
+            "{text}"
+        );
+        assert!(text.contains("check   sato  NOT corrected\n"), "{text}");
+        assert!(text.contains("orders\n  ID"), "{text}");
+        let v: Value = serde_json::from_str(&render_case(&detail, true)).unwrap_or(Value::Null);
+        assert_eq!(v["trail"][1]["recipient"], "platform operator");
+        assert_eq!(v["trail"][2]["corrected"], false);
+        assert_eq!(v["orders"][0]["id"], 2);
+    }
+
+    fn incident(seq: u64) -> IncidentRow {
+        IncidentRow {
+            seq,
+            incident_id: format!("d-{seq}"),
+            command_id: Some(7),
+            segment: "uplink".into(),
+            summary: "gateway unreachable".into(),
+            report_json: r#"{"checks":[{"name":"gw","segment":"uplink","status":"failed","evidence":"3/3 lost"},{"name":"link","segment":"lan","status":"ok","evidence":null}]}"#.into(),
+            recorded_at_ms: NOW - 1000,
+            received_at_ms: NOW,
+        }
+    }
+
+    #[test]
+    fn incidents_and_latest_diagnosis_on_the_device() {
+        let text = render_incidents(&[incident(3)], false);
+        assert!(
+            text.contains("3    2026-05-01T12:00:00Z  uplink   7        d-3  gateway unreachable"),
+            "{text}"
+        );
+        assert_eq!(render_incidents(&[], false), "no incident records\n");
+        let v: Value = serde_json::from_str(&render_incidents(&[incident(3)], true)).unwrap_or(Value::Null);
+        assert_eq!(v[0]["report"]["checks"][0]["evidence"], "3/3 lost");
+        assert_eq!(diagnosis_checks("not json"), Vec::<Vec<String>>::new());
+        let mut d = detail();
+        d.latest_incident = Some(incident(3));
+        d.row.suspension = Some("suspended (order 2)".into());
+        d.recent_orders = vec![order_row(2, "stop", true)];
+        let text = render_device(&d, NOW, false);
+        assert!(text.contains("service      suspended (order 2)\n"), "{text}");
+        assert!(
+            text.contains("diagnosis    uplink: gateway unreachable (2026-05-01T12:00:00Z, 0s ago)\n"),
+            "{text}"
+        );
+        assert!(text.contains("  failed  uplink/gw  3/3 lost\n  ok      lan/link\n"), "{text}");
+        assert!(text.contains("recent orders (newest first)\n"), "{text}");
+        let v: Value = serde_json::from_str(&render_device(&d, NOW, true)).unwrap_or(Value::Null);
+        assert_eq!(v["service"], "suspended (order 2)");
+        assert_eq!(v["latest_incident"]["segment"], "uplink");
+        assert_eq!(v["recent_orders"][0]["state"], "applied");
+        let plain: Value = serde_json::from_str(&render_device(&detail(), NOW, true)).unwrap_or(Value::Null);
+        assert_eq!((plain["service"].as_str(), &plain["latest_incident"]), (Some("normal"), &Value::Null));
+    }
+
+    #[test]
+    fn keys_table_ends_with_the_agent_configuration() {
+        let keys = vec![
+            KeyInfo { key_id: "aa".into(), public_key: "11".repeat(32), status: "current" },
+            KeyInfo { key_id: "bb".into(), public_key: "22".repeat(32), status: "retired" },
+        ];
+        let text = render_keys(&keys, false);
+        assert!(text.starts_with("STATUS   KEY ID  PUBLIC KEY"), "{text}");
+        assert!(text.ends_with(&format!("[orders]\nkeys = [\"{}\"]\n", "11".repeat(32))), "{text}");
+        let v: Value = serde_json::from_str(&render_keys(&keys, true)).unwrap_or(Value::Null);
+        assert_eq!(v[1]["status"], "retired");
     }
 }

@@ -17,6 +17,24 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
+/// Marks an error after which a command could not run at all (the store
+/// cannot be opened): exit status 2 instead of 1.
+#[derive(Debug)]
+pub struct CouldNotRun(pub String);
+
+impl std::fmt::Display for CouldNotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Opens the store named by a `--database` argument; failure is [`CouldNotRun`].
+pub async fn open_database(url: &str) -> Result<Database> {
+    Database::open(url).await.with_context(|| {
+        CouldNotRun(format!("cannot open the database {}", cpe_provision::db::redact_url(url)))
+    })
+}
+
 /// Default store: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE: &str = "sqlite:carrier.db";
 
@@ -138,7 +156,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The runtime of one CLI command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -210,8 +229,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         enrol_days: args.enrol_days,
     };
     runtime()?.block_on(async {
-        let db =
-            Database::open(&args.database).await.with_context(|| format!("database {}", args.database))?;
+        let db = open_database(&args.database).await?;
         let alerts = AlertSink::start(mail, webhook)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -275,7 +293,7 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 async fn open(db: &DbArgs) -> Result<Database> {
-    Database::open(&db.database).await.with_context(|| format!("database {}", db.database))
+    open_database(&db.database).await
 }
 
 /// `cpe-provision devices`.

@@ -9,10 +9,28 @@
 //! other, and devices are provisioned with the order public key(s) alone.
 //!
 //! This module owns key generation (PKCS#8 v2 via ring), loading, the key id
-//! ([`key_id`]: first 8 bytes of SHA-256 of the public key) and [`sign`],
-//! which encodes an [`Order`] once and signs exactly those bytes under the
-//! domain prefix of [`cpe_protocol::order::signed_message`].
+//! ([`key_id`]: first 8 bytes of SHA-256 of the public key), [`sign`], which
+//! encodes an [`Order`] once and signs exactly those bytes under the domain
+//! prefix of [`cpe_protocol::order::signed_message`], and the key directory
+//! ([`KeyStore`]) that `cpe-provision keys init|rotate|show` manage.
+//!
+//! # Key directory
+//!
+//! - `order-key.pk8`: the current private key (PKCS#8 DER, mode 0600);
+//! - `order-key.pub`: its public key, 64 hex digits (what devices are
+//!   provisioned with: `[orders] keys = ["<hex>"]`);
+//! - `retired/<key id>.pub`: public keys of earlier keys, kept so that the
+//!   signatures of orders in the history stay verifiable (their private keys
+//!   are gone);
+//! - `next.pk8`: only during a rotation (new key written, rotation orders
+//!   being queued). Its presence after a crash stops further signing until the
+//!   operator looks (see [`KeyStoreError::RotationInterrupted`]).
+//!
+//! Every file is written with [`cpe_common::durable::write_atomic`].
 
+use std::path::{Path, PathBuf};
+
+use cpe_common::durable::{write_atomic, OsStorage, Storage, MODE_PUBLIC, MODE_SECRET};
 use cpe_protocol::order::{encode_order, signed_message, KeyId, Order, OrderEncodeError, SignedOrder};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -95,6 +113,222 @@ pub fn sign(order: &Order, key: &OrderSigningKey) -> Result<SignedOrder, OrderKe
     Ok(SignedOrder { key_id: key.key_id(), order_bytes, signature })
 }
 
+/// A signer for [`crate::db::Database::issue_order`] with `key`.
+pub fn order_signer(key: OrderSigningKey) -> std::sync::Arc<crate::db::OrderSigner> {
+    std::sync::Arc::new(move |order: &Order| {
+        let signed = sign(order, &key).map_err(|e| e.to_string())?;
+        let envelope = cpe_protocol::order::encode_signed(&signed).map_err(|e| e.to_string())?;
+        Ok(crate::db::SignedForDevice {
+            key_id: hex(&signed.key_id),
+            order_bytes: signed.order_bytes,
+            signed: envelope,
+        })
+    })
+}
+
+/// Lower-case hex of bytes (key ids, public keys, hashes).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Parses 64 hex digits as an Ed25519 public key.
+pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+const CURRENT_KEY: &str = "order-key.pk8";
+const CURRENT_PUB: &str = "order-key.pub";
+const NEXT_KEY: &str = "next.pk8";
+const RETIRED_DIR: &str = "retired";
+
+/// Why the key directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// `keys init` on a directory that has a key.
+    #[error("an order-signing key already exists in {}; devices trust it, so it is never overwritten. Use `cpe-provision keys rotate --dir {}` to replace it", dir.display(), dir.display())]
+    Exists {
+        /// The key directory.
+        dir: PathBuf,
+    },
+    /// No current key.
+    #[error("no order-signing key in {}; create one with `cpe-provision keys init --dir {}`", dir.display(), dir.display())]
+    Missing {
+        /// The key directory.
+        dir: PathBuf,
+    },
+    /// A rotation stopped half way.
+    #[error("a key rotation in {} was interrupted ({} exists): the new key may already be queued to devices. Check `cpe-provision order list` for key-rotation orders; if they were queued, move {} to {}; if not, delete it; then retry", dir.display(), dir.join(NEXT_KEY).display(), dir.join(NEXT_KEY).display(), dir.join(CURRENT_KEY).display())]
+    RotationInterrupted {
+        /// The key directory.
+        dir: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("could not {action} {}: {source}; check the path and its permissions", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file is damaged.
+    #[error("{}: {source}; restore the key directory from its backup", path.display())]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: OrderKeyError,
+    },
+}
+
+/// A public key of the directory, for `keys show`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    /// Key id, 16 hex digits.
+    pub key_id: String,
+    /// Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// `current` or `retired`.
+    pub status: &'static str,
+}
+
+/// The carrier's order-key directory.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+impl KeyStore {
+    /// The directory at `dir` (nothing is read yet).
+    pub fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_owned() }
+    }
+
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KeyStoreError {
+        let path = path.to_owned();
+        move |source| KeyStoreError::Io { action, path, source }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
+        let path = self.dir.join(name);
+        write_atomic(&OsStorage, &path, bytes, mode).map_err(Self::io("write", &path))
+    }
+
+    /// Creates the directory (0700) and a first key; refuses to overwrite.
+    pub fn init(&self) -> Result<OrderSigningKey, KeyStoreError> {
+        if self.dir.join(CURRENT_KEY).exists() || self.dir.join(NEXT_KEY).exists() {
+            return Err(KeyStoreError::Exists { dir: self.dir.clone() });
+        }
+        create_private_dir(&self.dir)?;
+        let key = OrderSigningKey::generate()
+            .map_err(|source| KeyStoreError::Bad { path: self.dir.join(CURRENT_KEY), source })?;
+        self.install(&key)?;
+        Ok(key)
+    }
+
+    fn install(&self, key: &OrderSigningKey) -> Result<(), KeyStoreError> {
+        self.write(CURRENT_KEY, key.pkcs8_der(), MODE_SECRET)?;
+        self.write(CURRENT_PUB, format!("{}\n", hex(&key.public_key())).as_bytes(), MODE_PUBLIC)
+    }
+
+    /// The current key, for signing. Refused while a rotation is unfinished.
+    pub fn current(&self) -> Result<OrderSigningKey, KeyStoreError> {
+        if self.dir.join(NEXT_KEY).exists() {
+            return Err(KeyStoreError::RotationInterrupted { dir: self.dir.clone() });
+        }
+        let path = self.dir.join(CURRENT_KEY);
+        let der = match OsStorage.read(&path) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyStoreError::Missing { dir: self.dir.clone() })
+            }
+            Err(e) => return Err(Self::io("read", &path)(e)),
+        };
+        OrderSigningKey::from_pkcs8(&der).map_err(|source| KeyStoreError::Bad { path, source })
+    }
+
+    /// Rotation, first half: returns (old, new). The new key is stored as
+    /// `next.pk8` and the old public key under `retired/`; the caller then
+    /// queues the rotation orders signed by the old key and calls
+    /// [`Self::finish_rotation`].
+    pub fn begin_rotation(&self) -> Result<(OrderSigningKey, OrderSigningKey), KeyStoreError> {
+        let old = self.current()?;
+        let new = OrderSigningKey::generate()
+            .map_err(|source| KeyStoreError::Bad { path: self.dir.join(NEXT_KEY), source })?;
+        create_private_dir(&self.dir.join(RETIRED_DIR))?;
+        let retired = format!("{RETIRED_DIR}/{}.pub", hex(&old.key_id()));
+        self.write(&retired, format!("{}\n", hex(&old.public_key())).as_bytes(), MODE_PUBLIC)?;
+        self.write(NEXT_KEY, new.pkcs8_der(), MODE_SECRET)?;
+        Ok((old, new))
+    }
+
+    /// Rotation, second half: `new` becomes the current key (the old private
+    /// key is overwritten; its public key stays under `retired/`).
+    pub fn finish_rotation(&self, new: &OrderSigningKey) -> Result<(), KeyStoreError> {
+        self.install(new)?;
+        let next = self.dir.join(NEXT_KEY);
+        OsStorage.remove_file(&next).map_err(Self::io("remove", &next))?;
+        OsStorage.sync_dir(&self.dir).map_err(Self::io("sync", &self.dir))
+    }
+
+    /// The current key and the retired ones (by key id).
+    pub fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
+        let current = self.current()?;
+        let mut keys = vec![KeyInfo {
+            key_id: hex(&current.key_id()),
+            public_key: hex(&current.public_key()),
+            status: "current",
+        }];
+        let dir = self.dir.join(RETIRED_DIR);
+        let mut retired = Vec::new();
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).map_err(Self::io("list", &dir))? {
+                let path = entry.map_err(Self::io("list", &dir))?.path();
+                if path.extension().is_none_or(|e| e != "pub") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).map_err(Self::io("read", &path))?;
+                let key = parse_public_key(&text).ok_or_else(|| KeyStoreError::Bad {
+                    path: path.clone(),
+                    source: OrderKeyError::BadKey { detail: "not 64 hex digits".into() },
+                })?;
+                retired.push(KeyInfo {
+                    key_id: hex(&key_id(&key)),
+                    public_key: hex(&key),
+                    status: "retired",
+                });
+            }
+        }
+        retired.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        keys.extend(retired);
+        Ok(keys)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), KeyStoreError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| KeyStoreError::Io {
+        action: "create directory",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +381,38 @@ mod tests {
         let a = OrderSigningKey::generate().unwrap();
         let b = OrderSigningKey::generate().unwrap();
         assert_ne!(a.key_id(), b.key_id());
+    }
+
+    #[test]
+    fn key_store_init_refuses_overwrite_and_rotation_keeps_the_old_public_key() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(&dir.path().join("keys"));
+        assert!(matches!(store.current(), Err(KeyStoreError::Missing { .. })));
+        let first = store.init().unwrap();
+        let mode = std::fs::metadata(dir.path().join("keys/order-key.pk8")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(store.init(), Err(KeyStoreError::Exists { .. })));
+        assert_eq!(store.current().unwrap().public_key(), first.public_key());
+
+        let (old, new) = store.begin_rotation().unwrap();
+        assert_eq!(old.public_key(), first.public_key());
+        // Half way: nothing signs until the rotation is finished.
+        assert!(matches!(store.current(), Err(KeyStoreError::RotationInterrupted { .. })));
+        store.finish_rotation(&new).unwrap();
+        assert_eq!(store.current().unwrap().public_key(), new.public_key());
+        let list = store.list().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].status, list[0].public_key.clone()), ("current", hex(&new.public_key())));
+        assert_eq!((list[1].status, list[1].key_id.clone()), ("retired", hex(&first.key_id())));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let key = [0xab; 32];
+        assert_eq!(parse_public_key(&hex(&key)), Some(key));
+        assert_eq!(parse_public_key("zz"), None);
+        assert_eq!(parse_public_key(&"g".repeat(64)), None);
     }
 
     #[test]

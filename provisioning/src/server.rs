@@ -8,6 +8,14 @@
 //! [`crate::db`] store (SQLite or PostgreSQL), the liveness watcher that
 //! turns silent devices "down", and [`crate::alerts`].
 //!
+//! Acknowledgements of compliance orders get more than a flag: an applied
+//! order must come with the device's enforcement receipt, verified against
+//! the client certificate of the very connection ([`crate::receipts`]) and
+//! stored with it; a bad or mismatched receipt is answered 422 and nothing
+//! is recorded (the order stays "delivered" and is redelivered); a refusal
+//! is recorded with the device's reason and raises an `order-refused` alert.
+//! Incident records are stored in the incidents table as well.
+//!
 //! [`run`] takes a bound listener and a shutdown future, so tests run it on
 //! `127.0.0.1:0` and stop it at will.
 
@@ -34,7 +42,8 @@ use tokio_rustls::TlsAcceptor;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::alerts::{Alert, AlertSink};
-use crate::db::{Database, DeviceSeen, IngestRecord, NewAlert, ReportKind};
+use crate::db::{Database, DeviceSeen, IngestRecord, NewAlert, OrderOutcome, OrderRow, ReportKind};
+use crate::receipts::{verify_receipt, ExpectedOrder};
 use crate::validity::{rfc3339, Validity};
 use crate::CertificationBody;
 
@@ -179,7 +188,7 @@ async fn serve_connection(
         return;
     };
     let identity = match identity_from_certificate(der.as_ref()) {
-        Ok(identity) => Arc::new(identity),
+        Ok(identity) => Arc::new(Peer { identity, cert_der: der.as_ref().to_vec() }),
         Err(e) => {
             tracing::warn!(%peer, error = %e, "client certificate carries no usable identity");
             return;
@@ -187,8 +196,8 @@ async fn serve_connection(
     };
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
-        let identity = identity.clone();
-        async move { Ok::<_, Infallible>(handle(&state, &identity, req).await) }
+        let peer = identity.clone();
+        async move { Ok::<_, Infallible>(handle(&state, &peer, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -239,12 +248,20 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
     }
 }
 
-async fn handle(state: &State, identity: &DeviceIdentity, req: Request<Incoming>) -> Reply {
+/// The other end of a connection: its identity and the certificate it
+/// presented (receipts are verified against it).
+struct Peer {
+    identity: DeviceIdentity,
+    cert_der: Vec<u8>,
+}
+
+async fn handle(state: &State, peer: &Peer, req: Request<Incoming>) -> Reply {
+    let identity = &peer.identity;
     let path = req.uri().path().to_owned();
     let result = match (req.method().clone(), path.as_str()) {
         (Method::POST, "/v1/reports") => reports(state, identity, req).await,
         (Method::GET, "/v1/commands") => commands(state, identity, &req).await,
-        (Method::POST, "/v1/commands/ack") => command_ack(state, identity, req).await,
+        (Method::POST, "/v1/commands/ack") => command_ack(state, peer, req).await,
         (Method::POST, "/v1/enrol") => enrol(state, identity, req).await,
         (Method::GET, "/v1/ping") => {
             Ok(body(&Pong { device_id: identity.id.clone(), server_unix: now_ms() / 1000 }))
@@ -358,6 +375,10 @@ pub fn ingest_record(record: &Record) -> IngestRecord {
             Payload::Heartbeat(h) => serde_json::to_string(h).ok(),
             Payload::Event(_) | Payload::Incident(_) => None,
         },
+        incident: match &record.payload {
+            Payload::Incident(i) => Some(i.clone()),
+            Payload::Heartbeat(_) | Payload::Event(_) => None,
+        },
     }
 }
 
@@ -459,12 +480,22 @@ async fn commands(state: &State, identity: &DeviceIdentity, req: &Request<Incomi
     }
 }
 
-async fn command_ack(
-    state: &State,
-    identity: &DeviceIdentity,
-    req: Request<Incoming>,
-) -> Result<Reply, Reply> {
+fn storage_unavailable(identity: &DeviceIdentity, e: &crate::db::DbError) -> Reply {
+    tracing::error!(device = %identity.id, error = %e, "could not store a command acknowledgement");
+    text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later")
+}
+
+async fn command_ack(state: &State, peer: &Peer, req: Request<Incoming>) -> Result<Reply, Reply> {
+    let identity = &peer.identity;
     let ack: CommandAck = decode(&read_body(req).await?).map_err(|e| decode_error(&e))?;
+    let order = state
+        .db
+        .order_by_command(&identity.id, ack.id)
+        .await
+        .map_err(|e| storage_unavailable(identity, &e))?;
+    if let Some(order) = order {
+        return order_ack(state, peer, &order, ack).await;
+    }
     let known =
         state.db.ack_command(&identity.id, ack.id, ack.ok, &ack.detail, now_ms()).await.map_err(|e| {
             tracing::error!(device = %identity.id, error = %e, "could not store a command acknowledgement");
@@ -475,6 +506,56 @@ async fn command_ack(
     } else {
         Err(text(StatusCode::NOT_FOUND, format!("no command {} for this device", ack.id)))
     }
+}
+
+/// The acknowledgement of an order: an applied order needs a receipt that
+/// verifies under the connection's certificate and matches the order (else
+/// 422 and nothing is recorded); a refusal is recorded and raises an alert.
+async fn order_ack(state: &State, peer: &Peer, order: &OrderRow, ack: CommandAck) -> Result<Reply, Reply> {
+    let identity = &peer.identity;
+    let now = now_ms();
+    let outcome = if ack.ok {
+        let Some(signed) = ack.receipt else {
+            tracing::warn!(device = %identity.id, order = order.id, "order acknowledged as applied without a receipt; refused");
+            return Err(text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("order {} acknowledged as applied without an enforcement receipt", order.id),
+            ));
+        };
+        let expected = ExpectedOrder {
+            order_id: order.id,
+            sequence: order.sequence,
+            target: order.target(),
+            order_hash: order.order_hash.as_slice().try_into().unwrap_or([0; 32]),
+        };
+        match verify_receipt(&peer.cert_der, &signed, &expected) {
+            Ok(receipt) => {
+                OrderOutcome::Applied { receipt: Box::new(receipt), signed, cert_der: peer.cert_der.clone() }
+            }
+            Err(e) => {
+                tracing::warn!(device = %identity.id, order = order.id, error = %e, "enforcement receipt rejected; nothing recorded");
+                return Err(text(StatusCode::UNPROCESSABLE_ENTITY, format!("order {}: {e}", order.id)));
+            }
+        }
+    } else {
+        OrderOutcome::Refused
+    };
+    let refused = matches!(outcome, OrderOutcome::Refused);
+    let recorded = state
+        .db
+        .record_order_ack(&identity.id, ack.id, &ack.detail, outcome, now)
+        .await
+        .map_err(|e| storage_unavailable(identity, &e))?;
+    if refused && recorded.first {
+        let message = format!(
+            "device refused {} order {} (sequence {}): {} / 命令拒否",
+            order.kind, order.id, order.sequence, ack.detail
+        );
+        raise(state, &identity.id, "order-refused", Level::Warning, message, now).await;
+    } else if recorded.first {
+        tracing::info!(device = %identity.id, order = order.id, kind = %order.kind, "order applied; receipt verified and recorded");
+    }
+    Ok(body(&Empty))
 }
 
 async fn enrol(state: &State, identity: &DeviceIdentity, req: Request<Incoming>) -> Result<Reply, Reply> {

@@ -112,6 +112,9 @@ both!(
     commands_queued_elsewhere_seen_within_refresh,
     alerts_raised_listed_cleared,
     out_of_range_input_refused,
+    case_trail_orders_delivery_and_receipts,
+    order_sequences_strictly_increase_across_processes,
+    incidents_stored_once_latest_shown,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -130,6 +133,7 @@ fn record(seq: u64, health: Option<&str>) -> IngestRecord {
         body: vec![1, u8::try_from(seq % 256).unwrap(), 0xff],
         summary_json: format!(r#"{{"seq":{seq}}}"#),
         health_json: health.map(str::to_owned),
+        incident: None,
     }
 }
 
@@ -558,4 +562,306 @@ fn futures_are_send(db: &Database) {
     send(db.enqueue_command("x", "k", vec![], 0));
     send(db.clear_alerts("x", "k", 0));
     send(Database::open("x"));
+}
+
+fn case_event(
+    step: cpe_provision::compliance::Step,
+    text: &str,
+    at_ms: i64,
+) -> cpe_provision::db::NewCaseEvent {
+    cpe_provision::db::NewCaseEvent {
+        step,
+        operator: "tanaka".into(),
+        text: text.into(),
+        deadline_ms: None,
+        corrected: None,
+        justification: None,
+        recipient: None,
+        at_ms,
+    }
+}
+
+fn new_order(
+    dev: &str,
+    case_id: Option<u64>,
+    kind: cpe_protocol::order::OrderKind,
+    now_ms: i64,
+) -> cpe_provision::db::NewOrder {
+    cpe_provision::db::NewOrder {
+        order: cpe_protocol::order::Order {
+            version: cpe_protocol::order::ORDER_VERSION,
+            id: 0,
+            target: cpe_provision::db::orders::target_of(dev),
+            kind,
+            sequence: 0,
+            issued_at: now_ms / 1000,
+            not_before: now_ms / 1000 - 300,
+            expires_at: now_ms / 1000 + 7 * 86_400,
+            reason_ja: "理由".into(),
+            reason_en: "reason".into(),
+            deadline: None,
+        },
+        case_id,
+        operator: "tanaka".into(),
+        justification: None,
+        now_ms,
+    }
+}
+
+fn signer(
+    key: &cpe_provision::order_keys::OrderSigningKey,
+) -> std::sync::Arc<cpe_provision::db::OrderSigner> {
+    let key = cpe_provision::order_keys::OrderSigningKey::from_pkcs8(key.pkcs8_der()).unwrap();
+    cpe_provision::order_keys::order_signer(key)
+}
+
+fn receipt_for(
+    order: &cpe_provision::db::OrderRow,
+    state: cpe_protocol::receipt::ServiceState,
+) -> cpe_provision::db::OrderOutcome {
+    use cpe_protocol::receipt::{
+        encode_receipt, EnforcementReceipt, ReceiptClock, SignedReceipt, RECEIPT_VERSION,
+    };
+    let receipt = EnforcementReceipt {
+        version: RECEIPT_VERSION,
+        device: order.target(),
+        order_id: order.id,
+        sequence: order.sequence,
+        order_hash: order.order_hash.clone().try_into().unwrap(),
+        applied_at: order.issued_at + 5,
+        device_clock: 100,
+        time_floor: order.issued_at + 5,
+        clock: ReceiptClock::Untrusted,
+        resulting_state: state,
+        drill: false,
+    };
+    let signed = SignedReceipt {
+        receipt_bytes: encode_receipt(&receipt).unwrap(),
+        scheme: 0x0403,
+        signature: vec![7; 70],
+    };
+    cpe_provision::db::OrderOutcome::Applied { receipt: Box::new(receipt), signed, cert_der: vec![0x30, 0] }
+}
+
+/// The whole life of a case in the store: trail, orders, delivery, receipts, service state.
+#[allow(clippy::too_many_lines)]
+async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
+    use cpe_protocol::order::{decode_order, decode_signed, signed_message, OrderKind};
+    use cpe_protocol::receipt::ServiceState;
+    use cpe_provision::compliance::Step;
+    let db = b.open().await;
+    let other = b.open().await;
+    let dev = "1312345678/cpe-01";
+    assert!(matches!(
+        db.open_case(dev, case_event(Step::Fact, "x", T0)).await,
+        Err(DbError::UnknownDevice(_))
+    ));
+    db.ingest(&device(dev), records([1]), T0).await.unwrap();
+    db.ingest(&device("1312345678/cpe-02"), records([1]), T0).await.unwrap();
+    assert!(db.latest_case(dev).await.unwrap().is_none());
+    let case =
+        db.open_case(dev, case_event(Step::Fact, "unauthorised VPN to the platform", T0)).await.unwrap();
+    assert!(db.add_case_event(case + 100, case_event(Step::Hearing, "x", T0)).await.unwrap().is_none());
+    db.add_case_event(case, case_event(Step::Hearing, "director heard", T0 + 1)).await.unwrap().unwrap();
+    let mut report = case_event(Step::Report, "reported", T0 + 2);
+    report.recipient = Some("platform operator".into());
+    other.add_case_event(case, report).await.unwrap().unwrap();
+
+    let key = cpe_provision::order_keys::OrderSigningKey::generate().unwrap();
+    let mut recommend = case_event(Step::Recommend, "remove the VPN", T0 + 3);
+    recommend.deadline_ms = Some(T0 + 86_400_000);
+    let mut notice = new_order(dev, Some(case), OrderKind::Notice, T0 + 3);
+    notice.order.deadline = Some(T0 / 1000 + 86_400);
+    let issued = db.issue_order(notice, Some(recommend), signer(&key)).await.unwrap();
+    assert_eq!(issued.sequence, 1);
+
+    let detail = other.latest_case(dev).await.unwrap().unwrap();
+    assert_eq!(detail.case.id, case);
+    let steps: Vec<Step> = detail.events.iter().map(|e| e.step).collect();
+    assert_eq!(steps, [Step::Fact, Step::Hearing, Step::Report, Step::Recommend]);
+    assert_eq!(detail.events[2].recipient.as_deref(), Some("platform operator"));
+    assert_eq!(detail.events[3].order_id, Some(issued.order_id));
+    assert_eq!(detail.events[3].deadline_ms, Some(T0 + 86_400_000));
+    assert_eq!(detail.events[1].operator, "tanaka");
+    assert_eq!(detail.orders.len(), 1);
+    assert_eq!(detail.orders[0].state(), "queued");
+
+    // Delivered through the command channel: a signed order for this device.
+    let taken = db.take_commands(dev, T0 + 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].0, issued.command_id);
+    let cpe_protocol::CommandKind::Order { signed } = postcard::from_bytes(&taken[0].1).unwrap() else {
+        panic!("not an order command")
+    };
+    let signed = decode_signed(&signed).unwrap();
+    let public = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key.public_key());
+    public.verify(&signed_message(&signed.order_bytes), &signed.signature).unwrap();
+    let order = decode_order(&signed.order_bytes).unwrap();
+    assert_eq!(
+        (order.id, order.sequence, order.kind, order.deadline),
+        (issued.order_id, 1, OrderKind::Notice, Some(T0 / 1000 + 86_400))
+    );
+    assert_eq!(
+        (order.target.institution_code.as_str(), order.target.device.as_str()),
+        ("1312345678", "cpe-01")
+    );
+    let row = other.order(issued.order_id).await.unwrap().unwrap();
+    assert_eq!((row.state(), row.delivered_at_ms, row.deliveries), ("delivered", Some(T0 + 10), 1));
+    assert_eq!(row.order_hash, cpe_provision::receipts::order_hash(&signed.order_bytes).to_vec());
+    assert_eq!(row.key_id, cpe_provision::order_keys::hex(&key.key_id()));
+
+    // Applied with a receipt: recorded once; the device shows the recommendation.
+    assert!(db.order_by_command("1312345678/cpe-02", issued.command_id).await.unwrap().is_none());
+    let by_command = db.order_by_command(dev, issued.command_id).await.unwrap().unwrap();
+    assert_eq!(by_command.id, issued.order_id);
+    let outcome = receipt_for(&by_command, ServiceState::Recommendation);
+    let first =
+        db.record_order_ack(dev, issued.command_id, "notice shown", outcome.clone(), T0 + 20).await.unwrap();
+    assert_eq!((first.known, first.first), (true, true));
+    let again = other.record_order_ack(dev, issued.command_id, "again", outcome, T0 + 30).await.unwrap();
+    assert_eq!((again.known, again.first), (true, false));
+    let row = db.order(issued.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state(), row.outcome_at_ms, row.detail.as_deref()),
+        ("applied", Some(T0 + 20), Some("notice shown"))
+    );
+    let receipt = row.receipt.unwrap();
+    assert_eq!(
+        (receipt.clock.as_str(), receipt.resulting_state.as_str(), receipt.drill, receipt.scheme),
+        ("untrusted", "recommendation", false, 0x0403)
+    );
+    let evidence = other.order_evidence(issued.order_id).await.unwrap().unwrap();
+    assert_eq!(decode_signed(&evidence.signed).unwrap(), signed);
+    assert_eq!(evidence.receipt_cert, Some(vec![0x30, 0]));
+    assert_eq!(evidence.receipt.unwrap().scheme, 0x0403);
+    assert!(db.order_evidence(issued.order_id + 1000).await.unwrap().is_none());
+    let shown = db.device(dev).await.unwrap().unwrap();
+    assert_eq!(shown.row.suspension, Some(format!("recommendation (order {})", issued.order_id)));
+    assert_eq!(shown.recent_orders.len(), 1);
+
+    // A stop, refused by the device: recorded with its detail, state unchanged.
+    let stop = db
+        .issue_order(
+            new_order(dev, Some(case), OrderKind::Stop, T0 + 40),
+            Some(case_event(Step::Stop, "deadline passed", T0 + 40)),
+            signer(&key),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stop.sequence, 2);
+    let refused = db
+        .record_order_ack(
+            dev,
+            stop.command_id,
+            "refused: expired",
+            cpe_provision::db::OrderOutcome::Refused,
+            T0 + 50,
+        )
+        .await
+        .unwrap();
+    assert!(refused.first);
+    let row = db.order(stop.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state(), row.detail.as_deref(), row.receipt.is_none()),
+        ("refused", Some("refused: expired"), true)
+    );
+    assert_eq!(
+        db.device(dev).await.unwrap().unwrap().row.suspension,
+        Some(format!("recommendation (order {})", issued.order_id))
+    );
+    // A later stop applied: suspended; then an old receipt arriving late does not undo it.
+    let stop2 = db
+        .issue_order(new_order(dev, Some(case), OrderKind::Stop, T0 + 60), None, signer(&key))
+        .await
+        .unwrap();
+    let row2 = db.order(stop2.order_id).await.unwrap().unwrap();
+    db.record_order_ack(
+        dev,
+        stop2.command_id,
+        "blocked",
+        receipt_for(&row2, ServiceState::Suspended),
+        T0 + 70,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        db.device(dev).await.unwrap().unwrap().row.suspension,
+        Some(format!("suspended (order {})", stop2.order_id))
+    );
+    let orders = db.orders(Some(dev), 10).await.unwrap();
+    assert_eq!(orders.iter().map(|o| o.sequence).collect::<Vec<_>>(), [3, 2, 1]);
+    assert!(db.orders(Some("1312345678/cpe-02"), 10).await.unwrap().is_empty());
+    assert_eq!(db.orders(None, 2).await.unwrap().len(), 2);
+    assert_eq!(db.case(case).await.unwrap().unwrap().orders.len(), 3);
+    // An unknown device gets no order and no command.
+    let unknown =
+        db.issue_order(new_order("9999999999/x", None, OrderKind::Stop, T0), None, signer(&key)).await;
+    assert!(matches!(unknown, Err(DbError::UnknownDevice(_))), "{unknown:?}");
+}
+
+async fn order_sequences_strictly_increase_across_processes(b: &Backend) {
+    use cpe_protocol::order::OrderKind;
+    let a = b.open().await;
+    let c = b.open().await;
+    let dev = "1312345678/cpe-01";
+    a.ingest(&device(dev), records([1]), T0).await.unwrap();
+    let key = cpe_provision::order_keys::OrderSigningKey::generate().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let db = if i % 2 == 0 { a.clone() } else { c.clone() };
+        let sign = signer(&key);
+        tasks.push(tokio::spawn(async move {
+            db.issue_order(new_order(dev, None, OrderKind::Drill, T0 + i), None, sign).await
+        }));
+    }
+    let mut sequences = Vec::new();
+    for t in tasks {
+        sequences.push(t.await.unwrap().unwrap().sequence);
+    }
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=16).collect::<Vec<u64>>());
+    // A signer that fails: nothing is stored, no command is queued, the next order takes the next number.
+    let failing: std::sync::Arc<cpe_provision::db::OrderSigner> =
+        std::sync::Arc::new(|_| Err("hardware token unplugged".into()));
+    let err = a.issue_order(new_order(dev, None, OrderKind::Drill, T0 + 100), None, failing).await;
+    assert!(matches!(err, Err(DbError::Signing(ref m)) if m.contains("unplugged")), "{err:?}");
+    assert_eq!(a.orders(Some(dev), 100).await.unwrap().len(), 16);
+    assert_eq!(a.take_commands(dev, T0 + 200).await.unwrap().len(), 16);
+    let next =
+        a.issue_order(new_order(dev, None, OrderKind::Drill, T0 + 300), None, signer(&key)).await.unwrap();
+    assert_eq!(next.sequence, 17);
+}
+
+async fn incidents_stored_once_latest_shown(b: &Backend) {
+    let db = b.open().await;
+    let dev = "1312345678/cpe-01";
+    let incident = |seq: u64, segment: &str| {
+        let mut r = record(seq, None);
+        r.incident = Some(cpe_protocol::Incident {
+            id: format!("diag-{seq}"),
+            command_id: (seq == 3).then_some(42),
+            segment: segment.into(),
+            summary: format!("{segment} fault"),
+            report_json: format!(
+                r#"{{"id":"diag-{seq}","checks":[{{"name":"link","segment":"{segment}","status":"failed"}}]}}"#
+            ),
+        });
+        r
+    };
+    db.ingest(&device(dev), vec![incident(2, "lan"), record(1, Some("{}"))], T0).await.unwrap();
+    // Replayed (lost acknowledgement): stored once.
+    db.ingest(&device(dev), vec![incident(2, "lan"), incident(3, "uplink")], T0 + 1000).await.unwrap();
+    let rows = db.incidents(dev, 10).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.seq, r.segment.as_str())).collect::<Vec<_>>(),
+        [(3, "uplink"), (2, "lan")]
+    );
+    assert_eq!(
+        (rows[0].command_id, rows[0].received_at_ms, rows[1].received_at_ms),
+        (Some(42), T0 + 1000, T0)
+    );
+    assert!(rows[0].report_json.contains("\"checks\""));
+    let latest = db.device(dev).await.unwrap().unwrap().latest_incident.unwrap();
+    assert_eq!((latest.incident_id.as_str(), latest.summary.as_str()), ("diag-3", "uplink fault"));
+    assert!(db.incidents("1312345678/none", 10).await.unwrap().is_empty());
 }

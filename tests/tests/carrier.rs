@@ -8,38 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod support;
+
 use cpe_e2e::{binary, wait_for, FakeSystem, Proc, SmtpSink, WebhookSink};
 use serde_json::Value;
+use support::postgres_url;
 
 const CODE: &str = "1312345678";
-
-/// The PostgreSQL to test against, or `None` (and a line saying the test was
-/// skipped) when `CPE_TEST_POSTGRES_URL` is unset; scripts/test.sh sets it.
-/// Each call makes a schema of its own and points the URL at it, so tests
-/// running in parallel never see (or mark down) each other's devices.
-fn postgres_url() -> Option<String> {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let Ok(base) = std::env::var("CPE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
-        return None;
-    };
-    let schema =
-        format!("e2e_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let (url, name) = (base.clone(), schema.clone());
-    // A thread of its own: the caller may already be inside a tokio runtime.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(connection);
-            client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
-        });
-    })
-    .join()
-    .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
-}
 
 fn issue_pkcs12(dir: &Path, code: &str, unit: &str, name: &str) {
     cpe_e2e::issue_pkcs12(dir, code, unit, name, &[]).unwrap();
@@ -365,7 +340,7 @@ fn sqlite_liveness_mail_and_two_level_thresholds() {
 
 #[test]
 fn postgres_liveness_mail_and_two_level_thresholds() {
-    if let Some(url) = postgres_url() {
+    if let Some(url) = postgres_url("e2e") {
         liveness_and_thresholds(Some(url));
     }
 }
@@ -489,7 +464,7 @@ async fn sqlite_bad_input_is_refused_and_nothing_is_stored_twice() {
 
 #[tokio::test]
 async fn postgres_bad_input_is_refused_and_nothing_is_stored_twice() {
-    if let Some(url) = postgres_url() {
+    if let Some(url) = postgres_url("e2e") {
         bad_input(Some(url)).await;
     }
 }
@@ -546,7 +521,7 @@ fn sqlite_outage_delivers_every_queued_report_once_in_order() {
 
 #[test]
 fn postgres_outage_delivers_every_queued_report_once_in_order() {
-    if let Some(url) = postgres_url() {
+    if let Some(url) = postgres_url("e2e") {
         outage(Some(url));
     }
 }
@@ -642,7 +617,7 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
 /// look, and it may come back through the other server.
 #[test]
 fn postgres_two_servers_share_one_database() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = postgres_url("e2e") else { return };
     let mut world = World::new(Some(url));
     let (_second, second_port) = world.spawn_server("127.0.0.1:0", "server2.log");
     world.import();

@@ -32,6 +32,7 @@
 //!     body: vec![1, 0],
 //!     summary_json: "{}".into(),
 //!     health_json: None,
+//!     incident: None,
 //! };
 //! let outcome = db.ingest(&device, vec![record], 1_700_000_000_100).await?;
 //! assert_eq!(outcome.accepted, 1);
@@ -106,6 +107,9 @@ pub enum DbError {
     /// The writer of this handle has stopped (the process is shutting down).
     #[error("the database writer has stopped")]
     Closed,
+    /// An order could not be signed inside its issuing transaction; nothing was stored.
+    #[error("could not sign the order, nothing was stored: {0}")]
+    Signing(String),
 }
 
 impl DbError {
@@ -132,7 +136,8 @@ impl DbError {
             Self::Url { .. }
             | Self::SchemaTooNew { .. }
             | Self::OutOfRange { .. }
-            | Self::UnknownDevice(_) => false,
+            | Self::UnknownDevice(_)
+            | Self::Signing(_) => false,
         }
     }
 }
@@ -239,6 +244,9 @@ pub struct IngestRecord {
     /// Health metrics as JSON, for heartbeats; the newest stored one becomes
     /// the device's `last_health`.
     pub health_json: Option<String>,
+    /// For an incident record (a self-diagnosis result): stored in the
+    /// incidents table too, once.
+    pub incident: Option<cpe_protocol::Incident>,
 }
 
 /// What [`Database::ingest`] did.
@@ -362,6 +370,10 @@ pub struct DeviceDetail {
     pub open_alerts: Vec<AlertRow>,
     /// Latest commands, newest first (at most [`DETAIL_RECENT`]).
     pub recent_commands: Vec<CommandRow>,
+    /// Latest compliance orders, newest first (at most [`orders::DETAIL_ORDERS`]).
+    pub recent_orders: Vec<OrderRow>,
+    /// The latest self-diagnosis result.
+    pub latest_incident: Option<IncidentRow>,
 }
 
 /// Tuning of a [`Database`].
@@ -414,6 +426,13 @@ macro_rules! dispatch {
     };
 }
 
+pub mod orders;
+
+pub use orders::{
+    AckRecorded, CaseDetail, CaseEventRow, CaseRow, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
+    OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, SignedForDevice,
+};
+
 /// How often (in `now_ms` terms) [`Database::take_commands`] re-reads when
 /// each device's next command is due.
 pub const COMMAND_HINT_REFRESH_MS: i64 = 250;
@@ -442,6 +461,17 @@ pub(crate) struct StoredRecord {
     pub body: Vec<u8>,
     pub summary: String,
     pub health: Option<String>,
+    pub incident: Option<StoredIncident>,
+}
+
+/// An incident record's columns.
+#[derive(Debug)]
+pub(crate) struct StoredIncident {
+    pub id: String,
+    pub command_id: Option<i64>,
+    pub segment: String,
+    pub summary: String,
+    pub report_json: String,
 }
 
 /// Which backend a URL names, and its location.
@@ -538,6 +568,16 @@ impl Database {
     ) -> Result<IngestOutcome, DbError> {
         let mut stored = Vec::with_capacity(records.len());
         for r in records {
+            let incident = match r.incident {
+                Some(i) => Some(StoredIncident {
+                    command_id: i.command_id.map(|c| to_i64("incident command id", c)).transpose()?,
+                    id: i.id,
+                    segment: i.segment,
+                    summary: i.summary,
+                    report_json: i.report_json,
+                }),
+                None => None,
+            };
             stored.push(StoredRecord {
                 seq: to_i64("record seq", r.seq)?,
                 at_ms: r.at_unix_ms,
@@ -545,6 +585,7 @@ impl Database {
                 body: r.body,
                 summary: r.summary_json,
                 health: r.health_json,
+                incident,
             });
         }
         let request = IngestRequest { device: device.clone(), records: stored, now_ms };
@@ -600,8 +641,13 @@ impl Database {
         now_ms: i64,
     ) -> Result<u64, DbError> {
         let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, now_ms).await)?;
-        self.hints().lock().await.due.insert(device_id.to_owned(), i64::MIN);
+        self.note_command_queued(device_id).await;
         Ok(id)
+    }
+
+    /// Lets this handle's next [`Self::take_commands`] for the device look at once.
+    async fn note_command_queued(&self, device_id: &str) {
+        self.hints().lock().await.due.insert(device_id.to_owned(), i64::MIN);
     }
 
     /// Hands out the device's commands that were never delivered, or were
@@ -751,6 +797,7 @@ mod tests {
                     body: vec![],
                     summary: String::new(),
                     health: None,
+                    incident: None,
                 })
                 .collect(),
             now_ms: 0,

@@ -45,10 +45,18 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
+use super::orders::{
+    case_row, event_row, evidence_row, incident_row, kind_label, order_row, pg_sql, sign_columns,
+    AckRecorded, CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow,
+    OrderSigner, StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER,
+    DETAIL_ORDERS, EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT,
+    INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT,
+    RECORD_OUTCOME, SET_SERVICE_STATE,
+};
 use super::sqlite::MAX_GROUP_RECORDS;
 use super::{
-    attribute_group, redact_url, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail,
-    DeviceRow, IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
+    attribute_group, redact_url, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions,
+    DeviceDetail, DeviceRow, IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
 };
 
 /// Ingest requests that may wait for a writer before senders wait.
@@ -321,6 +329,9 @@ impl PostgresDb {
             )
             .await?,
         ];
+        let orders_sql =
+            pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"));
+        let incidents_sql = pg_sql(INCIDENTS_SELECT);
         let limit = i64::from(DETAIL_RECENT);
         // One read-only REPEATABLE READ transaction: a consistent snapshot.
         let tx = conn
@@ -338,8 +349,23 @@ impl PostgresDb {
             tx.query(&stmts[2], &[&id]).await?.iter().map(alert_row).collect::<Result<_, _>>()?;
         let recent_commands =
             tx.query(&stmts[3], &[&id, &limit]).await?.iter().map(command_row).collect::<Result<_, _>>()?;
+        let recent_orders = tx
+            .query(&orders_sql, &[&id, &i64::from(DETAIL_ORDERS)])
+            .await?
+            .iter()
+            .map(order_row)
+            .collect::<Result<_, _>>()?;
+        let latest_incident =
+            tx.query_opt(&incidents_sql, &[&id, &1i64]).await?.map(|r| incident_row(&r)).transpose()?;
         tx.commit().await?;
-        Ok(Some(DeviceDetail { row, recent_reports, open_alerts, recent_commands }))
+        Ok(Some(DeviceDetail {
+            row,
+            recent_reports,
+            open_alerts,
+            recent_commands,
+            recent_orders,
+            latest_incident,
+        }))
     }
 
     pub(crate) async fn enqueue_command(
@@ -436,6 +462,264 @@ impl PostgresDb {
             conn.query("SELECT 1 FROM commands WHERE device_id = $1 AND id = $2", &[&device_id, &id]).await?;
         Ok(!rows.is_empty())
     }
+}
+
+impl PostgresDb {
+    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled.conn()?.client.transaction().await?;
+        let Some(row) = tx.query_opt(&pg_sql(INSERT_CASE), &[&device_id, &fact.at_ms]).await? else {
+            return Err(DbError::UnknownDevice(device_id));
+        };
+        let id: i64 = row.try_get(0)?;
+        insert_event(&tx, id, &fact, None).await?;
+        tx.commit().await?;
+        Ok(id_u64(id))
+    }
+
+    pub(crate) async fn add_case_event(
+        &self,
+        case_id: i64,
+        event: NewCaseEvent,
+    ) -> Result<Option<u64>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled.conn()?.client.transaction().await?;
+        if tx.query_opt(&pg_sql(CASE_EXISTS), &[&case_id]).await?.is_none() {
+            return Ok(None);
+        }
+        let id = insert_event(&tx, case_id, &event, None).await?;
+        tx.commit().await?;
+        Ok(Some(id_u64(id)))
+    }
+
+    pub(crate) async fn case(&self, case_id: i64) -> Result<Option<CaseDetail>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled
+            .conn()?
+            .client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        let Some(case) = tx.query_opt(&pg_sql(CASE_SELECT), &[&case_id]).await? else { return Ok(None) };
+        let case = case_row(&case)?;
+        let events = tx
+            .query(&pg_sql(EVENTS_SELECT), &[&case_id])
+            .await?
+            .iter()
+            .map(event_row)
+            .collect::<Result<_, _>>()?;
+        let orders = tx
+            .query(&pg_sql(&format!("{ORDER_SELECT} WHERE o.case_id = ?1 ORDER BY o.id")), &[&case_id])
+            .await?
+            .iter()
+            .map(order_row)
+            .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(Some(CaseDetail { case, events, orders }))
+    }
+
+    pub(crate) async fn latest_case(&self, device_id: String) -> Result<Option<i64>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let row = pooled.conn()?.client.query_one(&pg_sql(LATEST_CASE), &[&device_id]).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    pub(crate) async fn issue_order(
+        &self,
+        new: NewOrder,
+        event: Option<NewCaseEvent>,
+        sign: Arc<OrderSigner>,
+    ) -> Result<IssuedOrder, DbError> {
+        let device_id = new.device_id();
+        let o = &new.order;
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled.conn()?.client.transaction().await?;
+        // The device row lock serialises sequence allocation across processes.
+        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&device_id]).await?.is_none() {
+            return Err(DbError::UnknownDevice(device_id));
+        }
+        let sequence: i64 = tx.query_one(&pg_sql(NEXT_SEQUENCE), &[&device_id]).await?.try_get(0)?;
+        let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
+        let empty: Vec<u8> = Vec::new();
+        let id: i64 = tx
+            .query_one(
+                &pg_sql(INSERT_ORDER),
+                &[
+                    &device_id,
+                    &case_id,
+                    &kind_label(&o.kind),
+                    &sequence,
+                    &o.issued_at,
+                    &o.not_before,
+                    &o.expires_at,
+                    &o.deadline,
+                    &o.reason_ja,
+                    &o.reason_en,
+                    &new.operator,
+                    &new.justification,
+                    &empty,
+                    &new.now_ms,
+                ],
+            )
+            .await?
+            .try_get(0)?;
+        let cols = sign_columns(&*sign, &new, id, sequence)?;
+        let command_id: i64 = tx
+            .query_one(
+                &pg_sql(INSERT_ORDER_COMMAND),
+                &[&device_id, &cols.command_kind, &cols.command_body, &new.now_ms],
+            )
+            .await?
+            .try_get(0)?;
+        tx.execute(
+            &pg_sql(COMPLETE_ORDER),
+            &[
+                &id,
+                &cols.signed.key_id,
+                &cols.signed.order_bytes,
+                &cols.signed.signed,
+                &cols.order_hash,
+                &command_id,
+            ],
+        )
+        .await?;
+        if let (Some(case_id), Some(event)) = (case_id, event.as_ref()) {
+            insert_event(&tx, case_id, event, Some(id)).await?;
+        }
+        tx.commit().await?;
+        Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
+    }
+
+    pub(crate) async fn orders(
+        &self,
+        device_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<OrderRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let client = &pooled.conn()?.client;
+        let limit = i64::from(limit);
+        let rows = match device_id {
+            Some(device) => {
+                let sql =
+                    pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"));
+                client.query(&sql, &[&device, &limit]).await?
+            }
+            None => {
+                client
+                    .query(&pg_sql(&format!("{ORDER_SELECT} ORDER BY o.id DESC LIMIT ?1")), &[&limit])
+                    .await?
+            }
+        };
+        rows.iter().map(order_row).collect()
+    }
+
+    pub(crate) async fn order(&self, id: i64) -> Result<Option<OrderRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let sql = pg_sql(&format!("{ORDER_SELECT} WHERE o.id = ?1"));
+        pooled.conn()?.client.query_opt(&sql, &[&id]).await?.map(|r| order_row(&r)).transpose()
+    }
+
+    pub(crate) async fn order_by_command(
+        &self,
+        device_id: String,
+        command_id: i64,
+    ) -> Result<Option<OrderRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let sql = pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 AND o.command_id = ?2"));
+        pooled
+            .conn()?
+            .client
+            .query_opt(&sql, &[&device_id, &command_id])
+            .await?
+            .map(|r| order_row(&r))
+            .transpose()
+    }
+
+    pub(crate) async fn record_order_ack(&self, a: StoredAck) -> Result<AckRecorded, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled.conn()?.client.transaction().await?;
+        let n = tx
+            .execute(&pg_sql(ACK_COMMAND), &[&a.device_id, &a.command_id, &a.now_ms, &a.ok, &a.detail])
+            .await?;
+        if n == 0 {
+            let known = tx.query_opt(&pg_sql(COMMAND_KNOWN), &[&a.device_id, &a.command_id]).await?.is_some();
+            return Ok(AckRecorded { known, first: false });
+        }
+        let updated = tx
+            .query_opt(
+                &pg_sql(RECORD_OUTCOME),
+                &[
+                    &a.device_id,
+                    &a.command_id,
+                    &a.outcome,
+                    &a.now_ms,
+                    &a.detail,
+                    &a.receipt_bytes,
+                    &a.scheme,
+                    &a.signature,
+                    &a.applied_at,
+                    &a.device_clock,
+                    &a.time_floor,
+                    &a.clock,
+                    &a.resulting_state,
+                    &a.drill,
+                    &a.cert,
+                ],
+            )
+            .await?;
+        if let (Some(row), "applied") = (updated, a.outcome) {
+            let (id, sequence): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            tx.execute(&pg_sql(SET_SERVICE_STATE), &[&a.device_id, &sequence, &a.service_state(id)]).await?;
+        }
+        tx.commit().await?;
+        Ok(AckRecorded { known: true, first: true })
+    }
+
+    pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        pooled
+            .conn()?
+            .client
+            .query_opt(&pg_sql(EVIDENCE_SELECT), &[&id])
+            .await?
+            .map(|r| evidence_row(&r))
+            .transpose()
+    }
+
+    pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows =
+            pooled.conn()?.client.query(&pg_sql(INCIDENTS_SELECT), &[&device_id, &i64::from(limit)]).await?;
+        rows.iter().map(incident_row).collect()
+    }
+}
+
+async fn insert_event(
+    tx: &tokio_postgres::Transaction<'_>,
+    case_id: i64,
+    e: &NewCaseEvent,
+    order_id: Option<i64>,
+) -> Result<i64, DbError> {
+    let row = tx
+        .query_one(
+            &pg_sql(INSERT_EVENT),
+            &[
+                &case_id,
+                &e.step.as_str(),
+                &e.at_ms,
+                &e.operator,
+                &e.text,
+                &e.deadline_ms,
+                &e.corrected,
+                &e.justification,
+                &e.recipient,
+                &order_id,
+            ],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
 }
 
 macro_rules! device_select {
@@ -754,6 +1038,33 @@ async fn apply_group(conn: &mut PgConn, requests: &[&IngestRequest]) -> Result<V
             return Err(e);
         }
     };
+    // Incident records (rare): stored with their report, in this transaction.
+    for (&(dev, seq), &(rec, received)) in &group.records {
+        let Some(i) = &rec.incident else { continue };
+        if !inserted.contains(&(dev, seq)) {
+            continue;
+        }
+        let result = client
+            .execute(
+                &pg_sql(INSERT_INCIDENT),
+                &[
+                    &dev,
+                    &seq,
+                    &i.id,
+                    &i.command_id,
+                    &i.segment,
+                    &i.summary,
+                    &i.report_json,
+                    &rec.at_ms,
+                    &received,
+                ],
+            )
+            .await;
+        if let Err(e) = result {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+    }
 
     // Round trip 2, pipelined: upsert the devices with their newest stored
     // health, and COMMIT.

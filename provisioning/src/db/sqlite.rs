@@ -34,8 +34,16 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::migrations::{latest_version, MIGRATIONS, SQLITE_BOOKKEEPING, SQLITE_RECORD};
+use super::orders::{
+    case_row, event_row, evidence_row, incident_row, kind_label, order_row, sign_columns, AckRecorded,
+    CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow, OrderSigner,
+    StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS,
+    EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT,
+    INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME,
+    SET_SERVICE_STATE,
+};
 use super::{
-    count_u32, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
+    count_u32, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
     IngestOutcome, IngestRequest, NewAlert, ReportRow, DETAIL_RECENT,
 };
 
@@ -285,7 +293,24 @@ impl SqliteDb {
                 )?
                 .query_map(params![id, DETAIL_RECENT], command_row)?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(DeviceDetail { row, recent_reports, open_alerts, recent_commands }))
+            let recent_orders = collect(
+                &mut tx.prepare_cached(&format!(
+                    "{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"
+                ))?,
+                params![id, DETAIL_ORDERS],
+                |r| order_row(r),
+            )?;
+            let latest_incident =
+                collect(&mut tx.prepare_cached(INCIDENTS_SELECT)?, params![id, 1], |r| incident_row(r))?
+                    .pop();
+            Ok(Some(DeviceDetail {
+                row,
+                recent_reports,
+                open_alerts,
+                recent_commands,
+                recent_orders,
+                latest_incident,
+            }))
         })
         .await
     }
@@ -396,6 +421,277 @@ impl SqliteDb {
     }
 }
 
+impl SqliteDb {
+    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+        self.write(1, move |conn| {
+            let id: Option<i64> = conn
+                .prepare_cached(INSERT_CASE)?
+                .query_row(params![device_id, fact.at_ms], |r| r.get(0))
+                .optional()?;
+            let id = id.ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
+            insert_event(conn, id, &fact, None)?;
+            Ok(id_u64(id))
+        })
+        .await
+    }
+
+    pub(crate) async fn add_case_event(
+        &self,
+        case_id: i64,
+        event: NewCaseEvent,
+    ) -> Result<Option<u64>, DbError> {
+        self.write(1, move |conn| {
+            let exists = conn.prepare_cached(CASE_EXISTS)?.query_row([case_id], |_| Ok(())).optional()?;
+            if exists.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(id_u64(insert_event(conn, case_id, &event, None)?)))
+        })
+        .await
+    }
+
+    pub(crate) async fn case(&self, case_id: i64) -> Result<Option<CaseDetail>, DbError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(case) = collect(&mut tx.prepare_cached(CASE_SELECT)?, [case_id], |r| case_row(r))?.pop()
+            else {
+                return Ok(None);
+            };
+            let events = collect(&mut tx.prepare_cached(EVENTS_SELECT)?, [case_id], |r| event_row(r))?;
+            let orders = collect(
+                &mut tx.prepare_cached(&format!("{ORDER_SELECT} WHERE o.case_id = ?1 ORDER BY o.id"))?,
+                [case_id],
+                |r| order_row(r),
+            )?;
+            Ok(Some(CaseDetail { case, events, orders }))
+        })
+        .await
+    }
+
+    pub(crate) async fn latest_case(&self, device_id: String) -> Result<Option<i64>, DbError> {
+        self.read(move |conn| Ok(conn.prepare_cached(LATEST_CASE)?.query_row([device_id], |r| r.get(0))?))
+            .await
+    }
+
+    pub(crate) async fn issue_order(
+        &self,
+        order: NewOrder,
+        event: Option<NewCaseEvent>,
+        sign: Arc<OrderSigner>,
+    ) -> Result<IssuedOrder, DbError> {
+        self.write(1, move |conn| issue_order_tx(conn, &order, event.as_ref(), &*sign)).await
+    }
+
+    pub(crate) async fn orders(
+        &self,
+        device_id: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<OrderRow>, DbError> {
+        self.read(move |conn| match device_id {
+            Some(device) => collect(
+                &mut conn.prepare_cached(&format!(
+                    "{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"
+                ))?,
+                params![device, limit],
+                |r| order_row(r),
+            ),
+            None => collect(
+                &mut conn.prepare_cached(&format!("{ORDER_SELECT} ORDER BY o.id DESC LIMIT ?1"))?,
+                params![limit],
+                |r| order_row(r),
+            ),
+        })
+        .await
+    }
+
+    pub(crate) async fn order(&self, id: i64) -> Result<Option<OrderRow>, DbError> {
+        self.read(move |conn| {
+            Ok(collect(&mut conn.prepare_cached(&format!("{ORDER_SELECT} WHERE o.id = ?1"))?, [id], |r| {
+                order_row(r)
+            })?
+            .pop())
+        })
+        .await
+    }
+
+    pub(crate) async fn order_by_command(
+        &self,
+        device_id: String,
+        command_id: i64,
+    ) -> Result<Option<OrderRow>, DbError> {
+        self.read(move |conn| {
+            Ok(collect(
+                &mut conn.prepare_cached(&format!(
+                    "{ORDER_SELECT} WHERE o.device_id = ?1 AND o.command_id = ?2"
+                ))?,
+                params![device_id, command_id],
+                |r| order_row(r),
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    pub(crate) async fn record_order_ack(&self, ack: StoredAck) -> Result<AckRecorded, DbError> {
+        self.write(1, move |conn| {
+            let a = &ack;
+            let n = conn.prepare_cached(ACK_COMMAND)?.execute(params![
+                a.device_id,
+                a.command_id,
+                a.now_ms,
+                a.ok,
+                a.detail
+            ])?;
+            if n == 0 {
+                let known = conn
+                    .prepare_cached(COMMAND_KNOWN)?
+                    .query_row(params![a.device_id, a.command_id], |_| Ok(()))
+                    .optional()?;
+                return Ok(AckRecorded { known: known.is_some(), first: false });
+            }
+            let updated: Option<(i64, i64)> = conn
+                .prepare_cached(RECORD_OUTCOME)?
+                .query_row(
+                    params![
+                        a.device_id,
+                        a.command_id,
+                        a.outcome,
+                        a.now_ms,
+                        a.detail,
+                        a.receipt_bytes,
+                        a.scheme,
+                        a.signature,
+                        a.applied_at,
+                        a.device_clock,
+                        a.time_floor,
+                        a.clock,
+                        a.resulting_state,
+                        a.drill,
+                        a.cert
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let (Some((id, sequence)), "applied") = (updated, a.outcome) {
+                conn.prepare_cached(SET_SERVICE_STATE)?.execute(params![
+                    a.device_id,
+                    sequence,
+                    a.service_state(id)
+                ])?;
+            }
+            Ok(AckRecorded { known: true, first: true })
+        })
+        .await
+    }
+
+    pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
+        self.read(move |conn| {
+            Ok(collect(&mut conn.prepare_cached(EVIDENCE_SELECT)?, [id], |r| evidence_row(r))?.pop())
+        })
+        .await
+    }
+
+    pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {
+        self.read(move |conn| {
+            collect(&mut conn.prepare_cached(INCIDENTS_SELECT)?, params![device_id, limit], |r| {
+                incident_row(r)
+            })
+        })
+        .await
+    }
+}
+
+/// Every row of a query, mapped.
+fn collect<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, DbError>,
+) -> Result<Vec<T>, DbError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+fn insert_event(
+    conn: &Connection,
+    case_id: i64,
+    e: &NewCaseEvent,
+    order_id: Option<i64>,
+) -> Result<i64, DbError> {
+    Ok(conn.prepare_cached(INSERT_EVENT)?.query_row(
+        params![
+            case_id,
+            e.step.as_str(),
+            e.at_ms,
+            e.operator,
+            e.text,
+            e.deadline_ms,
+            e.corrected,
+            e.justification,
+            e.recipient,
+            order_id
+        ],
+        |r| r.get(0),
+    )?)
+}
+
+fn issue_order_tx(
+    conn: &Connection,
+    new: &NewOrder,
+    event: Option<&NewCaseEvent>,
+    sign: &OrderSigner,
+) -> Result<IssuedOrder, DbError> {
+    let device_id = new.device_id();
+    let o = &new.order;
+    let known = conn
+        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
+        .query_row([&device_id], |_| Ok(()))
+        .optional()?;
+    if known.is_none() {
+        return Err(DbError::UnknownDevice(device_id));
+    }
+    let sequence: i64 = conn.prepare_cached(NEXT_SEQUENCE)?.query_row([&device_id], |r| r.get(0))?;
+    let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
+    let id: i64 = conn.prepare_cached(INSERT_ORDER)?.query_row(
+        params![
+            device_id,
+            case_id,
+            kind_label(&o.kind),
+            sequence,
+            o.issued_at,
+            o.not_before,
+            o.expires_at,
+            o.deadline,
+            o.reason_ja,
+            o.reason_en,
+            new.operator,
+            new.justification,
+            Vec::<u8>::new(),
+            new.now_ms
+        ],
+        |r| r.get(0),
+    )?;
+    let cols = sign_columns(sign, new, id, sequence)?;
+    let command_id: i64 = conn
+        .prepare_cached(INSERT_ORDER_COMMAND)?
+        .query_row(params![device_id, cols.command_kind, cols.command_body, new.now_ms], |r| r.get(0))?;
+    conn.prepare_cached(COMPLETE_ORDER)?.execute(params![
+        id,
+        cols.signed.key_id,
+        cols.signed.order_bytes,
+        cols.signed.signed,
+        cols.order_hash,
+        command_id
+    ])?;
+    if let (Some(case_id), Some(event)) = (case_id, event) {
+        insert_event(conn, case_id, event, Some(id))?;
+    }
+    Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
+}
+
 const DEVICE_SELECT: &str =
     "SELECT d.id, d.institution_code, d.first_seen, d.last_seen, d.state, d.state_since,
         d.cert_not_after, d.last_health, d.suspension,
@@ -490,6 +786,19 @@ fn ingest_one(conn: &Connection, req: &IngestRequest) -> Result<IngestOutcome, D
         ])?;
         if n == 1 {
             accepted += 1;
+            if let Some(i) = &r.incident {
+                conn.prepare_cached(INSERT_INCIDENT)?.execute(params![
+                    dev.id,
+                    r.seq,
+                    i.id,
+                    i.command_id,
+                    i.segment,
+                    i.summary,
+                    i.report_json,
+                    r.at_ms,
+                    req.now_ms
+                ])?;
+            }
             if let Some(h) = &r.health {
                 if newest_health.is_none_or(|(seq, _)| r.seq > seq) {
                     newest_health = Some((r.seq, h));
