@@ -49,5 +49,12 @@ for p in "${PACKAGES[@]}"; do
     (cd "$DEBS" && apt-get download -q "${APT_OPTS[@]}" "$p:arm64" </dev/null)
     fetched=$((fetched + 1))
 done
+# One kernel only: drop images of an older ABI once the meta package moved on.
+for deb in "$DEBS"/linux-image-*_arm64.deb; do
+    case "${deb##*/}" in
+        "${KERNEL_PKG}_"*) ;;
+        *) rm -f "$deb" && echo "fetch-debs.sh: removed ${deb##*/} (superseded by $KERNEL_PKG)" ;;
+    esac
+done
 echo "fetch-debs.sh: ${#PACKAGES[@]} packages in cache, $fetched downloaded now"
 echo "$DEBS"
