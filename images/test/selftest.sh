@@ -14,8 +14,9 @@
 #                                 (apart from counters)
 #   probe open|blocked            a TCP connect from the terminal to PROBE_HOST:PROBE_PORT
 #   rss pid=PID kb=VMRSS age=S    the running agent's VmRSS and its age in seconds
-# A line "cpe-selftest reboot" or "cpe-selftest poweroff" typed on the serial
-# console asks /init for a clean reboot (SIGTERM) or power-off (SIGUSR2).
+# A line typed on the serial console: "cpe-selftest reboot" or "cpe-selftest
+# poweroff" asks /init for a clean reboot (SIGTERM) or power-off (SIGUSR2);
+# "cpe-selftest kill-agent" kills the agent (SIGKILL) for /init to restart it.
 
 # shellcheck source=/dev/null # written by the test
 . /etc/cpe-agent/selftest.env
@@ -28,6 +29,7 @@ while read -r word command; do
     case "$command" in
         reboot) mark "command reboot" && kill -TERM 1 ;;
         poweroff) mark "command poweroff" && kill -USR2 1 ;;
+        kill-agent) mark "command kill-agent" && kill -KILL "$(cat /run/cpe-init/agent.pid)" ;;
         *) mark "command unknown: $command" ;;
     esac
 done </dev/console &

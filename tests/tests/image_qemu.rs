@@ -404,14 +404,17 @@ impl World {
         serde_json::from_str(&self.carrier(&["device", "show", &self.device, "--json"])).unwrap()
     }
 
-    fn state(&self) -> Option<String> {
-        let out = self.carrier(&["devices", "--json"]);
-        let devices: Value = serde_json::from_str(&out).unwrap();
+    /// This device in `cpe-provision devices` (`Null` before its first report).
+    fn device_row(&self) -> Value {
+        let devices: Value = serde_json::from_str(&self.carrier(&["devices", "--json"])).unwrap();
         devices
-            .as_array()?
-            .iter()
-            .find(|d| d["id"] == self.device.as_str())
-            .and_then(|d| d["state"].as_str().map(str::to_owned))
+            .as_array()
+            .and_then(|all| all.iter().find(|d| d["id"] == self.device.as_str()).cloned())
+            .unwrap_or_default()
+    }
+
+    fn state(&self) -> Option<String> {
+        self.device_row()["state"].as_str().map(str::to_owned)
     }
 
     fn order(&self, args: &[&str]) -> String {
@@ -477,6 +480,19 @@ fn image_boots_reports_diagnoses_and_enforces_orders_across_reboot() {
         .wait(0, Duration::from_secs(150), |t| rss_reports(t).into_iter().find(|(_, age)| *age >= 60))
         .unwrap_or_else(|| panic!("no RSS report after 60 s of agent uptime{}", world.logs(&vm)));
     println!("IMAGE-BENCH agent_vmrss_idle_kb={} agent_age_s={}", idle.0, idle.1);
+
+    // The agent dies: /init restarts it and reporting goes on.
+    let from = vm.len();
+    vm.command("kill-agent");
+    vm.wait(from, STEP_TIMEOUT, |t| {
+        t.contains("cpe-init: starting cpe-agent run (restarts so far: 1)").then_some(())
+    })
+    .unwrap_or_else(|| panic!("agent not restarted after SIGKILL{}", world.logs(&vm)));
+    // Received after the old agent was gone: the new one reports.
+    let last_report = || world.device_row()["last_seen_ms"].as_i64();
+    let before = last_report();
+    wait_for(STEP_TIMEOUT, || (last_report() > before).then_some(()))
+        .unwrap_or_else(|| panic!("no report from the restarted agent{}", world.logs(&vm)));
 
     // Remote diagnosis: the verdict arrives as the device's latest incident.
     if diagnose {
