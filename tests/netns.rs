@@ -156,27 +156,25 @@ pub fn existing() -> Result<Vec<String>, NetnsError> {
 }
 
 /// Deletes this crate's namespaces (and `/etc/netns` directories) whose
-/// creating process is gone. Runs once per process, before the first
-/// namespace is created; namespaces of live parallel test processes stay.
+/// creating process is gone; namespaces of live (parallel) test processes
+/// stay. [`Netns::new`] runs it once per process before the first
+/// namespace is created.
 pub fn sweep_leftovers() {
-    static SWEEP: Once = Once::new();
-    SWEEP.call_once(|| {
-        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-        for name in existing().unwrap_or_default() {
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for name in existing().unwrap_or_default() {
+        if creator_pid(&name).is_some_and(|pid| !alive(pid)) {
+            eprintln!("netns: removing leftover namespace {name}");
+            remove_namespace(&name);
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(ETC_NETNS) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
             if creator_pid(&name).is_some_and(|pid| !alive(pid)) {
-                eprintln!("netns: removing leftover namespace {name}");
-                remove_namespace(&name);
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
-        if let Ok(dir) = std::fs::read_dir(ETC_NETNS) {
-            for entry in dir.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if creator_pid(&name).is_some_and(|pid| !alive(pid)) {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-    });
+    }
 }
 
 /// Kills every process inside namespace `name`, deletes it and its
@@ -326,7 +324,8 @@ impl Netns {
     /// Creates a namespace named after `role` (see [`unique_name`]) with its
     /// loopback up. The first call of a process sweeps leftovers.
     pub fn new(role: &str) -> Result<Self, NetnsError> {
-        sweep_leftovers();
+        static SWEEP: Once = Once::new();
+        SWEEP.call_once(sweep_leftovers);
         let name = unique_name(role);
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let netns = Self { name };
@@ -388,11 +387,6 @@ impl Netns {
     /// Sets the MTU of `iface`.
     pub fn set_mtu(&self, iface: &str, mtu: u16) -> Result<(), NetnsError> {
         self.ip(&["link", "set", iface, "mtu", &mtu.to_string()]).map(drop)
-    }
-
-    /// Sets the MAC address of `iface` (`02:00:…`).
-    pub fn set_mac(&self, iface: &str, mac: &str) -> Result<(), NetnsError> {
-        self.ip(&["link", "set", iface, "address", mac]).map(drop)
     }
 
     /// Adds `cidr` (`192.0.2.1/24`) to `iface`.
@@ -519,6 +513,17 @@ impl Netns {
         .is_ok_and(|o| o.status.success())
     }
 
+    /// Tries one TCP connection to `to` from inside the namespace (with
+    /// `netns-helper connect`) and says how it went.
+    pub fn tcp_connect(&self, to: SocketAddr, timeout_ms: u64) -> Result<Reach, NetnsError> {
+        let out = self.output(
+            binary("netns-helper"),
+            &["connect", "--to", &to.to_string(), "--timeout-ms", &timeout_ms.to_string()],
+        )?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(Reach::parse(text.trim()))
+    }
+
     /// The pids of the processes running inside the namespace.
     pub fn pids(&self) -> Result<Vec<u32>, NetnsError> {
         let text = run(Command::new("ip").args(["netns", "pids", &self.name]))?;
@@ -586,6 +591,31 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         remove_namespace(&self.name);
+    }
+}
+
+/// The outcome of a TCP connection attempt ([`Netns::tcp_connect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// The three-way handshake completed.
+    Connected,
+    /// The host answered with a reset: reachable, nothing listening.
+    Refused,
+    /// Nothing answered in time (dropped on the way or at the host).
+    Timeout,
+    /// An ICMP error or a local error (no route, network unreachable, …).
+    Unreachable(String),
+}
+
+impl Reach {
+    /// Reads the line `netns-helper connect` prints.
+    pub fn parse(line: &str) -> Self {
+        match line {
+            "connected" => Reach::Connected,
+            "refused" => Reach::Refused,
+            "timeout" => Reach::Timeout,
+            other => Reach::Unreachable(other.strip_prefix("unreachable: ").unwrap_or(other).to_owned()),
+        }
     }
 }
 
@@ -1012,6 +1042,18 @@ mod tests {
         assert_eq!(text.matches("icmp code frag-needed drop").count(), 2, "{text}");
         let empty = render_fault_table(&[]);
         assert!(!empty.contains("drop"), "{empty}");
+    }
+
+    #[test]
+    fn connection_outcomes_are_read_back() {
+        assert_eq!(Reach::parse("connected"), Reach::Connected);
+        assert_eq!(Reach::parse("refused"), Reach::Refused);
+        assert_eq!(Reach::parse("timeout"), Reach::Timeout);
+        assert_eq!(
+            Reach::parse("unreachable: No route to host"),
+            Reach::Unreachable("No route to host".into())
+        );
+        assert_eq!(Reach::parse(""), Reach::Unreachable(String::new()));
     }
 
     #[test]

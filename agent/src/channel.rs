@@ -5,8 +5,12 @@
 //! edge). Errors are split into [`ChannelError::is_retryable`] ones (line
 //! down, server busy: try again with [`Backoff`]) and refusals that retrying
 //! will not fix (the server said the body or identity is wrong: log loudly).
+//! The carrier's HTTP `Date` of the last successful exchange is kept
+//! ([`CarrierClient::carrier_time`]): it confirms the device clock for
+//! compliance orders ([`crate::orders::timesync`]).
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cpe_protocol::{
     decode, encode, BatchAck, CommandAck, CommandList, Empty, EnrolRequest, EnrolResponse, Pong, Record,
@@ -18,6 +22,7 @@ use serde::Serialize;
 
 use crate::identity::store::StoredIdentity;
 use crate::identity::tls::{client_config, TlsError};
+use crate::orders::timesync::{parse_http_date, CarrierTime};
 
 /// Why a call to the carrier failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +78,16 @@ pub struct CarrierClient {
     http: reqwest::Client,
     base: String,
     device: String,
+    /// The carrier's `Date` from the last successful exchange, with the
+    /// monotonic and system clocks at that moment (shared by clones).
+    server_time: Arc<Mutex<Option<ServerTime>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ServerTime {
+    server_unix: i64,
+    observed: Instant,
+    clock_at_observation: i64,
 }
 
 impl CarrierClient {
@@ -93,7 +108,12 @@ impl CarrierClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ChannelError::Client(e.to_string()))?;
-        Ok(Self { http, base: base_url.trim_end_matches('/').to_owned(), device })
+        Ok(Self {
+            http,
+            base: base_url.trim_end_matches('/').to_owned(),
+            device,
+            server_time: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// The server's base URL.
@@ -104,6 +124,17 @@ impl CarrierClient {
     /// The device id this client claims.
     pub fn device(&self) -> &str {
         &self.device
+    }
+
+    /// The carrier's time as last seen on a successful mutual-TLS exchange
+    /// (its HTTP `Date`), aged by the monotonic clock; for clock trust.
+    pub fn carrier_time(&self) -> Option<CarrierTime> {
+        let seen = (*self.server_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner))?;
+        Some(CarrierTime {
+            server_unix: seen.server_unix,
+            clock_at_observation: seen.clock_at_observation,
+            age_secs: i64::try_from(seen.observed.elapsed().as_secs()).unwrap_or(i64::MAX),
+        })
     }
 
     /// Sends `records` (oldest first) and returns the server's acknowledgement.
@@ -157,6 +188,11 @@ impl CarrierClient {
             .await
             .map_err(|e| ChannelError::Unreachable { url: url.clone(), detail: error_chain(&e) })?;
         let status = response.status();
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date);
         let bytes = response
             .bytes()
             .await
@@ -164,6 +200,14 @@ impl CarrierClient {
         if !status.is_success() {
             let message = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             return Err(ChannelError::Status { url, status: status.as_u16(), message });
+        }
+        if let Some(server_unix) = date {
+            let seen = ServerTime {
+                server_unix,
+                observed: Instant::now(),
+                clock_at_observation: crate::clock::now().unix_timestamp(),
+            };
+            *self.server_time.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(seen);
         }
         decode(&bytes).map_err(|e| ChannelError::Decode { url, detail: e.to_string() })
     }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use cpe_agent::audit::{self, AuditKind, AuditLog};
 use cpe_agent::clock;
 use cpe_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
+use cpe_agent::diagnose::{session, store, CheckResult, Segment};
 use cpe_agent::identity::csr::{self, CsrSubject, KeyAlgorithm};
 use cpe_agent::identity::store::IdentityStore;
 use cpe_agent::identity::validate::{rfc3339, Policy};
@@ -18,6 +19,8 @@ use cpe_agent::identity::{self, status, ImportError, ImportInput};
 use cpe_agent::lang::Lang;
 use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
 use tracing_subscriber::filter::LevelFilter;
+
+mod orders;
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_CANNOT_RUN: u8 = 2;
@@ -47,6 +50,16 @@ enum Command {
     /// Manage the institution certificate (機関証明書).
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Self-diagnosis (guideline §1.3.2 ④): check the terminals, the LAN,
+    /// this device, the uplink and the carrier, and name the segment at fault.
+    ///
+    /// Checks run concurrently, each with its own timeout (whole run ≤
+    /// `[diagnose] total_timeout_ms`, 10 s by default); progress goes to
+    /// stderr when it is a terminal. The report is kept in
+    /// `<state_dir>/diagnosis/last.json` and queued for the carrier as an
+    /// incident. Exit codes: 0 healthy, 1 fault found or service suspended,
+    /// 2 could not run.
+    Diagnose(DiagnoseArgs),
     /// Run the agent service: heartbeats and events to the carrier, commands,
     /// certificate renewal. Stops on SIGTERM, reloads the configuration on
     /// SIGHUP. Meant for systemd (Type=simple) or procd.
@@ -55,6 +68,16 @@ enum Command {
     /// changes, diagnoses): export it for an auditor, or verify an export.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Install the firewall for the persisted order state: the suspension
+    /// block if a stop order is in force, nothing otherwise. Run it at early
+    /// boot, before the LAN is served (`run` also does it first). Idempotent.
+    /// Exit 0 enforced, 2 could not run (state unreadable, nft failed).
+    ApplyState,
+    /// Compliance orders from the carrier (stop, resume, notice, key
+    /// rotation, drill). Only a signed resume order lifts a suspension: no
+    /// command, configuration change or `cert wipe` does.
+    #[command(subcommand)]
+    Orders(orders::OrdersCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,11 +140,51 @@ enum CertCommand {
     /// Go back to the previously installed identity.
     Rollback,
     /// Decommission: overwrite and delete every key and certificate.
+    ///
+    /// The order state (`<state_dir>/orders/`) is not touched: a suspension
+    /// stays in force until the carrier's signed resume order.
     Wipe {
         /// Confirm: the device loses its identity and cannot connect.
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct DiagnoseArgs {
+    /// Print exactly one JSON document (the report) on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Which segment's checks to run.
+    #[arg(long, value_enum, default_value = "all")]
+    segment: SegmentChoice,
+    /// Check only this terminal (a registered one or any LAN address).
+    #[arg(long, value_name = "IP")]
+    terminal: Option<std::net::IpAddr>,
+}
+
+/// `--segment` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SegmentChoice {
+    Terminal,
+    Lan,
+    Device,
+    Uplink,
+    Carrier,
+    All,
+}
+
+impl SegmentChoice {
+    fn segments(self) -> std::collections::BTreeSet<Segment> {
+        match self {
+            Self::Terminal => [Segment::Terminal].into(),
+            Self::Lan => [Segment::Lan].into(),
+            Self::Device => [Segment::Device].into(),
+            Self::Uplink => [Segment::Uplink].into(),
+            Self::Carrier => [Segment::Carrier].into(),
+            Self::All => Segment::PATH.into_iter().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +242,7 @@ impl From<ImportError> for Failure {
 pub fn run(cli: &Cli) -> ExitCode {
     let lang = cli.lang.unwrap_or_else(Lang::from_env);
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             let text = match lang {
                 Lang::Ja => format!("エラー: {}", failure.ja),
@@ -191,24 +254,28 @@ pub fn run(cli: &Cli) -> ExitCode {
     }
 }
 
-fn dispatch(cli: &Cli) -> Result<(), Failure> {
+fn dispatch(cli: &Cli) -> Result<u8, Failure> {
     let lang = cli.lang.unwrap_or_else(Lang::from_env);
     if let Command::Log(LogCommand::Verify { file, json }) = &cli.command {
-        return verify_log(file, *json, lang);
+        return verify_log(file, *json, lang).map(|()| 0);
     }
     let config = AgentConfig::load(&cli.config)
         .map_err(|e| Failure::cannot_run(e.to_string(), format!("設定ファイルを読み込めません: {e}")))?;
     let store = IdentityStore::new(OsStorage, &config.state_dir);
-    match &cli.command {
+    let done = match &cli.command {
         Command::Cert(CertCommand::Import(args)) => import(&config, &store, args, lang),
         Command::Cert(CertCommand::Status { json }) => show_status(&config, &store, *json, lang),
         Command::Cert(CertCommand::Csr { out, key_type }) => make_csr(&config, &store, out, *key_type, lang),
         Command::Cert(CertCommand::Rollback) => rollback(&config, &store, lang),
         Command::Cert(CertCommand::Wipe { yes }) => wipe(&config, &store, *yes, lang),
+        Command::Diagnose(args) => return diagnose(&config, args, lang),
         Command::Run => run_service(&cli.config, config),
         Command::Log(LogCommand::Export { out }) => export_log(&config, out, lang),
         Command::Log(LogCommand::Verify { file, json }) => verify_log(file, *json, lang),
-    }
+        Command::ApplyState => orders::apply_state(&config, lang),
+        Command::Orders(command) => orders::run(&config, command, lang),
+    };
+    done.map(|()| 0)
 }
 
 /// Records a certificate change in the audit log. The change has happened
@@ -464,6 +531,60 @@ fn wipe(
         }
     );
     Ok(())
+}
+
+fn diagnose(config: &AgentConfig, args: &DiagnoseArgs, lang: Lang) -> Result<u8, Failure> {
+    use std::io::IsTerminal;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        Failure::cannot_run(
+            format!("cannot start the runtime: {e}"),
+            format!("実行環境を開始できません: {e}"),
+        )
+    })?;
+    let progress: cpe_agent::diagnose::run::Progress = if std::io::stderr().is_terminal() {
+        std::sync::Arc::new(move |r: &CheckResult| eprintln!("{}", progress_line(r, lang)))
+    } else {
+        std::sync::Arc::new(|_: &CheckResult| {})
+    };
+    let outcome = runtime.block_on(session::diagnose_system(
+        config,
+        args.segment.segments(),
+        args.terminal,
+        cpe_agent::orders::device::suspension(config),
+        progress,
+    ));
+    // A resolver thread stuck past its timeout must not hold the exit.
+    runtime.shutdown_background();
+    let diagnosis =
+        outcome.map_err(|e| Failure::cannot_run(e.to_string(), format!("診断結果を作成できません: {e}")))?;
+    let report = &diagnosis.report;
+    if let Err(e) = store::record(config, report, None) {
+        tracing::warn!(error = %e, "the diagnosis is not stored on the device");
+    }
+    let limits = config.queue.limits();
+    let queued = store::incident(report, None, store::incident_budget(&limits))
+        .and_then(|incident| store::queue_from_cli(&config.state_dir, limits, &incident, now_unix_ms()));
+    match queued {
+        Ok(delivery) => tracing::info!(?delivery, "diagnosis queued for the carrier"),
+        Err(e) => tracing::warn!(error = %e, "the diagnosis could not be queued for the carrier"),
+    }
+    let shown = diagnosis.report_in(lang);
+    if args.json {
+        let json = shown.to_json().map_err(|e| Failure::cannot_run(e.to_string(), e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", shown.render_text(lang));
+    }
+    Ok(diagnosis.verdict.exit_code())
+}
+
+fn now_unix_ms() -> i64 {
+    i64::try_from(clock::now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// One line per finished check: status, name, time, evidence.
+fn progress_line(r: &CheckResult, lang: Lang) -> String {
+    format!("[{:<4}] {} ({} ms) {}", r.status.label(lang), r.name, r.duration_ms, r.evidence.text)
 }
 
 fn run_service(path: &Path, config: AgentConfig) -> Result<(), Failure> {

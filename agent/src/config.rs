@@ -61,9 +61,160 @@ pub struct AgentConfig {
     /// `cpe-agent diagnose`.
     #[serde(default, rename = "terminal")]
     pub terminals: Vec<TerminalConfig>,
+    /// Compliance orders: the carrier's order keys, clock trust.
+    #[serde(default)]
+    pub orders: OrdersConfig,
+    /// The notice page on the LAN.
+    #[serde(default)]
+    pub notice: NoticeConfig,
     /// How much audit log the device keeps (`[audit] max_bytes`, `segment_bytes`).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Timeouts, probe counts and limits of `cpe-agent diagnose`.
+    #[serde(default)]
+    pub diagnose: DiagnoseConfig,
+}
+
+/// `[orders]`: how the device verifies compliance orders.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// The carrier's order public keys (Ed25519, 64 hex characters each).
+    /// Read only when the order state is first created; afterwards only
+    /// signed key-rotation orders change the trusted keys.
+    pub keys: Vec<String>,
+    /// A file whose existence says the clock is synchronised (e.g.
+    /// `/run/systemd/timesync/synchronized`).
+    pub time_synced_flag: Option<PathBuf>,
+}
+
+impl OrdersConfig {
+    /// The keys as bytes (checked when the configuration was loaded).
+    pub fn public_keys(&self) -> Vec<[u8; 32]> {
+        self.keys.iter().filter_map(|k| crate::orders::parse_key_hex(k).ok()).collect()
+    }
+}
+
+/// `[notice]`: the local notice page (§2.2 ⑦).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticeConfig {
+    /// Addresses to serve it on, e.g. `["192.168.1.1:80"]` (the LAN
+    /// address); empty: no notice page.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The carrier's contact, Japanese (e.g. a phone number and hours).
+    pub contact_ja: String,
+    /// The carrier's contact, English.
+    pub contact_en: String,
+}
+
+/// `[diagnose]`: how `cpe-agent diagnose` probes and judges. The defaults
+/// keep the worst case of a run under 10 s.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnoseConfig {
+    /// Hard limit of a whole run, ms; checks still running then fail as timed out.
+    pub total_timeout_ms: u64,
+    /// Wait for an echo reply after the last request, ms.
+    pub echo_timeout_ms: u64,
+    /// Time between echo requests of one series, ms.
+    pub echo_interval_ms: u64,
+    /// Echo requests to each terminal, the gateway and the platform.
+    pub echo_count: u16,
+    /// Echo requests to the carrier for loss, latency and jitter.
+    pub quality_probes: u16,
+    /// Time between the quality echoes, ms.
+    pub quality_interval_ms: u64,
+    /// DNS resolution of the carrier host, ms.
+    pub dns_timeout_ms: u64,
+    /// TCP connect to the carrier, ms.
+    pub connect_timeout_ms: u64,
+    /// TLS handshake plus `/v1/ping`, ms.
+    pub tls_timeout_ms: u64,
+    /// The MTU the uplink should carry (IP packet size of the largest DF probe).
+    pub expected_mtu: u32,
+    /// How long to listen for ARP answers when looking for a duplicate IP, ms.
+    pub duplicate_window_ms: u64,
+    /// Window over which LAN error/drop counters and CPU use are measured, ms.
+    pub counter_window_ms: u64,
+    /// Loss (%) from which `uplink.loss` warns.
+    pub loss_warn_pct: f64,
+    /// Loss (%) from which `uplink.loss` fails.
+    pub loss_fail_pct: f64,
+    /// Average round trip (ms) from which `uplink.latency` warns.
+    pub latency_warn_ms: f64,
+    /// Average round trip (ms) from which `uplink.latency` fails.
+    pub latency_fail_ms: f64,
+    /// Jitter (ms, mean difference of successive round trips) from which `uplink.jitter` warns.
+    pub jitter_warn_ms: f64,
+    /// Free memory (% of total) below which `device.memory` fails.
+    pub min_free_memory_pct: f64,
+    /// Free space (KiB) on the state partition below which `device.disk` fails.
+    pub min_free_disk_kib: u64,
+    /// CPU busy (%) from which `device.cpu` warns.
+    pub cpu_warn_pct: f64,
+    /// Largest tolerated difference (s) between the device and carrier clocks.
+    pub max_clock_skew_s: i64,
+    /// The agent's nftables table, present only while service is suspended.
+    pub firewall_table: String,
+    /// Reports kept in `<state_dir>/diagnosis/history/`.
+    pub history: usize,
+}
+
+impl Default for DiagnoseConfig {
+    fn default() -> Self {
+        Self {
+            total_timeout_ms: 10_000,
+            echo_timeout_ms: 1_000,
+            echo_interval_ms: 100,
+            echo_count: 3,
+            quality_probes: 20,
+            quality_interval_ms: 50,
+            dns_timeout_ms: 2_000,
+            connect_timeout_ms: 2_000,
+            tls_timeout_ms: 3_000,
+            expected_mtu: 1500,
+            duplicate_window_ms: 800,
+            counter_window_ms: 1_000,
+            loss_warn_pct: 5.0,
+            loss_fail_pct: 25.0,
+            latency_warn_ms: 200.0,
+            latency_fail_ms: 1_000.0,
+            jitter_warn_ms: 50.0,
+            min_free_memory_pct: 5.0,
+            min_free_disk_kib: 1024,
+            cpu_warn_pct: 90.0,
+            max_clock_skew_s: 300,
+            firewall_table: "inet cpe_agent".into(),
+            history: 20,
+        }
+    }
+}
+
+impl DiagnoseConfig {
+    /// Checks the values; returns a message naming the bad one.
+    pub fn check(&self) -> Result<(), String> {
+        if self.total_timeout_ms == 0
+            || self.echo_timeout_ms == 0
+            || self.echo_count == 0
+            || self.quality_probes == 0
+        {
+            return Err(
+                "diagnose.total_timeout_ms, echo_timeout_ms, echo_count and quality_probes must be above 0"
+                    .into(),
+            );
+        }
+        if !(576..=9000).contains(&self.expected_mtu) {
+            return Err(format!(
+                "diagnose.expected_mtu is {}; it must be between 576 and 9000",
+                self.expected_mtu
+            ));
+        }
+        if self.loss_warn_pct > self.loss_fail_pct || self.latency_warn_ms > self.latency_fail_ms {
+            return Err("diagnose: the warn thresholds must not be above the fail thresholds".into());
+        }
+        Ok(())
+    }
 }
 
 /// `[network]`: the interfaces and addresses around the device. The uplinks
@@ -138,6 +289,17 @@ pub struct QueueConfig {
     pub max_bytes: u64,
     /// Oldest record kept, days.
     pub max_age_days: u64,
+}
+
+impl QueueConfig {
+    /// The queue's limits from this section (other limits at their defaults).
+    pub fn limits(&self) -> crate::queue::QueueLimits {
+        crate::queue::QueueLimits {
+            max_total_bytes: self.max_bytes,
+            max_age_ms: i64::try_from(self.max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
+            ..crate::queue::QueueLimits::default()
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -243,6 +405,16 @@ impl AgentConfig {
         if let Some(leases) = &mut config.network.dhcp_leases {
             *leases = base.join(&*leases);
         }
+        if let Some(flag) = &mut config.orders.time_synced_flag {
+            *flag = base.join(&*flag);
+        }
+        for key in &config.orders.keys {
+            crate::orders::parse_key_hex(key).map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("[orders] keys: {message}"),
+            })?;
+        }
+        config.diagnose.check().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
         config
             .thresholds
             .check()
@@ -335,8 +507,36 @@ mod tests {
         assert_eq!(config.network.dhcp_leases, Some(dir.path().join("leases")));
         assert_eq!(config.terminals.len(), 2);
         assert_eq!(config.terminals[1].mac, None);
+        assert_eq!(config.diagnose, DiagnoseConfig::default());
+        std::fs::write(&main, "[diagnose]\nexpected_mtu = 1400\necho_count = 5\n").unwrap();
+        let config = AgentConfig::load(&main).unwrap();
+        assert_eq!((config.diagnose.expected_mtu, config.diagnose.echo_count), (1400, 5));
+        std::fs::write(&main, "[diagnose]\nexpected_mtu = 100\n").unwrap();
+        assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("expected_mtu"));
         std::fs::write(&main, "[[terminal]]\nname = \"x\"\nip = \"192.168.10.300\"\n").unwrap();
         assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("invalid IP"));
+    }
+
+    #[test]
+    fn orders_and_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("agent.toml");
+        let key = "ab".repeat(32);
+        std::fs::write(
+            &main,
+            format!(
+                "[orders]\nkeys = [\"{key}\"]\ntime_synced_flag = \"run/synced\"\n\
+                 [notice]\nlisten = [\"192.168.1.1:80\"]\ncontact_ja = \"電話\"\n"
+            ),
+        )
+        .unwrap();
+        let config = AgentConfig::load(&main).unwrap();
+        assert_eq!(config.orders.public_keys(), vec![[0xab; 32]]);
+        assert_eq!(config.orders.time_synced_flag, Some(dir.path().join("run/synced")));
+        assert_eq!(config.notice.listen, vec!["192.168.1.1:80".parse().unwrap()]);
+        assert_eq!(config.notice.contact_ja, "電話");
+        std::fs::write(&main, "[orders]\nkeys = [\"abcd\"]\n").unwrap();
+        assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("[orders] keys"));
     }
 
     #[test]

@@ -8,7 +8,14 @@
 //! - the sender: sends the queue in order, in batches, drops what the carrier
 //!   acknowledged, and backs off with jitter while the line or the carrier is
 //!   down (nothing is lost: the queue is on disk);
-//! - the command poller (long-poll) and the renewal check.
+//! - the command poller (long-poll): compliance orders go through the
+//!   order pipeline ([`crate::orders`]) and are acknowledged with the
+//!   signed receipt or the refusal class; and the renewal check;
+//! - the notice page on `[notice] listen` ([`crate::notice`]).
+//!
+//! Before any of it, the persisted order state is enforced (a suspended
+//! device is blocked again at once), and every heartbeat interval the
+//! firewall is reconciled with it.
 //!
 //! SIGTERM stops it cleanly; SIGHUP reloads the configuration (thresholds,
 //! carrier settings). Everything it needs from the OS sits behind the
@@ -25,14 +32,21 @@ use cpe_protocol::{Command, CommandAck, CommandKind, Event, Payload, Record};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
+use crate::audit::AuditLog;
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
+use crate::diagnose::{session, store, Segment};
 use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::Aggregator;
-use crate::queue::{Queue, QueueLimits, RecordClass};
+use crate::notice::{self, HealthSlot, NoticeSource};
+use crate::orders;
+use crate::orders::device::DeviceOrders;
+use crate::orders::firewall::NftFirewall;
+use crate::orders::timesync::CarrierTime;
+use crate::queue::{Queue, RecordClass};
 use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
 use crate::thresholds::ThresholdSet;
 
@@ -74,6 +88,8 @@ struct Daemon {
     client: Mutex<Option<CarrierClient>>,
     wake_sender: Notify,
     report_now: Notify,
+    /// The latest heartbeat figures, for the notice page.
+    health: HealthSlot,
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -83,13 +99,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let queue_dir = config.state_dir.join("queue");
-    let limits = QueueLimits {
-        max_total_bytes: config.queue.max_bytes,
-        max_age_ms: i64::try_from(config.queue.max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX),
-        ..QueueLimits::default()
-    };
-    let queue = Queue::open(&queue_dir, limits)
+    let queue = Queue::open(&queue_dir, config.queue.limits())
         .map_err(|e| DaemonError::Queue { dir: queue_dir.clone(), detail: e.to_string() })?;
+    // The persisted order state first: a suspended device is blocked again
+    // before anything else runs (also done earlier by `cpe-agent apply-state`).
+    reconcile_firewall(&config, true);
+    let health = HealthSlot::default();
+    let notice = (!config.notice.listen.is_empty()).then(|| {
+        let source = NoticeSource {
+            state_dir: config.state_dir.clone(),
+            contact_ja: config.notice.contact_ja.clone(),
+            contact_en: config.notice.contact_en.clone(),
+            health: health.clone(),
+        };
+        tokio::spawn(notice::serve(config.notice.listen.clone(), source))
+    });
     let shared = Arc::new(Daemon {
         config_path: config_path.to_owned(),
         config: Mutex::new(config),
@@ -97,8 +121,10 @@ pub async fn run(
         client: Mutex::new(None),
         wake_sender: Notify::new(),
         report_now: Notify::new(),
+        health,
     });
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
+    drain_diagnosis_outbox(&shared);
     let sender = tokio::spawn(sender_loop(shared.clone()));
     let poller = tokio::spawn(command_loop(shared.clone()));
     let renewer = tokio::spawn(renewal_loop(shared.clone()));
@@ -106,6 +132,9 @@ pub async fn run(
     sender.abort();
     poller.abort();
     renewer.abort();
+    if let Some(notice) = notice {
+        notice.abort();
+    }
     if let Err(e) = lock(&shared.queue).checkpoint() {
         tracing::warn!(error = %e, "could not save the queue position (acknowledged records may be sent again)");
     }
@@ -206,10 +235,32 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
 }
 
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
+    drain_diagnosis_outbox(shared);
     let mut health = aggregator.finish();
     health.agent_version = version();
-    health.cert_not_after = current_not_after(&lock(&shared.config));
+    let config = lock(&shared.config).clone();
+    health.cert_not_after = current_not_after(&config);
+    *lock(&shared.health) = Some(health.clone());
     push(shared, RecordClass::Metric, &Payload::Heartbeat(health));
+    // Put the block back if something (a firewall reload) removed it.
+    reconcile_firewall(&config, false);
+}
+
+/// Makes the firewall match the persisted order state; `at_start` records a
+/// block in the audit log (see [`orders::device::apply_state`]).
+fn reconcile_firewall(config: &AgentConfig, at_start: bool) {
+    let audit = AuditLog::with_config(&config.state_dir, config.audit);
+    match orders::device::apply_state(config, &NftFirewall::default(), &audit, at_start) {
+        Ok(Some(state)) if at_start => {
+            tracing::info!(
+                state = state.service.state.as_str(),
+                sequence = state.last_sequence,
+                "order state enforced"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "the firewall does not match the order state"),
+    }
 }
 
 fn current_not_after(config: &AgentConfig) -> Option<i64> {
@@ -350,7 +401,7 @@ async fn command_loop(shared: Arc<Daemon>) {
             Ok((client, list)) => {
                 backoff.reset();
                 for command in list.commands {
-                    let ack = execute(&shared, &command);
+                    let ack = execute(&shared, &command, client.carrier_time()).await;
                     if let Err(e) = client.ack_command(&ack).await {
                         tracing::warn!(id = command.id, error = %e, "command acknowledgement not delivered");
                     }
@@ -365,19 +416,108 @@ async fn command_loop(shared: Arc<Daemon>) {
     }
 }
 
-fn execute(shared: &Daemon, command: &Command) -> CommandAck {
+async fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>) -> CommandAck {
     tracing::info!(id = command.id, kind = ?command.kind, "command received");
     match &command.kind {
         CommandKind::ReportNow => {
             shared.report_now.notify_one();
             CommandAck { id: command.id, ok: true, detail: "heartbeat queued".into(), receipt: None }
         }
-        CommandKind::Diagnose | CommandKind::Order { .. } => CommandAck {
-            id: command.id,
-            ok: false,
-            detail: "not supported by this agent version".into(),
-            receipt: None,
-        },
+        CommandKind::Order { signed } => {
+            let config = lock(&shared.config).clone();
+            apply_order_command(&config, command.id, signed, carrier_time)
+        }
+        CommandKind::Diagnose => diagnose_remote(shared, command.id).await,
+    }
+}
+
+/// Applies a compliance order received as a command and acknowledges it:
+/// `ok` with the signed receipt, or `ok = false` with `<class>: <reason>`.
+fn apply_order_command(
+    config: &AgentConfig,
+    id: u64,
+    signed: &[u8],
+    carrier_time: Option<CarrierTime>,
+) -> CommandAck {
+    let received = Instant::now();
+    let refused = |detail: String| CommandAck { id, ok: false, detail, receipt: None };
+    let device = match DeviceOrders::load(config, carrier_time) {
+        Ok(device) => device,
+        Err(e) => return refused(format!("no_institution: {e}")),
+    };
+    let clock = orders::device::current_clock(config, carrier_time);
+    match device.apply(config, signed, clock, &NftFirewall::default()) {
+        Ok(applied) => {
+            let elapsed_ms = received.elapsed().as_secs_f64() * 1000.0;
+            let state = applied.state.service.state.as_str();
+            tracing::info!(
+                sequence = applied.verified.order.sequence,
+                state,
+                elapsed_ms,
+                "order applied and enforced (command received → rules in place)"
+            );
+            let mut detail = format!(
+                "applied order {} (sequence {}): {state}{}",
+                applied.verified.order.id,
+                applied.verified.order.sequence,
+                if applied.state.service.drill { " (drill)" } else { "" }
+            );
+            if let Some(problem) = applied.receipt_problem {
+                detail = format!("{detail}; no receipt: {problem}");
+            }
+            CommandAck { id, ok: true, detail, receipt: applied.receipt }
+        }
+        Err(e) => refused(format!("{}: {e}", e.class())),
+    }
+}
+
+/// A remote diagnosis (§1.3.2 ⑤): runs every check, keeps the report on
+/// the device and queues it as an incident carrying the command's id; the
+/// acknowledgement says the verdict ("suspended" while a stop order is in
+/// force).
+async fn diagnose_remote(shared: &Daemon, id: u64) -> CommandAck {
+    let config = lock(&shared.config).clone();
+    let segments = Segment::PATH.into_iter().collect();
+    let diagnosis = match session::diagnose_system(
+        &config,
+        segments,
+        None,
+        orders::device::suspension(&config),
+        Arc::new(|_| {}),
+    )
+    .await
+    {
+        Ok(diagnosis) => diagnosis,
+        Err(e) => {
+            return CommandAck { id, ok: false, detail: format!("diagnosis failed: {e}"), receipt: None }
+        }
+    };
+    let report = &diagnosis.report;
+    if let Err(e) = store::record(&config, report, Some(id)) {
+        tracing::warn!(error = %e, "diagnosis not stored on the device");
+    }
+    let budget = store::incident_budget(lock(&shared.queue).limits());
+    match store::incident(report, Some(id), budget) {
+        Ok(incident) => push(shared, RecordClass::Event, &Payload::Incident(incident)),
+        Err(e) => tracing::error!(error = %e, "diagnosis could not be queued for the carrier"),
+    }
+    tracing::info!(diagnosis = %report.id, verdict = %report.verdict.segment, "remote diagnosis done");
+    CommandAck {
+        id,
+        ok: true,
+        detail: format!("diagnosis {}: {}: {}", report.id, report.verdict.segment, report.verdict.summary),
+        receipt: None,
+    }
+}
+
+/// Moves diagnoses the CLI left in the outbox (while this daemon held the
+/// queue) into the queue.
+fn drain_diagnosis_outbox(shared: &Daemon) {
+    let state_dir = lock(&shared.config).state_dir.clone();
+    let queued = store::drain_outbox(&state_dir, &mut lock(&shared.queue), now_unix_ms());
+    if queued > 0 {
+        tracing::info!(queued, "diagnoses from the CLI queued for the carrier");
+        shared.wake_sender.notify_one();
     }
 }
 

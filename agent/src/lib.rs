@@ -17,13 +17,16 @@
 //! - [`metrics`]: device health read from `/proc` and `/sys`, aggregated
 //!   into the heartbeat (CPU, memory, load, temperature, per-line
 //!   bandwidth, active uplink) and failover detection.
-//! - [`diagnose`]: the pure decision core of self-diagnosis (§1.3.2 ④):
-//!   named check results, the verdict naming the faulty segment (terminal →
-//!   LAN → device → uplink → carrier) with a hint, and the report document.
+//! - [`diagnose`]: self-diagnosis (§1.3.2 ④): named check results, the
+//!   verdict naming the faulty segment (terminal → LAN → device → uplink →
+//!   carrier) with a hint, the report document; the probes behind one trait,
+//!   the concurrent runner, storage on the device and incidents for the carrier.
 //! - [`thresholds`]: the two-level (caution 注意 / warning 警告) threshold
 //!   state machine with hysteresis and minimum duration.
-//! - [`orders`]: compliance orders (§2.2): the pure verifier that decides,
-//!   with an injected clock, whether a signed order may be applied.
+//! - [`orders`]: compliance orders (§2.2): the pure verifier, the durable
+//!   order state, nftables enforcement, signed receipts and the apply
+//!   pipeline behind `cpe-agent apply-state` / `orders` and the daemon.
+//! - [`notice`]: the notice page on the LAN (§2.2 ⑦).
 //! - [`audit`]: the append-only, hash-chained audit log (§2.1.1(5)) with
 //!   rotation, export and the export verifier.
 #![forbid(unsafe_code)]
@@ -37,6 +40,7 @@ pub mod diagnose;
 pub mod identity;
 pub mod lang;
 pub mod metrics;
+pub mod notice;
 pub mod orders;
 pub mod queue;
 pub mod renew;

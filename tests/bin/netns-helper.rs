@@ -7,9 +7,13 @@
 //! netns-helper dns --listen ADDR --name NAME=IPV4 [--name …]
 //! netns-helper tcp-echo --listen ADDR
 //! netns-helper relay --listen ADDR --to ADDR --delay-ms N [--udp]
+//! netns-helper connect --to ADDR --timeout-ms N
 //! ```
-//! Each prints `listening on ADDR` on stdout once bound, then serves until
-//! killed. Exit code 2 on bad arguments or when the address cannot be bound.
+//! Each server prints `listening on ADDR` on stdout once bound, then serves
+//! until killed. `connect` tries one TCP connection and prints its outcome
+//! (`connected`, `refused`, `timeout`, `unreachable: …`), exiting 0 only
+//! when connected. Exit code 2 on bad arguments or when the address cannot
+//! be bound.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 use cpe_e2e::netns::dns;
 
 const USAGE: &str = "usage: netns-helper dns --listen ADDR --name NAME=IPV4 … | tcp-echo --listen ADDR | \
-                     relay --listen ADDR --to ADDR --delay-ms N [--udp]";
+                     relay --listen ADDR --to ADDR --delay-ms N [--udp] | connect --to ADDR --timeout-ms N";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,6 +54,9 @@ fn addr(args: &[String], flag: &str) -> Result<SocketAddr, String> {
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("connect") {
+        return connect(addr(args, "--to")?, value(args, "--timeout-ms")?);
+    }
     let listen = addr(args, "--listen")?;
     match args.first().map(String::as_str) {
         Some("dns") => {
@@ -77,6 +84,22 @@ fn serve(args: &[String]) -> Result<(), String> {
         }
         _ => Err("unknown or missing subcommand".into()),
     }
+}
+
+/// One TCP connection attempt; prints the outcome, exits 1 unless connected.
+fn connect(to: SocketAddr, timeout_ms: &str) -> Result<(), String> {
+    let timeout = Duration::from_millis(timeout_ms.parse().map_err(|e| format!("--timeout-ms: {e}"))?);
+    let outcome = match TcpStream::connect_timeout(&to, timeout) {
+        Ok(_) => "connected".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => "refused".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "timeout".to_owned(),
+        Err(e) => format!("unreachable: {e}"),
+    };
+    println!("{outcome}");
+    if outcome != "connected" {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn announce(addr: std::io::Result<SocketAddr>) -> Result<(), String> {

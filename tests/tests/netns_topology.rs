@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use cpe_e2e::netns::{self, plan, FaultRule, Topology};
+use cpe_e2e::netns::{self, plan, FaultRule, Reach, Topology};
 
 #[test]
 fn topology_routes_terminal_to_platform_and_cleans_up() {
@@ -61,8 +61,8 @@ fn topology_routes_terminal_to_platform_and_cleans_up() {
 }
 
 #[test]
-fn helper_services_and_faults_work_inside_namespaces() {
-    if netns::skip("helper_services_and_faults_work_inside_namespaces") {
+fn helper_services_work_inside_namespaces() {
+    if netns::skip("helper_services_work_inside_namespaces") {
         return;
     }
     let topology = Topology::build(0).unwrap();
@@ -128,6 +128,68 @@ fn helper_services_and_faults_work_inside_namespaces() {
     assert!(rtt >= 200, "a 100 ms relay each way gave a round trip of {rtt} ms");
     eprintln!("echo through the 100 ms relay: round trip {rtt} ms");
 
+    // Services run inside their namespace (and die with it).
+    let pids = topology.platform.pids().unwrap();
+    assert!(pids.contains(&echo.proc.child.id()), "{pids:?} lacks the echo server");
+    drop(relay);
+    drop(echo);
+    drop(topology);
+    assert!(!cpe_dir.exists(), "{} left behind", cpe_dir.display());
+}
+
+#[test]
+fn tcp_echo_answers_across_the_topology() {
+    if netns::skip("tcp_echo_answers_across_the_topology") {
+        return;
+    }
+    let topology = Topology::build(1).unwrap();
+    let echo = topology
+        .carrier
+        .start_tcp_echo(SocketAddr::new(IpAddr::V4(plan::CARRIER), 0), &topology.log_path("echo.log"))
+        .unwrap();
+    // nc-free check: bash's /dev/tcp from the terminal.
+    let script =
+        format!("exec 3<>/dev/tcp/{}/{}; printf hello >&3; head -c 5 <&3", echo.addr.ip(), echo.addr.port());
+    let out = topology.terminals[0].netns.exec("bash", &["-c", &script]).unwrap();
+    assert_eq!(out, "hello");
+
+    // Connection outcomes: connected, refused (host up, port closed), timeout (dropped).
+    let terminal = &topology.terminals[0].netns;
+    assert_eq!(terminal.tcp_connect(echo.addr, 2000).unwrap(), Reach::Connected);
+    let closed = SocketAddr::new(echo.addr.ip(), echo.addr.port() + 1);
+    assert_eq!(terminal.tcp_connect(closed, 2000).unwrap(), Reach::Refused);
+    topology.carrier.set_faults(&[FaultRule::DropTcpPort { port: echo.addr.port() }]).unwrap();
+    assert_eq!(terminal.tcp_connect(echo.addr, 300).unwrap(), Reach::Timeout);
+    topology.terminals[0].netns.del_route("default", plan::CPE_LAN).unwrap();
+    assert!(matches!(terminal.tcp_connect(echo.addr, 300).unwrap(), Reach::Unreachable(_)));
+}
+
+#[test]
+fn leftovers_of_dead_test_processes_are_swept() {
+    if netns::skip("leftovers_of_dead_test_processes_are_swept") {
+        return;
+    }
+    // A namespace named as if created by a process that no longer exists (pids never get this big).
+    let stale = format!("{}-4000000000-0-stale", netns::PREFIX);
+    let status = std::process::Command::new("ip").args(["netns", "add", &stale]).status().unwrap();
+    assert!(status.success());
+    let etc = std::path::Path::new("/etc/netns").join(&stale);
+    std::fs::create_dir_all(&etc).unwrap();
+    // A live namespace of this process must survive the sweep.
+    let live = netns::Netns::new("live").unwrap();
+    netns::sweep_leftovers();
+    let existing = netns::existing().unwrap();
+    assert!(!existing.contains(&stale), "{stale} not swept: {existing:?}");
+    assert!(!etc.exists(), "{} not swept", etc.display());
+    assert!(existing.iter().any(|n| n == live.name()), "the sweep removed a live namespace");
+}
+
+#[test]
+fn injected_faults_drop_what_they_say() {
+    if netns::skip("injected_faults_drop_what_they_say") {
+        return;
+    }
+    let topology = Topology::build(0).unwrap();
     // Loss: 100 % on the edge's primary interface makes the gateway silent; 0 % restores it.
     let gateway = IpAddr::V4(plan::PRIMARY_GATEWAY);
     topology
@@ -155,28 +217,19 @@ fn helper_services_and_faults_work_inside_namespaces() {
         .unwrap();
     assert!(small.status.success(), "1328-byte ping lost: {}", String::from_utf8_lossy(&small.stdout));
 
-    // Services run inside their namespace (and die with it).
-    let pids = topology.platform.pids().unwrap();
-    assert!(pids.contains(&echo.proc.child.id()), "{pids:?} lacks the echo server");
-    drop(relay);
-    drop(echo);
-    drop(topology);
-    assert!(!cpe_dir.exists(), "{} left behind", cpe_dir.display());
-}
-
-#[test]
-fn tcp_echo_answers_across_the_topology() {
-    if netns::skip("tcp_echo_answers_across_the_topology") {
-        return;
-    }
-    let topology = Topology::build(1).unwrap();
-    let echo = topology
-        .carrier
-        .start_tcp_echo(SocketAddr::new(IpAddr::V4(plan::CARRIER), 0), &topology.log_path("echo.log"))
-        .unwrap();
-    // nc-free check: bash's /dev/tcp from the terminal.
-    let script =
-        format!("exec 3<>/dev/tcp/{}/{}; printf hello >&3; head -c 5 <&3", echo.addr.ip(), echo.addr.port());
-    let out = topology.terminals[0].netns.exec("bash", &["-c", &script]).unwrap();
-    assert_eq!(out, "hello");
+    // The classic black hole: a 1400-byte link behind the edge whose "fragmentation needed" errors
+    // are filtered. With the errors let through, the sender learns the MTU instead.
+    topology.edge.set_faults(&[]).unwrap();
+    topology.edge.set_mtu(plan::EDGE_CARRIER, 1400).unwrap();
+    let big = |t: &Topology| {
+        let out =
+            t.cpe.output("ping", &["-n", "-c", "1", "-W", "1", "-M", "do", "-s", "1472", &carrier]).unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (passed, text) = big(&topology);
+    assert!(!passed && text.contains("mtu = 1400"), "the edge should report the MTU:\n{text}");
+    topology.cpe.ip(&["route", "flush", "cache"]).unwrap();
+    topology.edge.set_faults(&[FaultRule::DropFragNeeded]).unwrap();
+    let (passed, text) = big(&topology);
+    assert!(!passed && !text.contains("mtu = 1400"), "frag-needed got through:\n{text}");
 }

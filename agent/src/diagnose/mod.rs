@@ -7,9 +7,20 @@
 //! [`CheckStatus`], [`Evidence`]), the catalogue of check names the probes
 //! report under ([`checks`]), the verdict ([`verdict()`], in [`mod@verdict`]) and
 //! the report document with its JSON shape, text rendering and exit code
-//! ([`report`]). Nothing here touches the system: probes (ICMP, ARP, DNS, TLS,
-//! MTU, …) run elsewhere behind a trait and hand their results in, so the
-//! verdict can be tested exhaustively without a network.
+//! ([`report`]). The core touches nothing: probes (ICMP, ARP, DNS, TLS,
+//! MTU, …) sit behind a trait and hand their results in, so the verdict can
+//! be tested exhaustively without a network.
+//!
+//! Around the core, each in its own module:
+//!
+//! - [`observe`]: what probes see and the pure parsers of kernel files and
+//!   packets; [`probes`]: the [`probes::Probes`] trait (the one side
+//!   effect) and the real [`probes::SystemProbes`]; [`exchange`]: the
+//!   step-by-step TCP/TLS/HTTP probe of the carrier.
+//! - [`run`]: which checks run, concurrently and time-bounded, and the pure
+//!   judgement of each observation into a [`CheckResult`].
+//! - [`session`]: one diagnosis of this device end to end (CLI and daemon);
+//!   [`store`]: `last.json`, history, and the incident for the carrier.
 //!
 //! The path is walked in a fixed order, [`Segment::PATH`]: terminal → LAN →
 //! device → uplink → carrier. The rules (first failure wins, warnings never
@@ -23,7 +34,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::lang::Lang;
 
+pub mod exchange;
+pub mod observe;
+pub mod probes;
 pub mod report;
+pub mod run;
+pub mod session;
+pub mod store;
 pub mod verdict;
 
 pub use report::{DiagnosisReport, ReportError, ReportVerdict, EXIT_COULD_NOT_RUN, EXIT_FAULT, EXIT_HEALTHY};
@@ -268,7 +285,7 @@ pub fn base_name(name: &str) -> &str {
 /// the device is enforcing. An input to the verdict, not a check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suspension {
-    /// The order's sequence number.
+    /// The carrier's order id (`cpe-provision order show N`).
     pub order: u64,
     /// The order's reason, in Japanese, as the carrier wrote it.
     pub reason_ja: String,

@@ -146,22 +146,85 @@ fn parse_hex(text: &str) -> Option<u32> {
     u32::from_str_radix(t.strip_prefix("0x").unwrap_or(t), 16).ok()
 }
 
+/// One usable line of `/proc/net/route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteV4 {
+    /// Interface name.
+    pub iface: String,
+    /// Destination network.
+    pub destination: std::net::Ipv4Addr,
+    /// Next hop (`0.0.0.0` for a connected route).
+    pub gateway: std::net::Ipv4Addr,
+    /// `RTF_*` flags.
+    pub flags: u32,
+    /// Route metric.
+    pub metric: u32,
+    /// Destination mask.
+    pub mask: std::net::Ipv4Addr,
+}
+
+impl RouteV4 {
+    /// A default route (destination and mask `0.0.0.0`).
+    pub fn is_default(&self) -> bool {
+        self.destination.is_unspecified() && self.mask.is_unspecified()
+    }
+
+    /// Usable: `RTF_UP`, not a reject route, not on `lo`.
+    pub fn is_usable(&self) -> bool {
+        is_usable(&self.iface, self.flags)
+    }
+
+    /// The prefix length of the mask (contiguous masks; others count their set bits).
+    pub fn prefix_len(&self) -> u32 {
+        u32::from(self.mask).count_ones()
+    }
+}
+
+/// `/proc/net/route` prints addresses as the hex of the in-memory
+/// (network order) `u32` on a little-endian host: `0101A8C0` is 192.168.1.1.
+fn parse_route_addr(field: &str) -> Option<std::net::Ipv4Addr> {
+    let value = u32::from_str_radix(field, 16).ok()?;
+    Some(std::net::Ipv4Addr::from(value.to_le_bytes()))
+}
+
+/// Every well-formed line of `/proc/net/route` (the header and malformed
+/// lines are skipped).
+pub fn parse_route_v4(text: &str) -> Vec<RouteV4> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+            let [iface, destination, gateway, flags, _refcnt, _use, metric, mask, ..] = fields[..] else {
+                return None;
+            };
+            Some(RouteV4 {
+                iface: iface.to_owned(),
+                destination: parse_route_addr(destination)?,
+                gateway: parse_route_addr(gateway)?,
+                flags: parse_hex(flags)?,
+                metric: metric.parse().ok()?,
+                mask: parse_route_addr(mask)?,
+            })
+        })
+        .collect()
+}
+
+/// The usable IPv4 default route of `/proc/net/route` with the lowest
+/// metric (the first listed on a tie).
+pub fn best_default_v4(routes: &[RouteV4]) -> Option<&RouteV4> {
+    let mut best: Option<&RouteV4> = None;
+    for route in routes.iter().filter(|r| r.is_default() && r.is_usable()) {
+        if best.is_none_or(|b| route.metric < b.metric) {
+            best = Some(route);
+        }
+    }
+    best
+}
+
 /// The interface of the IPv4 default route in `/proc/net/route`: destination
 /// and mask `00000000`, flag `RTF_UP`, not a reject route, not `lo`; the
 /// lowest metric wins, the first listed on a tie. Malformed lines are skipped.
 pub fn default_route_v4(text: &str) -> Option<String> {
-    let mut best: Option<(u32, &str)> = None;
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-        let [iface, destination, _gateway, flags, _refcnt, _use, metric, mask, ..] = fields[..] else {
-            continue;
-        };
-        let (Some(flags), Ok(metric)) = (parse_hex(flags), metric.parse::<u32>()) else { continue };
-        if destination == "00000000" && mask == "00000000" && is_usable(iface, flags) {
-            consider(&mut best, metric, iface);
-        }
-    }
-    best.map(|(_, iface)| iface.to_owned())
+    best_default_v4(&parse_route_v4(text)).map(|r| r.iface.clone())
 }
 
 /// The interface of the IPv6 default route in `/proc/net/ipv6_route`
@@ -283,6 +346,13 @@ mod tests {
         assert_eq!(default_route_v4(only_subnet), None);
         assert_eq!(default_route_v4(""), None);
         assert_eq!(default_route_v4("eth0 00000000 0 zz 0 0 1 00000000\nshort line\n"), None);
+        let routes = parse_route_v4(ROUTE);
+        assert_eq!(routes.len(), 4);
+        let best = best_default_v4(&routes).unwrap();
+        assert_eq!(best.gateway, std::net::Ipv4Addr::new(192, 168, 1, 1));
+        assert_eq!(routes[2].destination, std::net::Ipv4Addr::new(192, 168, 1, 0));
+        assert_eq!(routes[2].prefix_len(), 24);
+        assert!(!routes[2].is_default());
     }
 
     #[test]

@@ -5,17 +5,67 @@
 //!   [`verify::VerifyContext`] (this device, trusted keys, last applied
 //!   sequence, an injected clock reading and the persisted time floor), it
 //!   decides whether the order may be applied, or which class of refusal it
-//!   is, and records which clock state and which time it judged against. It
-//!   touches no file, clock, network or firewall, so every rule is
-//!   unit-tested and fuzzed.
-//!
-//! Storing the last applied sequence durably before the order takes effect,
-//! nftables enforcement, the notice page, signed receipts and the audit log
-//! build on this module and live elsewhere.
+//!   is, and records which clock state and which time it judged against.
+//! - [`state`]: the durable order state (last sequence, time floor, trusted
+//!   keys, service state, last receipt) with its previous good version.
+//! - [`timesync`]: when the clock is trusted (sync flag, carrier time).
+//! - [`firewall`]: enforcement with nftables in the agent's own table,
+//!   behind the [`firewall::Firewall`] trait.
+//! - [`receipt`]: signing enforcement receipts with the device key.
+//! - [`apply`]: the pipeline from bytes to persisted state, enforcement,
+//!   audit record and receipt.
+//! - [`device`]: the glue to the configuration and identity shared by the
+//!   CLI (`apply-state`, `orders status|apply`) and the daemon.
 
+pub mod apply;
+pub mod device;
+pub mod firewall;
+pub mod receipt;
+pub mod state;
+pub mod timesync;
 pub mod verify;
+
+use cpe_protocol::order::OrderKind;
 
 pub use verify::{
     advance, trusted_key, verify, ClockReading, ClockState, FloorSource, Refusal, Refused, TimeBasis,
     TimeFloor, TimeJudgement, TrustedKey, Verified, VerifyContext, MAX_CLOCK_LEAD_SECS,
 };
+
+/// Parses a 32-byte key written as 64 hex characters.
+pub fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    cpe_common::hex::decode(text)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("order key {text:?} is not 64 hex characters (an Ed25519 public key)"))
+}
+
+/// Stable lower-case name of an order kind.
+pub fn kind_name(kind: &OrderKind) -> &'static str {
+    match kind {
+        OrderKind::Stop => "stop",
+        OrderKind::Resume => "resume",
+        OrderKind::Notice => "notice",
+        OrderKind::KeyRotation { .. } => "key_rotation",
+        OrderKind::Drill => "drill",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hex_round_trips_and_refuses_bad_text() {
+        let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap());
+        assert_eq!(parse_key_hex(&cpe_common::hex::encode(&key)).unwrap(), key);
+        assert_eq!(
+            parse_key_hex(&format!(" {} ", cpe_common::hex::encode(&key).to_uppercase())).unwrap(),
+            key
+        );
+        assert!(parse_key_hex(&"0".repeat(63)).is_err());
+        assert!(parse_key_hex(&"g".repeat(64)).is_err());
+        assert!(parse_key_hex(&"é".repeat(32)).is_err());
+        assert!(parse_key_hex("+1").is_err());
+    }
+}

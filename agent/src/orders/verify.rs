@@ -70,7 +70,8 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 pub const MAX_CLOCK_LEAD_SECS: i64 = 30 * 86_400;
 
 /// Whether the device's clock is believed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClockState {
     /// Synchronised (e.g. NTS/NTP) or confirmed by the carrier.
     Trusted,
@@ -142,7 +143,8 @@ pub fn judge_time(reading: ClockReading, floor: i64, issued_at: Option<i64>) -> 
 }
 
 /// What raised the time floor last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FloorSource {
     /// The build time of this firmware.
     BuildTime,
@@ -156,7 +158,8 @@ pub enum FloorSource {
 
 /// The trusted-time floor: the latest time known to have passed, from
 /// trusted sources only. The device's own clock is never a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TimeFloor {
     /// The floor (unix seconds).
     pub at: i64,

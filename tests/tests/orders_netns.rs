@@ -1,0 +1,516 @@
+//! Compliance stop and resume orders enforced with real nftables in network
+//! namespaces (issue 6):
+//!
+//! ```text
+//!  lan host ── eth0 ═══ lan0 ── CPE (ip_forward=1, cpe-agent) ── wan0 ═══ eth0 ── platform host
+//!  192.168.77.10/24        192.168.77.1/24          10.77.0.1/24         10.77.0.2/24
+//!                          notice page :8080                             :443 platform service
+//!                                                                        :53 DNS (udp + tcp)
+//!                                                                        :9443 the CPE's own channel
+//!                                                                        :8443 cpe-provision serve (second test)
+//! ```
+//! A stop order, signed in the test with the carrier's tooling
+//! (`cpe_provision::order_keys`) and applied with `cpe-agent orders apply`,
+//! blocks the LAN host from the platform, while forwarded DNS, the notice
+//! page on the CPE's LAN address and the CPE's own connection beyond the WAN
+//! keep working. After the table is flushed (a reboot, a firewall reload),
+//! `cpe-agent apply-state` and a restarted `cpe-agent run` put the block
+//! back. A resume lifts it and leaves the operator's own table alone; the
+//! old stop replayed afterwards is refused. The times from `orders apply`
+//! to the rules being in place and to traffic stopping or flowing again are
+//! printed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, clippy::too_many_lines)]
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use cpe_e2e::netns::{self, dns, Netns, Reach};
+use cpe_e2e::{binary, issue_pkcs12, provision, wait_for, Proc};
+use cpe_protocol::order::{encode_signed, Order, OrderKind, OrderTarget, ORDER_VERSION};
+use cpe_provision::order_keys::{sign, OrderSigningKey};
+
+const CODE: &str = "1312345678";
+const LAN_CPE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
+const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 10);
+const WAN_CPE: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const PLATFORM: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const NOTICE_PORT: u16 = 8080;
+/// A TCP service beyond the WAN standing for the agent's own carrier channel.
+const OWN_CHANNEL_PORT: u16 = 9443;
+/// The carrier server (`cpe-provision serve`) on the platform host.
+const CARRIER_PORT: u16 = 8443;
+
+fn at(ip: Ipv4Addr, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(ip), port)
+}
+
+fn now() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+        .unwrap()
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    lan: Netns,
+    cpe: Netns,
+    platform: Netns,
+    _services: Vec<netns::Service>,
+}
+
+impl World {
+    /// The three namespaces, routed; the platform's services; no agent configuration yet.
+    fn build() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (lan, cpe, platform) =
+            (Netns::new("olan").unwrap(), Netns::new("ocpe").unwrap(), Netns::new("oplat").unwrap());
+        cpe.veth("lan0", &lan, "eth0", [None, None]).unwrap();
+        cpe.veth("wan0", &platform, "eth0", [None, None]).unwrap();
+        cpe.add_address("lan0", &format!("{LAN_CPE}/24")).unwrap();
+        cpe.add_address("wan0", &format!("{WAN_CPE}/24")).unwrap();
+        cpe.enable_forwarding().unwrap();
+        lan.add_address("eth0", &format!("{LAN_HOST}/24")).unwrap();
+        lan.add_route("default", LAN_CPE, 0).unwrap();
+        platform.add_address("eth0", &format!("{PLATFORM}/24")).unwrap();
+        platform.add_route("192.168.77.0/24", WAN_CPE, 0).unwrap();
+        let log = |name: &str| dir.path().join(name);
+        let services = vec![
+            platform.start_tcp_echo(at(PLATFORM, 443), &log("platform.log")).unwrap(),
+            platform.start_tcp_echo(at(PLATFORM, 53), &log("dns-tcp.log")).unwrap(),
+            platform.start_tcp_echo(at(PLATFORM, OWN_CHANNEL_PORT), &log("own-channel.log")).unwrap(),
+            platform.start_dns(at(PLATFORM, 53), &[("platform.example", PLATFORM)], &log("dns.log")).unwrap(),
+        ];
+        Self { dir, lan, cpe, platform, _services: services }
+    }
+
+    /// Writes the agent configuration trusting `order_key` (hex), plus `extra` lines.
+    fn write_config(&self, order_key: &str, extra: &str) {
+        let config = format!(
+            "state_dir = \"state\"\ninstitution_code = \"{CODE}\"\n{extra}\n\
+             [orders]\nkeys = [\"{order_key}\"]\n\
+             [network]\nlan = [\"lan0\"]\n\
+             [system]\nprimary_uplink = \"wan0\"\n\
+             [notice]\nlisten = [\"{LAN_CPE}:{NOTICE_PORT}\"]\ncontact_ja = \"回線窓口 0120-000-000\"\ncontact_en = \"Carrier desk +81-120-000-000\"\n"
+        );
+        std::fs::write(self.config(), config).unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// `cpe-agent --config … args` inside the CPE namespace.
+    fn agent(&self, args: &[&str]) -> Output {
+        let config = self.config();
+        let mut all = vec!["--config", config.to_str().unwrap(), "--lang", "en"];
+        all.extend_from_slice(args);
+        self.cpe.output(binary("cpe-agent"), &all).unwrap()
+    }
+
+    fn run_agent(&self, log: &str) -> Proc {
+        let args = ["--config".to_owned(), self.config().to_string_lossy().into_owned(), "run".to_owned()];
+        self.cpe.spawn("cpe-agent", &args, &self.dir.path().join(log)).unwrap()
+    }
+
+    fn order_file(&self, key: &OrderSigningKey, name: &str, kind: OrderKind, sequence: u64) -> PathBuf {
+        let issued = now() - 60;
+        let order = Order {
+            version: ORDER_VERSION,
+            id: 9000 + sequence,
+            target: OrderTarget { institution_code: CODE.into(), device: "main".into() },
+            kind,
+            sequence,
+            issued_at: issued,
+            not_before: issued,
+            expires_at: issued + 86_400,
+            reason_ja: "是正勧告の期限までに是正されませんでした".into(),
+            reason_en: "Not corrected by the deadline".into(),
+            deadline: None,
+        };
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, encode_signed(&sign(&order, key).unwrap()).unwrap()).unwrap();
+        path
+    }
+
+    fn platform_reachable(&self) -> bool {
+        self.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap() == Reach::Connected
+    }
+
+    fn table_present(&self) -> bool {
+        self.cpe.output("nft", &["list", "table", "inet", "cpe_agent"]).unwrap().status.success()
+    }
+
+    /// A UDP DNS query from the LAN host to the platform's resolver,
+    /// forwarded by the CPE (bash's `/dev/udp`, no extra tools).
+    fn lan_dns_answers(&self) -> bool {
+        let query = dns::query(0x4242, "platform.example");
+        let escaped = query.iter().fold(String::new(), |mut s, b| {
+            let _ = write!(s, "\\x{b:02x}");
+            s
+        });
+        let script = format!(
+            "exec 3<>/dev/udp/{PLATFORM}/53; printf '{escaped}' >&3; timeout 2 head -c 2 <&3 | od -An -tx1"
+        );
+        let out = self.lan.output("bash", &["-c", &script]).unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>() == ["42", "42"]
+    }
+
+    /// The notice page fetched from the LAN host (bash's `/dev/tcp`).
+    fn lan_notice_page(&self) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/{LAN_CPE}/{NOTICE_PORT} && printf 'GET / HTTP/1.0\\r\\nHost: cpe\\r\\n\\r\\n' >&3 && timeout 3 cat <&3"
+        );
+        let out = self.lan.output("bash", &["-c", &script]).unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Times `orders apply FILE`: until the command returned (rules in place),
+/// and until `traffic_flows() == want` as seen from the LAN host.
+fn apply_and_time(world: &World, file: &Path, want_flowing: bool) -> (Output, Duration, Duration) {
+    let started = Instant::now();
+    let out = world.agent(&["orders", "apply", file.to_str().unwrap()]);
+    let rules = started.elapsed();
+    let traffic = wait_for(Duration::from_secs(10), || {
+        (world.platform_reachable() == want_flowing).then(|| started.elapsed())
+    })
+    .unwrap_or_else(|| panic!("traffic never became flowing={want_flowing}\n{}", text(&out)));
+    (out, rules, traffic)
+}
+
+#[test]
+fn stop_blocks_the_lan_keeps_dns_notice_and_own_channel_survives_reboot_and_resume_lifts_it() {
+    if netns::skip("orders_netns") {
+        return;
+    }
+    let world = World::build();
+    let key = OrderSigningKey::generate().unwrap();
+    world
+        .write_config(&cpe_common::hex::encode(&key.public_key()), "[carrier]\ninterval_s = 1\nsample_s = 1");
+    // The operator's own firewall table, which a resume must leave alone.
+    world
+        .cpe
+        .nft("table inet operator {\n chain operator_forward {\n type filter hook forward priority 0; policy accept;\n counter\n }\n}\n")
+        .unwrap();
+    assert!(world.platform_reachable(), "baseline: the LAN host reaches the platform");
+    assert!(world.lan.ping(IpAddr::V4(PLATFORM), 1, 2));
+
+    // `run` before any order: it serves the notice page and touches no firewall.
+    let mut daemon = world.run_agent("agent-1.log");
+    let page = wait_for(Duration::from_secs(10), || {
+        let page = world.lan_notice_page();
+        page.contains("200 OK").then_some(page)
+    })
+    .unwrap_or_else(|| panic!("notice page not served\n{}", world.log("agent-1.log")));
+    assert!(page.contains("state normal"), "{page}");
+    assert!(!world.table_present());
+
+    // Stop.
+    let stop = world.order_file(&key, "stop.order", OrderKind::Stop, 1);
+    let (out, rules, blocked) = apply_and_time(&world, &stop, false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(world.table_present());
+    println!(
+        "orders apply (stop) → nft rules in place: {:.1} ms (process wall time)",
+        rules.as_secs_f64() * 1e3
+    );
+    println!("  agent's own figure: {}", String::from_utf8_lossy(&out.stdout).trim());
+    println!("orders apply (stop) → LAN host blocked: {:.1} ms", blocked.as_secs_f64() * 1e3);
+
+    assert!(!world.platform_reachable());
+    assert!(matches!(world.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap(), Reach::Unreachable(_)));
+    assert!(!world.lan.ping(IpAddr::V4(PLATFORM), 1, 1), "ICMP is blocked too");
+    assert!(world.lan_dns_answers(), "forwarded DNS over UDP still works");
+    assert_eq!(world.lan.tcp_connect(at(PLATFORM, 53), 1000).unwrap(), Reach::Connected, "DNS over TCP");
+    assert_eq!(
+        world.cpe.tcp_connect(at(PLATFORM, OWN_CHANNEL_PORT), 1000).unwrap(),
+        Reach::Connected,
+        "the CPE's own channel beyond the WAN is untouched"
+    );
+    let page = world.lan_notice_page();
+    assert!(
+        page.contains("state suspended") && page.contains("ネットワークサービスを停止しています"),
+        "{page}"
+    );
+    assert!(
+        page.contains("是正勧告の期限までに是正されませんでした") && page.contains("回線窓口 0120-000-000")
+    );
+
+    let status = world.agent(&["orders", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "suspended");
+    assert_eq!(status["last_sequence"], 1);
+    assert_eq!(status["clock"]["last_decision"], "untrusted");
+
+    // The same stop again is a replay: refused, exit 1, nothing changed.
+    let again = world.agent(&["orders", "apply", stop.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("replay"));
+    assert!(world.table_present());
+
+    // Reboot: the daemon stops, the ruleset is gone; apply-state restores the block.
+    daemon.terminate(Duration::from_secs(5));
+    world.cpe.exec("nft", &["delete", "table", "inet", "cpe_agent"]).unwrap();
+    assert!(world.platform_reachable(), "without the table the LAN is open (the reboot case)");
+    let started = Instant::now();
+    let restored = world.agent(&["apply-state"]);
+    let apply_state_time = started.elapsed();
+    assert!(restored.status.success(), "{}", text(&restored));
+    assert!(text(&restored).contains("suspended"));
+    assert!(!world.platform_reachable());
+    println!("apply-state after a flush → rules in place: {:.1} ms", apply_state_time.as_secs_f64() * 1e3);
+    // Idempotent.
+    assert!(world.agent(&["apply-state"]).status.success());
+    assert!(!world.platform_reachable());
+
+    // An agent restart with the table gone also puts the block back first.
+    world.cpe.exec("nft", &["delete", "table", "inet", "cpe_agent"]).unwrap();
+    let _daemon = world.run_agent("agent-2.log");
+    wait_for(Duration::from_secs(10), || (!world.platform_reachable()).then_some(()))
+        .unwrap_or_else(|| panic!("restart did not restore the block\n{}", world.log("agent-2.log")));
+
+    // Resume.
+    let resume = world.order_file(&key, "resume.order", OrderKind::Resume, 2);
+    let (out, rules, flowing) = apply_and_time(&world, &resume, true);
+    assert!(out.status.success(), "{}", text(&out));
+    println!(
+        "orders apply (resume) → nft table removed: {:.1} ms (process wall time)",
+        rules.as_secs_f64() * 1e3
+    );
+    println!("orders apply (resume) → LAN traffic flowing: {:.1} ms", flowing.as_secs_f64() * 1e3);
+    assert!(!world.table_present());
+    assert!(world.cpe.output("nft", &["list", "table", "inet", "operator"]).unwrap().status.success());
+    assert!(world.lan.ping(IpAddr::V4(PLATFORM), 1, 2));
+    let page = wait_for(Duration::from_secs(5), || {
+        let page = world.lan_notice_page();
+        page.contains("state normal").then_some(page)
+    });
+    assert!(page.is_some());
+
+    // The old stop replayed after the resume changes nothing.
+    let replay = world.agent(&["orders", "apply", stop.to_str().unwrap()]);
+    assert_eq!(replay.status.code(), Some(1), "{}", text(&replay));
+    assert!(world.platform_reachable());
+    assert!(!world.table_present());
+    // The reconciling daemon keeps the LAN open too.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(world.platform_reachable());
+}
+
+/// `cpe-provision ARGS` (the carrier's CLI, run on the host: it only needs
+/// the database and the key directory).
+fn carrier(args: &[&str]) -> String {
+    provision(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The number after `prefix` in `text` (e.g. "queued stop order 12").
+fn number_after(text: &str, prefix: &str) -> u64 {
+    let rest =
+        &text[text.find(prefix).unwrap_or_else(|| panic!("{prefix:?} not in {text:?}")) + prefix.len()..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The daemon's own figure: command received → rules in place, from its log.
+fn daemon_figures(log: &str) -> Vec<String> {
+    strip_ansi(log)
+        .lines()
+        .filter(|l| l.contains("order applied and enforced"))
+        .filter_map(|l| l.split("elapsed_ms=").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The whole chain with the real carrier: `cpe-provision` (§2.2 case flow,
+/// signed orders, command channel, receipt verification) on the platform
+/// host, `cpe-agent run` on the CPE reaching it over the WAN. The stop
+/// arrives by long-poll and blocks the LAN; the agent's own channel keeps
+/// working while suspended, so the resume arrives the same way; the carrier
+/// verifies both receipts against the device certificate.
+#[test]
+fn orders_from_the_real_carrier_reach_the_daemon_over_the_wan_and_receipts_verify() {
+    if netns::skip("orders_netns carrier") {
+        return;
+    }
+    let world = World::build();
+    let d = world.dir.path();
+    let p = |name: &str| world.path(name).to_string_lossy().into_owned();
+    std::fs::write(d.join("pw"), "pw\n").unwrap();
+    carrier(&["ca", "init", "--dir", &p("ca")]);
+    carrier(&["ca", "server-cert", "--ca", &p("ca"), "--name", &PLATFORM.to_string(), "--out", &p("server")]);
+    issue_pkcs12(d, CODE, "cpe-77", "clinic", &[]).unwrap();
+    let device = format!("{CODE}/cpe-77");
+    carrier(&["keys", "init", "--dir", &p("keys")]);
+    let keys: serde_json::Value =
+        serde_json::from_str(&carrier(&["keys", "show", "--dir", &p("keys"), "--json"])).unwrap();
+    let order_key = keys[0]["public_key"].as_str().unwrap().to_owned();
+    world.write_config(
+        &order_key,
+        &format!(
+            "trust_anchors = [\"ca/ca.pem\"]\n[carrier]\nurl = \"https://{PLATFORM}:{CARRIER_PORT}\"\nca = \"ca/ca.pem\"\n\
+             interval_s = 1\nsample_s = 1\nlong_poll_s = 1\nbackoff_max_s = 1"
+        ),
+    );
+    let imported = world.agent(&["cert", "import", &p("clinic.p12"), "--password-file", &p("pw")]);
+    assert!(imported.status.success(), "{}", text(&imported));
+
+    let database = format!("sqlite:{}", p("carrier.db"));
+    let serve: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("{PLATFORM}:{CARRIER_PORT}"),
+        "--database",
+        &database,
+        "--tls-cert",
+        &p("server.crt.pem"),
+        "--tls-key",
+        &p("server.key.pem"),
+        "--client-ca",
+        &p("ca/ca.pem"),
+        "--long-poll-max",
+        "2",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let mut server = world.platform.spawn("cpe-provision", &serve, &world.path("server.log")).unwrap();
+    server
+        .read_line_starting("listening on ")
+        .unwrap_or_else(|| panic!("carrier did not start\n{}", world.log("server.log")));
+    let _daemon = world.run_agent("agent.log");
+    // Every step of the case trail names who took it.
+    let db = |args: &[&str]| {
+        let mut all = args.to_vec();
+        let reads = matches!(args.get(1), Some(&"show" | &"verify"));
+        if !reads && !args.contains(&"--operator") {
+            all.extend(["--operator", "tanaka"]);
+        }
+        all.extend(["--database", &database]);
+        carrier(&all)
+    };
+    let keys_dir = p("keys");
+
+    // ① – ④: the case, then the recommendation reaches the device as a notice.
+    let mut last_error = String::new();
+    let opened = wait_for(Duration::from_secs(20), || {
+        let mut all = vec!["case", "open", "--device", &device, "--fact", "unauthorised remote-access tool"];
+        all.extend(["--operator", "tanaka", "--database", &database]);
+        provision(&all).map_err(|e| last_error = e).ok()
+    })
+    .unwrap_or_else(|| panic!("case open refused: {last_error}\n{}", world.log("agent.log")));
+    let case = number_after(&opened, "opened case ").to_string();
+    db(&["case", "hearing", "--case", &case, "--summary", "vendor installed it", "--operator", "sato"]);
+    db(&["case", "report", "--case", &case, "--to", "platform operator", "--text", "by phone"]);
+    let deadline = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let deadline = deadline.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let recommend = ["case", "recommend", "--case", &case, "--deadline", &deadline];
+    let mut recommend = recommend.to_vec();
+    recommend.extend([
+        "--text-ja",
+        "遠隔操作ツールを削除してください",
+        "--text-en",
+        "remove the tool",
+        "--keys",
+        &keys_dir,
+    ]);
+    db(&recommend);
+    let page = wait_for(Duration::from_secs(20), || {
+        let page = world.lan_notice_page();
+        page.contains("state recommendation").then_some(page)
+    })
+    .unwrap_or_else(|| panic!("notice not applied\n{}", world.log("agent.log")));
+    assert!(page.contains("遠隔操作ツールを削除してください"), "{page}");
+    assert!(world.platform_reachable(), "a recommendation blocks nothing");
+
+    // ⑥ Urgent stop: delivered by long-poll, enforced, receipt verified by the carrier.
+    let started = Instant::now();
+    let out = db(&[
+        "order",
+        "stop",
+        "--device",
+        &device,
+        "--reason-ja",
+        "緊急停止",
+        "--reason-en",
+        "urgent stop",
+        "--urgent",
+        "--justification",
+        "active exfiltration",
+        "--keys",
+        &keys_dir,
+    ]);
+    let stop_id = number_after(&out, "queued stop order ");
+    wait_for(Duration::from_secs(20), || (!world.platform_reachable()).then_some(()))
+        .unwrap_or_else(|| panic!("stop not enforced\n{}", world.log("agent.log")));
+    println!(
+        "carrier `order stop` → LAN host blocked (long-poll delivery included): {} ms",
+        started.elapsed().as_millis()
+    );
+    let shown = wait_for(Duration::from_secs(10), || {
+        let shown: serde_json::Value =
+            serde_json::from_str(&db(&["order", "show", &stop_id.to_string(), "--json"])).ok()?;
+        (shown["state"] == "applied").then_some(shown)
+    })
+    .unwrap_or_else(|| panic!("stop receipt not verified\n{}", world.log("server.log")));
+    assert_eq!(shown["receipt"]["resulting_state"], "suspended", "{shown}");
+    assert!(world.lan_dns_answers());
+
+    // The agent's channel to the carrier keeps working while suspended: the resume arrives.
+    db(&["case", "check", "--case", &case, "--corrected", "yes", "--note", "on-site visit"]);
+    let started = Instant::now();
+    let out = db(&["order", "resume", "--device", &device, "--keys", &keys_dir]);
+    let resume_id = number_after(&out, "queued resume order ");
+    wait_for(Duration::from_secs(20), || world.platform_reachable().then_some(()))
+        .unwrap_or_else(|| panic!("resume not enforced\n{}", world.log("agent.log")));
+    println!(
+        "carrier `order resume` → LAN traffic flowing (long-poll delivery included): {} ms",
+        started.elapsed().as_millis()
+    );
+    wait_for(Duration::from_secs(10), || {
+        let shown: serde_json::Value =
+            serde_json::from_str(&db(&["order", "show", &resume_id.to_string(), "--json"])).ok()?;
+        (shown["state"] == "applied").then_some(())
+    })
+    .unwrap_or_else(|| panic!("resume receipt not verified\n{}", world.log("server.log")));
+    // An auditor re-checks both from the carrier's store: signatures, records, device receipts.
+    for id in [stop_id, resume_id] {
+        db(&["order", "verify", &id.to_string(), "--keys", &keys_dir]);
+    }
+    let figures = daemon_figures(&world.log("agent.log"));
+    assert_eq!(figures.len(), 3, "notice, stop, resume\n{}", world.log("agent.log"));
+    println!(
+        "daemon: command received → rules in place (notice, stop, resume): {} ms",
+        figures.join(" ms, ")
+    );
+}
