@@ -417,6 +417,20 @@ impl World {
         self.device_row()["state"].as_str().map(str::to_owned)
     }
 
+    /// Waits until the carrier holds the device's verified receipt for its
+    /// latest `kind` order (state `applied`).
+    fn wait_order_applied(&self, kind: &str, vm: &Vm) {
+        let latest = || {
+            let list: Value =
+                serde_json::from_str(&self.carrier(&["order", "list", "--device", &self.device, "--json"]))
+                    .unwrap();
+            list.as_array()?.iter().find(|o| o["kind"] == kind).cloned()
+        };
+        wait_for(STEP_TIMEOUT, || latest().filter(|o| o["state"] == "applied")).unwrap_or_else(|| {
+            panic!("{kind} order not applied at the carrier: {:?}{}", latest(), self.logs(vm))
+        });
+    }
+
     fn order(&self, args: &[&str]) -> String {
         let mut all = vec!["order"];
         all.extend(args);
@@ -542,6 +556,7 @@ fn image_boots_reports_diagnoses_and_enforces_orders_across_reboot() {
             "suspension ruleset: {ruleset}"
         );
         println!("ruleset while suspended:\n{ruleset}");
+        world.wait_order_applied("stop", &vm);
     } else {
         let missing =
             if orders { "`cpe-provision order`/`keys`" } else { "`cpe-agent orders`/`apply-state`" };
@@ -585,6 +600,7 @@ fn image_boots_reports_diagnoses_and_enforces_orders_across_reboot() {
         let from = vm.len();
         world.order(&["resume", "--reason", "image end-to-end test done", "--justification", "test"]);
         wait_enforcement(&vm, &world, from, "absent", "open", "after the resume order");
+        world.wait_order_applied("resume", &vm);
     }
     wait_for(STEP_TIMEOUT, || (world.state().as_deref() == Some("up")).then_some(()))
         .unwrap_or_else(|| panic!("device not up after reboot{}", world.logs(&vm)));
