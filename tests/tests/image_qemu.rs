@@ -10,7 +10,8 @@
 //! absent, unless `CPE_REQUIRE_IMAGE=1` (set by `images/test.sh`). Steps that
 //! need agent or carrier commands that are not in the binaries under test
 //! print a note and are left out; `CPE_REQUIRE_IMAGE_FEATURES=1` makes that a
-//! failure too. Figures are printed as `IMAGE-BENCH key=value` lines.
+//! failure too. Figures are printed as `IMAGE-BENCH key=value` lines;
+//! `CPE_IMAGE_TEST_LOGS=DIR` keeps the serial console and server logs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::fmt::Write as _;
@@ -440,9 +441,19 @@ impl World {
 }
 
 impl Drop for World {
+    /// Stops the server; with `CPE_IMAGE_TEST_LOGS=DIR` (images/test.sh sets
+    /// it) keeps the serial and server logs there, passed or failed.
     fn drop(&mut self) {
         if let Some(mut server) = self.server.take() {
             server.kill();
+        }
+        if let Some(keep) = std::env::var_os("CPE_IMAGE_TEST_LOGS").map(PathBuf::from) {
+            let _ = std::fs::create_dir_all(&keep);
+            for log in self.boots.iter().chain([&self.path("server.log")]) {
+                if let Some(name) = log.file_name() {
+                    let _ = std::fs::copy(log, keep.join(name));
+                }
+            }
         }
     }
 }
