@@ -335,6 +335,16 @@ impl AuditLog {
     }
 }
 
+/// Appends an entry for something that has already happened (a certificate
+/// change, a diagnosis), now by the device clock. A failure to record it is
+/// logged, not returned: the change stands either way.
+pub fn record_or_log(state_dir: &Path, config: AuditConfig, kind: AuditKind, detail: serde_json::Value) {
+    let log = AuditLog::with_config(state_dir, config);
+    if let Err(e) = log.append(kind, crate::clock::now().unix_timestamp(), detail) {
+        tracing::error!(error = %e, ?kind, "not recorded in the audit log");
+    }
+}
+
 /// The chain head: the index the next entry gets and the hash it links to.
 #[derive(Debug, Clone)]
 struct Head {

@@ -281,10 +281,7 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
 /// Records a certificate change in the audit log. The change has happened
 /// already, so a log failure is reported, not turned into a failed command.
 fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
-    let log = AuditLog::with_config(&config.state_dir, config.audit);
-    if let Err(e) = log.append(AuditKind::Certificate, clock::now().unix_timestamp(), detail) {
-        tracing::error!(error = %e, "certificate change not recorded in the audit log");
-    }
+    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
 }
 
 fn export_log(config: &AgentConfig, out: &Path, lang: Lang) -> Result<(), Failure> {

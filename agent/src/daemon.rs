@@ -32,7 +32,7 @@ use cpe_protocol::{Command, CommandAck, CommandKind, Event, Payload, Record};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
-use crate::audit::AuditLog;
+use crate::audit::{self, AuditKind, AuditLog};
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
 use crate::diagnose::{session, store, Segment};
@@ -43,11 +43,12 @@ use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::Aggregator;
 use crate::notice::{self, HealthSlot, NoticeSource};
 use crate::orders;
+use crate::orders::apply::ApplyError;
 use crate::orders::device::DeviceOrders;
 use crate::orders::firewall::NftFirewall;
 use crate::orders::timesync::CarrierTime;
 use crate::queue::{Queue, RecordClass};
-use crate::renew::{renew_if_due, RenewContext, RenewOutcome};
+use crate::renew::{renew_if_due, RenewContext, RenewError, RenewOutcome};
 use crate::thresholds::ThresholdSet;
 
 /// Why the daemon could not start (after start it logs and keeps going).
@@ -467,6 +468,12 @@ fn apply_order_command(
             }
             CommandAck { id, ok: true, detail, receipt: applied.receipt }
         }
+        Err(ApplyError::AlreadyApplied { sequence, receipt }) => CommandAck {
+            id,
+            ok: true,
+            detail: format!("order sequence {sequence} was already applied; its receipt is sent again"),
+            receipt: Some(*receipt),
+        },
         Err(e) => refused(format!("{}: {e}", e.class())),
     }
 }
@@ -521,6 +528,11 @@ fn drain_diagnosis_outbox(shared: &Daemon) {
     }
 }
 
+/// Records a certificate change made by the service in the audit log.
+fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
+    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
+}
+
 async fn renewal_loop(shared: Arc<Daemon>) {
     loop {
         let config = lock(&shared.config).clone();
@@ -538,10 +550,22 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                     match renew_if_due(&ctx, crate::clock::now(), false).await {
                         Ok(RenewOutcome::Renewed(generation)) => {
                             tracing::info!(%generation, "identity renewed");
+                            audit_certificate(
+                                &config,
+                                serde_json::json!({ "event": "renewed", "generation": generation }),
+                            );
                             *lock(&shared.client) = None;
                         }
                         Ok(RenewOutcome::NotDue) => {}
-                        Err(e) => tracing::error!(error = %e, "certificate renewal failed; will retry"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "certificate renewal failed; will retry");
+                            if let RenewError::ProofFailed(reason) = &e {
+                                audit_certificate(
+                                    &config,
+                                    serde_json::json!({ "event": "renewal_rolled_back", "reason": reason }),
+                                );
+                            }
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "renewal skipped: trust anchors unreadable"),

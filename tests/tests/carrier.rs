@@ -526,6 +526,24 @@ fn postgres_outage_delivers_every_queued_report_once_in_order() {
     }
 }
 
+/// The certificate events (`detail.event`) in the agent's audit log, from
+/// an export checked with `cpe-agent log verify`.
+fn certificate_audit_events(world: &World) -> Vec<String> {
+    let export = world.path("audit.jsonl");
+    let config = s(&world.path("agent.toml"));
+    let run = |args: &[&str]| Command::new(binary("cpe-agent")).args(args).output().unwrap();
+    assert!(run(&["--config", &config, "log", "export", "--out", &s(&export)]).status.success());
+    assert!(run(&["log", "verify", &s(&export)]).status.success());
+    std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| serde_json::from_str::<Value>(line.split_once(' ')?.1).ok())
+        .filter(|entry| entry["kind"] == "certificate")
+        .map(|entry| entry["detail"]["event"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn agent_status(world: &World) -> Value {
     let out = Command::new(binary("cpe-agent"))
         .args(["--config", &s(&world.path("agent.toml")), "cert", "status", "--json"])
@@ -591,6 +609,10 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
             })
             .unwrap_or_else(|| panic!("no rollback\n{}", world.log("agent.log")));
             assert_eq!(agent_status(&world)["fingerprint_sha256"], before["fingerprint_sha256"]);
+            let rolled_back = wait_for(Duration::from_secs(10), || {
+                certificate_audit_events(&world).contains(&"renewal_rolled_back".to_owned()).then_some(())
+            });
+            assert!(rolled_back.is_some(), "{:?}", certificate_audit_events(&world));
         } else {
             let after = wait_for(Duration::from_secs(30), || {
                 let now = agent_status(&world);
@@ -599,6 +621,12 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
             .unwrap_or_else(|| panic!("not renewed\n{}", world.log("agent.log")));
             assert!(after["days_left"].as_i64().unwrap() > 800, "{after}");
             assert_eq!(after["institution_code"], CODE);
+            // The audit entry follows the handshake that proves the new identity.
+            let events = wait_for(Duration::from_secs(10), || {
+                let events = certificate_audit_events(&world);
+                (events.len() >= 2).then_some(events)
+            });
+            assert_eq!(events.unwrap_or_default(), ["imported", "renewed"]);
             // Still reporting, now with the renewed certificate.
             let count = wait_for(Duration::from_secs(10), || Some(world.devices().len())).unwrap();
             assert!(count >= 1);

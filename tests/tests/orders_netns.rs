@@ -486,6 +486,23 @@ fn orders_from_the_real_carrier_reach_the_daemon_over_the_wan_and_receipts_verif
     assert_eq!(shown["receipt"]["resulting_state"], "suspended", "{shown}");
     assert!(world.lan_dns_answers());
 
+    // A remote diagnosis while suspended (§1.3.2 ⑤, §2.2): the daemon runs it,
+    // its incident reaches the carrier, and the verdict names the stop order.
+    let started = Instant::now();
+    carrier(&["command", "--device", &device, "diagnose", "--database", &database]);
+    let incident = wait_for(Duration::from_secs(30), || {
+        let shown: serde_json::Value =
+            serde_json::from_str(&carrier(&["device", "show", &device, "--json", "--database", &database]))
+                .ok()?;
+        let incident = shown["latest_incident"].clone();
+        incident["command_id"].is_u64().then_some(incident)
+    })
+    .unwrap_or_else(|| panic!("remote diagnosis not reported\n{}", world.log("agent.log")));
+    println!("carrier `command diagnose` → incident in `device show`: {} ms", started.elapsed().as_millis());
+    assert_eq!(incident["segment"], "suspended", "{incident}");
+    assert!(incident["summary"].as_str().unwrap().contains(&format!("order {stop_id}")), "{incident}");
+    assert_eq!(incident["report"]["verdict"]["segment"], "suspended", "{incident}");
+
     // The agent's channel to the carrier keeps working while suspended: the resume arrives.
     db(&["case", "check", "--case", &case, "--corrected", "yes", "--note", "on-site visit"]);
     let started = Instant::now();

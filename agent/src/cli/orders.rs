@@ -215,7 +215,7 @@ fn apply(config: &AgentConfig, file: &Path, receipt_out: Option<&Path>, lang: La
         .map_err(|e| Failure::cannot_run(e.to_string(), format!("装置を特定できません: {e}")))?;
     let clock = device::current_clock(config, None);
     let applied = device.apply(config, &bytes, clock, &NftFirewall::default()).map_err(|e| match &e {
-        ApplyError::Refused(_) => Failure {
+        ApplyError::Refused(_) | ApplyError::AlreadyApplied { .. } => Failure {
             code: EXIT_REFUSED,
             en: format!("{e} (nothing changed)"),
             ja: format!("命令を拒否しました [{}]: {}（何も変更していません）", e.class(), e),

@@ -18,7 +18,7 @@ use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
 use cpe_protocol::{Incident, Payload, MAX_INCIDENT_REPORT_BYTES};
 
 use super::{CheckStatus, DiagnosisReport};
-use crate::audit::{AuditKind, AuditLog};
+use crate::audit::{self, AuditKind};
 use crate::config::AgentConfig;
 use crate::queue::{Queue, QueueError, QueueLimits, RecordClass};
 
@@ -86,10 +86,7 @@ pub fn record(
         "failed": failed,
         "duration_ms": report.duration_ms,
     });
-    let audit = AuditLog::with_config(&config.state_dir, config.audit);
-    if let Err(e) = audit.append(AuditKind::Diagnosis, crate::clock::now().unix_timestamp(), detail) {
-        tracing::error!(error = %e, "diagnosis not recorded in the audit log");
-    }
+    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Diagnosis, detail);
     save(&config.state_dir, report, config.diagnose.history)
 }
 

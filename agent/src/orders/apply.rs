@@ -18,15 +18,18 @@
 //! nothing changed.
 
 use cpe_common::durable::Storage;
-use cpe_protocol::order::{OrderKind, OrderTarget};
-use cpe_protocol::receipt::{EnforcementReceipt, ReceiptClock, ServiceState, SignedReceipt, RECEIPT_VERSION};
+use cpe_protocol::order::{decode_signed, OrderKind, OrderTarget};
+use cpe_protocol::receipt::{
+    decode_receipt, EnforcementReceipt, ReceiptClock, ServiceState, SignedReceipt, RECEIPT_VERSION,
+};
 
 use super::firewall::{enforce, BlockPlan, Firewall, FirewallError};
 use super::kind_name;
 use super::receipt::ReceiptSigner;
 use super::state::{KeyRecord, OrderState, ServiceRecord, StateError, StateStore};
 use super::verify::{
-    trusted_key, verify, ClockReading, ClockState, FloorSource, Refused, TimeFloor, Verified, VerifyContext,
+    trusted_key, verify, ClockReading, ClockState, FloorSource, Refusal, Refused, TimeFloor, Verified,
+    VerifyContext,
 };
 use crate::audit::{AuditKind, AuditLog};
 use cpe_common::hex::encode as hex;
@@ -83,6 +86,16 @@ pub enum ApplyError {
     /// The verifier refused the order; nothing changed.
     #[error("order refused [{}]: {}", .0.refusal.class(), .0.refusal)]
     Refused(Refused),
+    /// The very order applied last came again (its acknowledgement was lost
+    /// and the carrier redelivered it): nothing changed, and its stored
+    /// receipt answers it, so the carrier records it as applied, not refused.
+    #[error("order {sequence} was already applied; its receipt is sent again")]
+    AlreadyApplied {
+        /// The order's sequence number.
+        sequence: u64,
+        /// The receipt signed when it was applied.
+        receipt: Box<SignedReceipt>,
+    },
     /// The state could not be read or written; nothing changed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -101,6 +114,7 @@ impl ApplyError {
     pub fn class(&self) -> &'static str {
         match self {
             Self::Refused(r) => r.refusal.class(),
+            Self::AlreadyApplied { .. } => "already_applied",
             Self::State(_) => "state",
             Self::Enforce { .. } => "enforcement_failed",
         }
@@ -209,6 +223,53 @@ pub fn load_or_initial<S: Storage>(
     }))
 }
 
+/// The stored receipt of the last applied order when `signed` is that very
+/// order again (a replay with the same sequence and the same order hash, so
+/// bytes this device verified before), else `None`.
+fn redelivered_receipt(current: &OrderState, signed: &[u8], refusal: &Refusal) -> Option<SignedReceipt> {
+    let Refusal::Replay { sequence, .. } = refusal else { return None };
+    let stored = current.last_receipt.as_ref()?;
+    let receipt = decode_receipt(&stored.receipt_bytes).ok()?;
+    let envelope = decode_signed(signed).ok()?;
+    let hash = ring::digest::digest(&ring::digest::SHA256, &envelope.order_bytes);
+    (receipt.sequence == *sequence
+        && *sequence == current.last_sequence
+        && receipt.order_hash == hash.as_ref())
+    .then(|| stored.clone())
+}
+
+/// Records a refused order in the audit log and says why it was refused;
+/// the last applied order come again gets its stored receipt instead.
+fn refusal(current: &OrderState, signed: &[u8], refused: Refused, audit: &dyn AuditSink) -> ApplyError {
+    if let Some(receipt) = redelivered_receipt(current, signed, &refused.refusal) {
+        let sequence = current.last_sequence;
+        tracing::info!(sequence, "order redelivered after a lost acknowledgement; receipt sent again");
+        record(
+            audit,
+            AuditKind::OrderRefused,
+            refused.time.at,
+            serde_json::json!({ "class": "already_applied", "sequence": sequence }),
+        );
+        return ApplyError::AlreadyApplied { sequence, receipt: Box::new(receipt) };
+    }
+    tracing::warn!(class = refused.refusal.class(), reason = %refused.refusal, "order refused");
+    record(
+        audit,
+        AuditKind::OrderRefused,
+        refused.time.at,
+        serde_json::json!({
+            "class": refused.refusal.class(),
+            "reason": refused.refusal.to_string(),
+            "clock": clock_name(refused.time.state),
+            "judged_at": refused.time.at,
+            "device_clock": refused.time.reading.now,
+            "time_floor": refused.time.floor,
+            "last_sequence": current.last_sequence,
+        }),
+    );
+    ApplyError::Refused(refused)
+}
+
 /// Verifies and applies one signed order. See the module documentation.
 pub fn apply_order<S: Storage>(
     store: &StateStore<S>,
@@ -228,24 +289,7 @@ pub fn apply_order<S: Storage>(
     };
     let verified = match verify(signed, &ctx) {
         Ok(v) => v,
-        Err(refused) => {
-            tracing::warn!(class = refused.refusal.class(), reason = %refused.refusal, "order refused");
-            record(
-                env.audit,
-                AuditKind::OrderRefused,
-                refused.time.at,
-                serde_json::json!({
-                    "class": refused.refusal.class(),
-                    "reason": refused.refusal.to_string(),
-                    "clock": clock_name(refused.time.state),
-                    "judged_at": refused.time.at,
-                    "device_clock": refused.time.reading.now,
-                    "time_floor": refused.time.floor,
-                    "last_sequence": current.last_sequence,
-                }),
-            );
-            return Err(ApplyError::Refused(refused));
-        }
+        Err(refused) => return Err(refusal(&current, signed, refused, env.audit)),
     };
 
     let mut next = next_state(&current, &verified, floor);
@@ -505,6 +549,29 @@ mod tests {
         assert_eq!(w.state().service.state, ServiceState::Normal);
     }
 
+    #[test]
+    fn the_last_order_redelivered_gets_its_receipt_again_and_changes_nothing() {
+        let w = World::new();
+        let stop = signed(&order(OrderKind::Stop, 1, T), &w.key);
+        let applied = w.apply(&stop, trusted(T + 1)).unwrap();
+        let before = (w.files(), w.firewall.calls.borrow().len());
+        match w.apply(&stop, trusted(T + 200)).unwrap_err() {
+            ApplyError::AlreadyApplied { sequence, receipt } => {
+                assert_eq!(sequence, 1);
+                assert_eq!(Some(*receipt), applied.receipt, "the receipt signed when it was applied");
+            }
+            other => panic!("expected already_applied, got {other}"),
+        }
+        assert_eq!((w.files(), w.firewall.calls.borrow().len()), before, "nothing changed");
+        assert_eq!(w.audit.events().last(), Some(&AuditKind::OrderRefused));
+        // A different order with the same (used) sequence is a replay, not a redelivery.
+        let other_stop = signed(&order(OrderKind::Drill, 1, T), &w.key);
+        assert_eq!(w.apply(&other_stop, trusted(T + 201)).unwrap_err().class(), "replay");
+        // Once a later order is applied, the old one is a plain replay.
+        w.apply(&signed(&order(OrderKind::Resume, 2, T + 60), &w.key), trusted(T + 61)).unwrap();
+        assert_eq!(w.apply(&stop, trusted(T + 202)).unwrap_err().class(), "replay");
+    }
+
     /// Every refusal class through the pipeline: state file bytes, previous
     /// version, firewall calls and sequence unchanged; the refusal audited.
     #[test]
@@ -521,7 +588,7 @@ mod tests {
         assert_eq!(w.state().last_sequence, 3);
 
         let good = signed(&order(OrderKind::Resume, 4, T + 60), &w.key);
-        let mut bad_signature = cpe_protocol::order::decode_signed(&good).unwrap();
+        let mut bad_signature = decode_signed(&good).unwrap();
         bad_signature.signature[0] ^= 1;
         let mut v2 = order(OrderKind::Resume, 4, T);
         v2.version = 2;

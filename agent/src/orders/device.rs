@@ -257,7 +257,10 @@ mod tests {
         };
         store.save(&state).unwrap();
         let found = suspension(&config).unwrap();
-        assert_eq!((found.order, found.reason_ja.as_str(), found.reason_en.as_str()), (70, "停止", "stopped"));
+        assert_eq!(
+            (found.order, found.reason_ja.as_str(), found.reason_en.as_str()),
+            (70, "停止", "stopped")
+        );
         state.service.state = ServiceState::Drill;
         store.save(&state).unwrap();
         assert_eq!(suspension(&config), None, "a drill blocks nothing");
