@@ -48,7 +48,8 @@ fi
 # ---------------------------------------------------------------------------
 # libc6-dev-arm64-cross is only a Recommends of gcc-aarch64-linux-gnu; ring's C
 # code needs its headers, so it is listed explicitly. file/curl/ca-certificates
-# are used by cross/build.sh and the rustup bootstrap.
+# are used by cross/build.sh and the rustup bootstrap; the firmware image
+# (images/) needs cpio, e2fsprogs, qemu-system-arm and, for its lint, shellcheck.
 APT_PACKAGES=(
     build-essential pkg-config
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -56,6 +57,7 @@ APT_PACKAGES=(
     musl-tools qemu-user-static qemu-system-arm
     nftables iproute2 iputils-ping openssl postgresql
     file curl ca-certificates
+    cpio e2fsprogs shellcheck
 )
 
 is_installed() {
@@ -81,6 +83,23 @@ else
     [ "${#still[@]}" -eq 0 ] || die "apt packages still missing after install: ${still[*]}"
     step "apt packages" "installed ${#missing[@]}"
 fi
+
+# ---------------------------------------------------------------------------
+# 1b. Debian arm64 packages of the firmware image (images/fetch-debs.sh)
+# ---------------------------------------------------------------------------
+if dpkg --print-foreign-architectures | grep -qx arm64; then
+    step "dpkg architecture arm64" "already present"
+else
+    step "dpkg architecture arm64" "adding, apt-get update"
+    "${SUDO[@]}" dpkg --add-architecture arm64
+    "${SUDO[@]}" apt-get update -q </dev/null
+fi
+if ! apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1; then
+    step "apt index (arm64)" "apt-get update"
+    "${SUDO[@]}" apt-get update -q </dev/null
+fi
+debs="$(bash images/fetch-debs.sh | tail -2 | head -1)" || die "images/fetch-debs.sh failed"
+step "image packages (arm64 .debs)" "${debs#fetch-debs.sh: }"
 
 # ---------------------------------------------------------------------------
 # 2. rustup
