@@ -5,7 +5,7 @@
 #   FUZZ_SECONDS=60 bash scripts/test.sh     # longer fuzzing (default 20 s per target)
 #   TEST_SKIP="fuzz cross" bash scripts/test.sh   # local use only: skip sections by key
 #
-# Section keys for TEST_SKIP: setup fmt clippy test qemu cross fuzz. CI sets none.
+# Section keys for TEST_SKIP: setup fmt clippy test qemu cross images fuzz. CI sets none.
 #
 # Sections: setup, fmt, clippy, build+test (host), agent lib tests for aarch64
 # under qemu, cross release builds, fuzzing. This is what .ci/run executes.
@@ -23,7 +23,7 @@ TIMES=()
 T_START=$SECONDS
 CURRENT=""
 N=0
-TOTAL=7
+TOTAL=8
 SKIPPED=0
 
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
@@ -87,7 +87,9 @@ build_and_test() {
     fi
     export CPE_TEST_POSTGRES_URL="$url"
     cargo build --workspace --bins --locked
-    cargo test --workspace --locked
+    # The firmware-image test boots the image the images section builds; here
+    # it finds none (and says it skipped), so a stale image is never booted twice.
+    CPE_IMAGE_DIR="$ROOT/target/image-not-built-yet" cargo test --workspace --locked
 }
 
 section setup "setup" bash scripts/setup.sh
@@ -97,6 +99,7 @@ section test "build + test (host)" build_and_test
 section qemu "agent lib + identity tests, aarch64 under qemu" \
     cargo test -p cpe-agent --lib --test identity --target aarch64-unknown-linux-musl --locked
 section cross "cross release builds" bash cross/build.sh
+section images "firmware image, qemu-system-aarch64 end to end" bash images/test.sh
 section fuzz "fuzz (${FUZZ_SECONDS}s per target)" bash scripts/fuzz.sh
 
 summary
