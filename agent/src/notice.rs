@@ -6,25 +6,23 @@
 //! and a health summary.
 //!
 //! [`render`] is a pure function from a [`NoticeView`] to HTML, with every
-//! value HTML-escaped. [`serve`] is a tiny hyper HTTP/1.1 server started by
+//! value HTML-escaped. [`serve`] is a tiny HTTP/1.1 responder started by
 //! `cpe-agent run` on `[notice] listen`; it reads the order state and
 //! `<state_dir>/diagnosis/last.json` on every request, so the page is never
 //! stale, whichever process (daemon or `cpe-agent orders apply`) applied
-//! the last order. The page is served to the LAN by the CPE itself (input
+//! the last order. One request per connection, its head bounded to 8 KiB
+//! and 10 s: a notice page needs no more, and a general HTTP server would
+//! cost the router's binary more than the page itself. The page is served
+//! to the LAN by the CPE itself (input
 //! traffic), so a suspension, which blocks only forwarding, never hides it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use cpe_protocol::receipt::ServiceState;
 use cpe_protocol::Health;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::orders::state::{ServiceRecord, StateStore};
@@ -282,22 +280,92 @@ impl NoticeSource {
     }
 }
 
-fn reply(request: &Request<hyper::body::Incoming>, source: &NoticeSource) -> Response<Full<Bytes>> {
-    let (status, body) = if matches!(*request.method(), Method::GET | Method::HEAD) {
-        (StatusCode::OK, render(&source.view()))
-    } else {
-        (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned())
+/// Largest request head read; a longer one is answered 431.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// How long a client may take to send its request head.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a request head asks of the page (see [`parse_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// `GET` (or `HEAD`: the same answer without the body).
+    Page {
+        /// `HEAD`.
+        head_only: bool,
+    },
+    /// Any other method.
+    WrongMethod,
+    /// The head did not end within [`MAX_REQUEST_HEAD`] bytes.
+    TooLarge,
+    /// Not an HTTP request line.
+    Malformed,
+}
+
+/// Reads the request line of a complete request head (pure). Every path
+/// shows the page: staff type whatever the poster says.
+pub fn parse_request(head: &[u8]) -> Ask {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = std::str::from_utf8(line).unwrap_or_default().trim_end_matches('\r');
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Ask::Malformed;
     };
-    let body = if *request.method() == Method::HEAD { String::new() } else { body };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+    if target.is_empty() || !version.starts_with("HTTP/1.") {
+        return Ask::Malformed;
+    }
+    match method {
+        "GET" => Ask::Page { head_only: false },
+        "HEAD" => Ask::Page { head_only: true },
+        _ => Ask::WrongMethod,
+    }
+}
+
+/// The whole HTTP/1.1 response to `ask` (the connection is closed after it).
+fn respond(ask: Ask, source: &NoticeSource) -> Vec<u8> {
+    let (status, content_type, body) = match ask {
+        Ask::Page { .. } => ("200 OK", "text/html; charset=utf-8", render(&source.view())),
+        Ask::WrongMethod => ("405 Method Not Allowed", "text/plain; charset=utf-8", "GET only\n".to_owned()),
+        Ask::TooLarge => (
+            "431 Request Header Fields Too Large",
+            "text/plain; charset=utf-8",
+            "request too large\n".to_owned(),
+        ),
+        Ask::Malformed => ("400 Bad Request", "text/plain; charset=utf-8", "bad request\n".to_owned()),
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if ask != (Ask::Page { head_only: true }) {
+        response.extend_from_slice(body.as_bytes());
+    }
     response
+}
+
+/// Reads one request head (bounded in size and time), answers it, closes.
+async fn handle(mut stream: tokio::net::TcpStream, source: &NoticeSource) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0_u8; 1024];
+    let ask = loop {
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break parse_request(&head);
+        }
+        if head.len() >= MAX_REQUEST_HEAD {
+            break Ask::TooLarge;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let _ = stream.write_all(&respond(ask, source)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves the page on every address until the future is dropped. An
@@ -336,14 +404,8 @@ async fn accept(listener: &TcpListener, source: &Arc<NoticeSource>, slots: &Arc<
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
         let source = source.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let response = reply(&request, &source);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            if tokio::time::timeout(Duration::from_secs(30), connection).await.is_err() {
-                tracing::debug!(%peer, "notice connection timed out");
+            if tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, &source)).await.is_err() {
+                tracing::debug!(%peer, "notice request timed out");
             }
             drop(permit);
         });
@@ -404,6 +466,31 @@ mod tests {
         assert!(render(&view(rec)).contains("[DRILL]"));
         let html = render(&view(ServiceRecord::normal()));
         assert!(html.contains("class=\"state normal\"") && !html.contains("class=\"reason\""));
+    }
+
+    #[test]
+    fn request_lines_are_read_strictly() {
+        let page = Ask::Page { head_only: false };
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: cpe\r\n\r\n"), page);
+        assert_eq!(parse_request(b"GET /anything?x=1 HTTP/1.0\n\n"), page);
+        assert_eq!(parse_request(b"HEAD / HTTP/1.1\r\n\r\n"), Ask::Page { head_only: true });
+        assert_eq!(parse_request(b"POST / HTTP/1.1\r\n\r\n"), Ask::WrongMethod);
+        for bad in [&b""[..], b"GET\r\n\r\n", b"GET / SPDY/3\r\n\r\n", b"GET  / HTTP/1.1\r\n", b"\xff\xfe"] {
+            assert_eq!(parse_request(bad), Ask::Malformed, "{bad:?}");
+        }
+        let source = NoticeSource {
+            state_dir: PathBuf::from("/nonexistent"),
+            contact_ja: String::new(),
+            contact_en: String::new(),
+            health: Arc::default(),
+        };
+        let head = String::from_utf8(respond(Ask::Page { head_only: true }, &source)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+        let length: usize =
+            head.split("Content-Length: ").nth(1).unwrap().split('\r').next().unwrap().parse().unwrap();
+        assert!(length > 0, "HEAD announces the page's length without sending it");
+        let too_large = String::from_utf8(respond(Ask::TooLarge, &source)).unwrap();
+        assert!(too_large.starts_with("HTTP/1.1 431") && too_large.ends_with("request too large\n"));
     }
 
     #[test]
