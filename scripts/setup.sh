@@ -108,8 +108,12 @@ if command -v rustup >/dev/null 2>&1; then
     step "rustup" "already present ($(rustup --version 2>/dev/null | awk '{print $2}'))"
 else
     step "rustup" "installing (rustup-init, no default toolchain)"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
-        sh -s -- -y --profile minimal --default-toolchain none --no-modify-path </dev/null
+    # Downloaded first: the installer must read its script from the file and
+    # nothing from stdin (a pipe into `sh -s ... </dev/null` runs nothing).
+    rustup_init="$(mktemp)"
+    curl --proto '=https' --tlsv1.2 -sSf -o "$rustup_init" https://sh.rustup.rs
+    sh "$rustup_init" -y --profile minimal --default-toolchain none --no-modify-path </dev/null
+    rm -f "$rustup_init"
     # shellcheck disable=SC1091
     . "${CARGO_HOME:-$HOME/.cargo}/env"
 fi

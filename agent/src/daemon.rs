@@ -418,7 +418,12 @@ async fn command_loop(shared: Arc<Daemon>) {
 }
 
 async fn execute(shared: &Daemon, command: &Command, carrier_time: Option<CarrierTime>) -> CommandAck {
-    tracing::info!(id = command.id, kind = ?command.kind, "command received");
+    let kind = match &command.kind {
+        CommandKind::ReportNow => "report-now",
+        CommandKind::Diagnose => "diagnose",
+        CommandKind::Order { .. } => "order",
+    };
+    tracing::info!(id = command.id, kind, "command received");
     match &command.kind {
         CommandKind::ReportNow => {
             shared.report_now.notify_one();
