@@ -39,6 +39,29 @@ pub fn provision(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// A test carrier PKI in `dir`: the PKCS#12 password file `pw`, the
+/// certification body's CA in `ca/`, and the carrier server's certificate
+/// `server.crt.pem` / `server.key.pem` naming `server_names`.
+pub fn carrier_pki(dir: &std::path::Path, server_names: &[&str]) -> Result<(), String> {
+    std::fs::write(dir.join("pw"), "pw\n").map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (ca, server) =
+        (dir.join("ca").to_string_lossy().into_owned(), dir.join("server").to_string_lossy().into_owned());
+    provision(&["ca", "init", "--dir", &ca])?;
+    let mut args = vec!["ca", "server-cert", "--ca", &ca, "--out", &server];
+    for name in server_names {
+        args.extend(["--name", name]);
+    }
+    provision(&args).map(|_| ())
+}
+
+/// A device id (certificate OU) no other test process uses at the same time:
+/// `<prefix>-<pid>-<nanoseconds>`.
+pub fn unique_unit(prefix: &str) -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// Issues `<name>.p12` (password file `dir/pw`) and
 /// `<name>.crt.pem`/`<name>.key.pem` for institution `code`, device `unit`,
 /// from the test CA in `dir/ca`; `extra` adds `cert issue` options

@@ -48,23 +48,8 @@ impl World {
     fn new(database: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let unit = format!("cpe-{}-{nanos}", std::process::id());
-        std::fs::write(d.join("pw"), "pw\n").unwrap();
-        provision(&["ca", "init", "--dir", &s(&d.join("ca"))]);
-        provision(&[
-            "ca",
-            "server-cert",
-            "--ca",
-            &s(&d.join("ca")),
-            "--name",
-            "localhost",
-            "--name",
-            "127.0.0.1",
-            "--out",
-            &s(&d.join("server")),
-        ]);
+        let unit = cpe_e2e::unique_unit("cpe");
+        cpe_e2e::carrier_pki(d, &["localhost", "127.0.0.1"]).unwrap();
         issue_pkcs12(d, CODE, &unit, "clinic");
         issue_pkcs12(d, "2712345678", "other", "other");
         let database = database.unwrap_or_else(|| format!("sqlite:{}", s(&d.join("carrier.db"))));

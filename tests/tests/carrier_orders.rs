@@ -74,21 +74,8 @@ impl Carrier {
     fn start(database: Option<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let unit = format!("cpe-{}-{nanos}", std::process::id());
-        std::fs::write(d.join("pw"), "pw\n").unwrap();
-        ok(&["ca", "init", "--dir", &s(&d.join("ca"))]);
-        ok(&[
-            "ca",
-            "server-cert",
-            "--ca",
-            &s(&d.join("ca")),
-            "--name",
-            "127.0.0.1",
-            "--out",
-            &s(&d.join("server")),
-        ]);
+        let unit = cpe_e2e::unique_unit("cpe");
+        cpe_e2e::carrier_pki(d, &["127.0.0.1"]).unwrap();
         for (name, unit) in [("clinic", unit.as_str()), ("impostor", "impostor")] {
             ok(&[
                 "cert",

@@ -43,21 +43,7 @@ impl Pki {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        std::fs::write(d.join("pw"), "pw\n").unwrap();
-        provision(&["ca", "init", "--dir", &s(&d.join("ca"))]).unwrap();
-        provision(&[
-            "ca",
-            "server-cert",
-            "--ca",
-            &s(&d.join("ca")),
-            "--name",
-            plan::CARRIER_HOST,
-            "--name",
-            &plan::CARRIER.to_string(),
-            "--out",
-            &s(&d.join("server")),
-        ])
-        .unwrap();
+        cpe_e2e::carrier_pki(d, &[plan::CARRIER_HOST, &plan::CARRIER.to_string()]).unwrap();
         issue_pkcs12(d, CODE, "cpe-netns", "clinic", &[]).unwrap();
         Self { dir }
     }

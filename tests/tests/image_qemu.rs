@@ -255,24 +255,9 @@ impl World {
     fn new(image: PathBuf, order_keys: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let unit = format!("vm-{}-{nanos}", std::process::id());
-        std::fs::write(d.join("pw"), "vm-secret\n").unwrap();
-        provision(&["ca", "init", "--dir", &s(&d.join("ca"))]);
+        let unit = cpe_e2e::unique_unit("vm");
         // The guest reaches the host's loopback as 10.0.2.2: the server's certificate names it.
-        provision(&[
-            "ca",
-            "server-cert",
-            "--ca",
-            &s(&d.join("ca")),
-            "--name",
-            "10.0.2.2",
-            "--name",
-            "127.0.0.1",
-            "--out",
-            &s(&d.join("server")),
-        ]);
+        cpe_e2e::carrier_pki(d, &["10.0.2.2", "127.0.0.1"]).unwrap();
         let drive = d.join("drive");
         std::fs::create_dir(&drive).unwrap();
         cpe_e2e::issue_pkcs12(d, CODE, &unit, "identity", &[]).unwrap();

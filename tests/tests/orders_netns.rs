@@ -366,9 +366,7 @@ fn orders_from_the_real_carrier_reach_the_daemon_over_the_wan_and_receipts_verif
     let world = World::build();
     let d = world.dir.path();
     let p = |name: &str| world.path(name).to_string_lossy().into_owned();
-    std::fs::write(d.join("pw"), "pw\n").unwrap();
-    carrier(&["ca", "init", "--dir", &p("ca")]);
-    carrier(&["ca", "server-cert", "--ca", &p("ca"), "--name", &PLATFORM.to_string(), "--out", &p("server")]);
+    cpe_e2e::carrier_pki(d, &[&PLATFORM.to_string()]).unwrap();
     issue_pkcs12(d, CODE, "cpe-77", "clinic", &[]).unwrap();
     let device = format!("{CODE}/cpe-77");
     carrier(&["keys", "init", "--dir", &p("keys")]);

@@ -346,53 +346,37 @@ pub(crate) trait Cols {
     fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError>;
 }
 
-impl Cols for rusqlite::Row<'_> {
-    fn i64_at(&self, i: usize) -> Result<i64, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_i64_at(&self, i: usize) -> Result<Option<i64>, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn str_at(&self, i: usize) -> Result<String, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
-        Ok(self.get(i)?)
-    }
+/// Implements [`Cols`] for a backend's row type with its fallible getter.
+macro_rules! impl_cols {
+    ($row:ty, $get:ident) => {
+        impl Cols for $row {
+            fn i64_at(&self, i: usize) -> Result<i64, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_i64_at(&self, i: usize) -> Result<Option<i64>, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn str_at(&self, i: usize) -> Result<String, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
+                Ok(self.$get(i)?)
+            }
+        }
+    };
 }
 
-impl Cols for tokio_postgres::Row {
-    fn i64_at(&self, i: usize) -> Result<i64, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_i64_at(&self, i: usize) -> Result<Option<i64>, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn str_at(&self, i: usize) -> Result<String, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
-        Ok(self.try_get(i)?)
-    }
-}
+impl_cols!(rusqlite::Row<'_>, get);
+impl_cols!(tokio_postgres::Row, try_get);
 
 /// The statement in PostgreSQL's placeholder syntax (`?N` → `$N`).
 pub(crate) fn pg_sql(sql: &str) -> String {
