@@ -795,6 +795,19 @@ fn text_rendering_in_japanese_and_english() {
     assert!(ja.contains("状態") && ja.contains("証跡") && ja.contains("異常") && ja.contains("省略"));
     assert!(ja.contains("判定: 回線"));
     assert!(ja.contains("対処: "));
+    // Japanese rows say what each check looks at, with its stable name.
+    assert!(ja.contains("ゲートウェイへの ping（uplink.gateway_icmp）"), "{ja}");
+    assert!(!en.contains("ゲートウェイ"));
+}
+
+#[test]
+fn every_catalogued_check_has_a_japanese_label() {
+    for (name, _) in checks::ALL {
+        let label = checks::label_ja(name).unwrap_or_else(|| panic!("{name} has no Japanese label"));
+        assert!(!label.is_ascii(), "{name}: {label}");
+        assert_eq!(checks::label_ja(&format!("{name}@instance")), Some(label));
+    }
+    assert_eq!(checks::label_ja("uplink.bogus"), None);
 }
 
 #[test]

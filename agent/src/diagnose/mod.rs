@@ -457,6 +457,50 @@ pub mod checks {
         ]
     };
 
+    /// What a catalogued check looks at, in Japanese, for the Japanese report
+    /// (clinic staff read 「端末への ping」 more easily than `terminal.icmp`).
+    /// Takes a full name (`terminal.icmp@reception`); `None` outside the catalogue.
+    pub fn label_ja(name: &str) -> Option<&'static str> {
+        Some(match super::base_name(name) {
+            TERMINAL_SUBNET => "端末の IP アドレスの範囲",
+            TERMINAL_DUPLICATE_IP => "IP アドレスの重複",
+            TERMINAL_DHCP_LEASE => "DHCP による払い出し",
+            TERMINAL_NEIGHBOUR => "端末の ARP 応答",
+            TERMINAL_ICMP => "端末への ping",
+            LAN_LINK => "LAN ポートのリンク",
+            LAN_BRIDGE => "LAN ブリッジの構成",
+            LAN_SPEED_DUPLEX => "LAN の速度・通信方式",
+            LAN_ERRORS => "LAN のエラー・破棄",
+            DEVICE_CLOCK => "時刻",
+            DEVICE_AGENT => "エージェントの状態",
+            DEVICE_MEMORY => "空きメモリ",
+            DEVICE_DISK => "保存領域の空き",
+            DEVICE_CPU => "CPU 使用率",
+            DEVICE_FIREWALL => "ファイアウォール設定",
+            DEVICE_CERTIFICATE => "機関証明書",
+            DEVICE_SUSPENSION => "利用停止命令",
+            UPLINK_PRIMARY_LINK => "主回線のリンク",
+            UPLINK_PRIMARY_ADDRESS => "主回線のアドレス",
+            UPLINK_BACKUP_LINK => "予備回線のリンク",
+            UPLINK_BACKUP_ADDRESS => "予備回線のアドレス",
+            UPLINK_ACTIVE => "使用中の回線",
+            UPLINK_DEFAULT_ROUTE => "デフォルトルート",
+            UPLINK_GATEWAY_ARP => "ゲートウェイの ARP 応答",
+            UPLINK_GATEWAY_ICMP => "ゲートウェイへの ping",
+            UPLINK_DNS => "名前解決（DNS）",
+            UPLINK_TCP_CONNECT => "通信事業者サーバへの TCP 接続",
+            UPLINK_TLS_HANDSHAKE => "TLS ハンドシェイク",
+            UPLINK_PATH_MTU => "経路 MTU",
+            UPLINK_LOSS => "パケット損失",
+            UPLINK_LATENCY => "遅延",
+            UPLINK_JITTER => "揺らぎ（ジッタ）",
+            CARRIER_CERTIFICATE_ACCEPTED => "機関証明書の受理",
+            CARRIER_STATUS => "通信事業者サーバの応答",
+            CARRIER_PLATFORM => "分界点の先（接続先）への到達性",
+            _ => return None,
+        })
+    }
+
     /// The position of a name (the part before `@`) in [`ALL`]; names not
     /// in the catalogue rank last.
     pub fn rank(name: &str) -> usize {

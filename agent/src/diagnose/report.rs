@@ -137,7 +137,10 @@ impl DiagnosisReport {
                 [
                     c.status.label(lang).to_owned(),
                     c.segment.label(lang).to_owned(),
-                    c.name.clone(),
+                    match (lang, super::checks::label_ja(&c.name)) {
+                        (Lang::Ja, Some(label)) => format!("{label}（{}）", c.name),
+                        _ => c.name.clone(),
+                    },
                     format!("{} ms", c.duration_ms),
                     c.evidence.text.clone(),
                 ]
