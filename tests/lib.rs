@@ -54,6 +54,27 @@ pub fn carrier_pki(dir: &std::path::Path, server_names: &[&str]) -> Result<(), S
     provision(&args).map(|_| ())
 }
 
+/// The arguments of `cpe-provision serve` with the PKI [`carrier_pki`] made
+/// in `dir`: listening on `listen`, storing in `database`, then `extra`.
+pub fn serve_args(dir: &std::path::Path, listen: &str, database: &str, extra: &[&str]) -> Vec<String> {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        listen.into(),
+        "--database".into(),
+        database.into(),
+        "--tls-cert".into(),
+        path("server.crt.pem"),
+        "--tls-key".into(),
+        path("server.key.pem"),
+        "--client-ca".into(),
+        path("ca/ca.pem"),
+    ];
+    args.extend(extra.iter().map(ToString::to_string));
+    args
+}
+
 /// A device id (certificate OU) no other test process uses at the same time:
 /// `<prefix>-<pid>-<nanoseconds>`.
 pub fn unique_unit(prefix: &str) -> String {

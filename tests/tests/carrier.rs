@@ -84,36 +84,27 @@ impl World {
 
     /// Starts a `cpe-provision serve` on `listen` with this world's store and sinks.
     fn spawn_server(&self, listen: &str, log: &str) -> (Proc, u16) {
-        let args: Vec<String> = [
-            "serve",
-            "--listen",
+        let args = cpe_e2e::serve_args(
+            self.dir.path(),
             listen,
-            "--database",
             &self.database,
-            "--tls-cert",
-            &s(&self.path("server.crt.pem")),
-            "--tls-key",
-            &s(&self.path("server.key.pem")),
-            "--client-ca",
-            &s(&self.path("ca/ca.pem")),
-            "--enrol-ca",
-            &s(&self.path(&self.enrol_ca)),
-            "--silent-after",
-            "3",
-            "--check-every",
-            "1",
-            "--long-poll-max",
-            "2",
-            "--smtp",
-            &self.smtp.addr,
-            "--mail-to",
-            "noc@carrier.example",
-            "--webhook",
-            &self.webhook.url,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+            &[
+                "--enrol-ca",
+                &s(&self.path(&self.enrol_ca)),
+                "--silent-after",
+                "3",
+                "--check-every",
+                "1",
+                "--long-poll-max",
+                "2",
+                "--smtp",
+                &self.smtp.addr,
+                "--mail-to",
+                "noc@carrier.example",
+                "--webhook",
+                &self.webhook.url,
+            ],
+        );
         let mut server = Proc::spawn("cpe-provision", &args, &self.path(log)).unwrap();
         let line = server
             .read_line_starting("listening on ")

@@ -95,24 +95,7 @@ impl Carrier {
             ]);
         }
         let database = database.unwrap_or_else(|| format!("sqlite:{}", s(&d.join("carrier.db"))));
-        let args: Vec<String> = [
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &database,
-            "--tls-cert",
-            &s(&d.join("server.crt.pem")),
-            "--tls-key",
-            &s(&d.join("server.key.pem")),
-            "--client-ca",
-            &s(&d.join("ca/ca.pem")),
-            "--long-poll-max",
-            "5",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let args = cpe_e2e::serve_args(d, "127.0.0.1:0", &database, &["--long-poll-max", "5"]);
         let mut server = Proc::spawn("cpe-provision", &args, &d.join("server.log")).unwrap();
         let line = server.read_line_starting("listening on ").unwrap_or_else(|| {
             panic!(

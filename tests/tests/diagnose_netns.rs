@@ -93,22 +93,8 @@ impl World {
 
     fn start_server(&mut self) {
         let listen = SocketAddr::new(IpAddr::V4(plan::CARRIER), CARRIER_PORT).to_string();
-        let args: Vec<String> = [
-            "serve",
-            "--listen",
-            &listen,
-            "--database",
-            &format!("sqlite:{}", s(&self.path("carrier.db"))),
-            "--tls-cert",
-            &s(&self.pki.path("server.crt.pem")),
-            "--tls-key",
-            &s(&self.pki.path("server.key.pem")),
-            "--client-ca",
-            &s(&self.pki.path("ca/ca.pem")),
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let database = format!("sqlite:{}", s(&self.path("carrier.db")));
+        let args = cpe_e2e::serve_args(self.pki.dir.path(), &listen, &database, &[]);
         let log = self.path("server.log");
         let mut server = self.topology.carrier.spawn("cpe-provision", &args, &log).unwrap();
         server

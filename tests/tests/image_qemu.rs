@@ -293,30 +293,21 @@ impl World {
     }
 
     fn start_server(&mut self) -> u16 {
-        let args: Vec<String> = [
-            "serve",
-            "--listen",
+        let args = cpe_e2e::serve_args(
+            self.dir.path(),
             "127.0.0.1:0",
-            "--database",
             &self.database,
-            "--tls-cert",
-            &s(&self.path("server.crt.pem")),
-            "--tls-key",
-            &s(&self.path("server.key.pem")),
-            "--client-ca",
-            &s(&self.path("ca/ca.pem")),
-            "--enrol-ca",
-            &s(&self.path("ca")),
-            "--silent-after",
-            "60",
-            "--check-every",
-            "5",
-            "--long-poll-max",
-            "5",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+            &[
+                "--enrol-ca",
+                &s(&self.path("ca")),
+                "--silent-after",
+                "60",
+                "--check-every",
+                "5",
+                "--long-poll-max",
+                "5",
+            ],
+        );
         let mut server = Proc::spawn("cpe-provision", &args, &self.path("server.log")).unwrap();
         let line = server
             .read_line_starting("listening on ")

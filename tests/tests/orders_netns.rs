@@ -384,24 +384,8 @@ fn orders_from_the_real_carrier_reach_the_daemon_over_the_wan_and_receipts_verif
     assert!(imported.status.success(), "{}", text(&imported));
 
     let database = format!("sqlite:{}", p("carrier.db"));
-    let serve: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("{PLATFORM}:{CARRIER_PORT}"),
-        "--database",
-        &database,
-        "--tls-cert",
-        &p("server.crt.pem"),
-        "--tls-key",
-        &p("server.key.pem"),
-        "--client-ca",
-        &p("ca/ca.pem"),
-        "--long-poll-max",
-        "2",
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect();
+    let serve =
+        cpe_e2e::serve_args(d, &format!("{PLATFORM}:{CARRIER_PORT}"), &database, &["--long-poll-max", "2"]);
     let mut server = world.platform.spawn("cpe-provision", &serve, &world.path("server.log")).unwrap();
     server
         .read_line_starting("listening on ")
