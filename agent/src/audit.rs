@@ -145,15 +145,15 @@ impl AuditLog {
     /// Appends one entry at `at_unix` (device clock, seconds) and makes it
     /// durable before returning.
     pub fn append(&self, kind: AuditKind, at_unix: i64, detail: serde_json::Value) -> Result<(), AuditError> {
-        fs::create_dir_all(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let lock_path = self.dir.join("lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| self.io(&lock_path, e))?;
-        lock.lock().map_err(|e| self.io(&lock_path, e))?;
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
 
         let segments = self.segments()?;
         let (mut head, torn) = match segments.last() {
@@ -180,7 +180,7 @@ impl AuditLog {
     ) -> Result<ExportSummary, AuditError> {
         let mut lines: Vec<String> = Vec::new();
         for (_, path) in self.segments()? {
-            let text = fs::read_to_string(&path).map_err(|e| self.io(&path, e))?;
+            let text = fs::read_to_string(&path).map_err(io(&path))?;
             // A torn final line (no newline) is not part of the chain.
             let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
             lines.extend(complete.lines().map(str::to_string));
@@ -238,12 +238,11 @@ impl AuditLog {
             None => self.dir.join(format!("segment-{:020}.log", head.next_index)),
         };
         let created = !path.exists();
-        let mut file =
-            OpenOptions::new().create(true).append(true).open(&path).map_err(|e| self.io(&path, e))?;
-        file.write_all(line.as_bytes()).map_err(|e| self.io(&path, e))?;
-        file.sync_data().map_err(|e| self.io(&path, e))?;
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        file.write_all(line.as_bytes()).map_err(io(&path))?;
+        file.sync_data().map_err(io(&path))?;
         if created {
-            sync_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+            sync_dir(&self.dir).map_err(io(&self.dir))?;
             self.enforce_bound()?;
         }
         Ok(Head { next_index: head.next_index + 1, hash })
@@ -261,13 +260,13 @@ impl AuditLog {
             if total <= self.config.max_bytes || segments.len() - i <= 2 {
                 break;
             }
-            fs::remove_file(path).map_err(|e| self.io(path, e))?;
+            fs::remove_file(path).map_err(io(path))?;
             total -= sizes[i];
             sizes[i] = 0;
             removed = true;
         }
         if removed {
-            sync_dir(&self.dir).map_err(|e| self.io(&self.dir, e))?;
+            sync_dir(&self.dir).map_err(io(&self.dir))?;
         }
         Ok(())
     }
@@ -277,7 +276,7 @@ impl AuditLog {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(self.io(&self.dir, e)),
+            Err(e) => return Err(io(&self.dir)(e)),
         };
         let mut segments: Vec<(u64, PathBuf)> = entries
             .filter_map(Result::ok)
@@ -294,13 +293,13 @@ impl AuditLog {
     /// The chain head after the last complete line of `path`, cutting off a
     /// torn final line (returned as its length).
     fn head_of(&self, path: &Path) -> Result<(Head, Option<usize>), AuditError> {
-        let text = fs::read(path).map_err(|e| self.io(path, e))?;
+        let text = fs::read(path).map_err(io(path))?;
         let complete_len = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
         let torn = (complete_len < text.len()).then(|| text.len() - complete_len);
         if torn.is_some() {
-            let file = OpenOptions::new().write(true).open(path).map_err(|e| self.io(path, e))?;
-            file.set_len(complete_len as u64).map_err(|e| self.io(path, e))?;
-            file.sync_all().map_err(|e| self.io(path, e))?;
+            let file = OpenOptions::new().write(true).open(path).map_err(io(path))?;
+            file.set_len(complete_len as u64).map_err(io(path))?;
+            file.sync_all().map_err(io(path))?;
         }
         let complete = String::from_utf8_lossy(&text[..complete_len]);
         let Some((line_no, last)) = complete.lines().enumerate().last() else {
@@ -323,11 +322,6 @@ impl AuditLog {
             Some((_, path)) => self.head_of(path).map(|(head, _)| head),
             None => Ok(Head { next_index: 0, hash: GENESIS.to_string() }),
         }
-    }
-
-    fn io(&self, path: &Path, source: std::io::Error) -> AuditError {
-        let _ = self;
-        AuditError::Io { path: path.to_path_buf(), source }
     }
 
     fn damaged(&self, line: usize, detail: String) -> AuditError {
@@ -505,6 +499,11 @@ fn bounded(detail: serde_json::Value) -> serde_json::Value {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     cpe_common::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Maps an I/O error on `path` to [`AuditError::Io`].
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
+    move |source| AuditError::Io { path: path.to_path_buf(), source }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
