@@ -35,10 +35,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpe_common::durable::OsStorage;
-use cpe_protocol::Pong;
 use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketType};
 use time::OffsetDateTime;
 
+use super::exchange::{Exchange, ExchangeLimits};
 use super::observe::{self, IcmpMessage, Inet6Address, InterfaceState, Lease, Neighbour, RouteV4};
 use crate::config::AgentConfig;
 use crate::identity::status::{self, CertStatus};
@@ -87,69 +87,6 @@ impl PingOutcome {
     pub fn received(&self) -> usize {
         self.rtts_us.len()
     }
-}
-
-/// How a TCP connection attempt to the carrier ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectFailure {
-    /// The host answered with a reset: nothing listens on the port.
-    Refused,
-    /// No answer in time.
-    Timeout,
-    /// Unreachable or another OS error.
-    Other(String),
-}
-
-/// How the TLS handshake and the `/v1/ping` call ended, once connected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExchangeOutcome {
-    /// TCP did not connect.
-    NotConnected(ConnectFailure),
-    /// TLS could not be attempted (no identity or no carrier CA on the device).
-    NoTls(String),
-    /// The server's certificate was not accepted by the device.
-    ServerCertificate(String),
-    /// The server ended the handshake with an alert about our certificate
-    /// (`CertificateExpired`, `BadCertificate`, `UnknownCA`, …).
-    CertificateRefused {
-        /// The alert, as rustls names it.
-        alert: String,
-    },
-    /// The handshake broke off otherwise (reset, EOF, another alert, timeout).
-    TlsBroken(String),
-    /// The server answered the HTTP request.
-    Answered {
-        /// HTTP status.
-        status: u16,
-        /// The decoded `/v1/ping` answer on success.
-        pong: Option<Pong>,
-        /// First bytes of an error body.
-        message: String,
-    },
-    /// Connected and TLS completed, but no (readable) answer came.
-    NoAnswer(String),
-}
-
-/// A carrier exchange with its timings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exchange {
-    /// What happened.
-    pub outcome: ExchangeOutcome,
-    /// TCP connect time, when connected.
-    pub connect_ms: Option<u64>,
-    /// TLS handshake time, when completed.
-    pub handshake_ms: Option<u64>,
-    /// Negotiated TLS version, when completed.
-    pub tls_version: Option<String>,
-}
-
-/// Time limits of one carrier exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExchangeLimits {
-    /// TCP connect.
-    pub connect: Duration,
-    /// TLS handshake plus the HTTP exchange.
-    pub tls: Duration,
 }
 
 /// Free space of the state partition.
