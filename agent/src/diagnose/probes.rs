@@ -22,6 +22,8 @@
 //!   ([`crate::identity::tls::client_config`]), then `GET /v1/ping`, each
 //!   step's failure kept apart (refused, server certificate, our certificate
 //!   refused by alert, HTTP status).
+//! - **Firewall**: whether the agent's nftables table exists, asked through
+//!   [`crate::orders::firewall::Firewall`], which owns everything nftables.
 //!
 //! Blocking socket work runs on tokio's blocking pool; every probe is
 //! bounded by its own request (counts, windows) and the runner's timeouts.
@@ -44,6 +46,7 @@ use crate::config::AgentConfig;
 use crate::identity::status::{self, CertStatus};
 use crate::identity::store::IdentityStore;
 use crate::metrics::{parse, CpuTimes, MemInfo};
+use crate::orders::firewall::{Firewall, FirewallError, NftFirewall};
 
 /// One ICMP echo series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +163,7 @@ pub struct SystemProbes {
     code_field: cpe_common::institution::CodeField,
     renewal: crate::identity::renewal::RenewalPolicy,
     tls: Result<Arc<rustls::ClientConfig>, String>,
+    firewall: NftFirewall,
 }
 
 impl SystemProbes {
@@ -175,6 +179,7 @@ impl SystemProbes {
             code_field: config.institution_code_field,
             renewal: config.renewal.clone(),
             tls: tls_config(config).map(Arc::new),
+            firewall: NftFirewall::default(),
         }
     }
 }
@@ -273,24 +278,12 @@ impl Probes for SystemProbes {
     }
 
     fn firewall_table(&self, table: &str) -> impl Future<Output = Result<bool, String>> + Send {
-        let words: Vec<String> = table.split_ascii_whitespace().map(str::to_owned).collect();
+        let (firewall, table) = (self.firewall.clone(), table.to_owned());
         blocking(move || {
-            let output = std::process::Command::new("nft")
-                .arg("list")
-                .arg("table")
-                .args(&words)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run nft: {e}"))?;
-            if output.status.success() {
-                return Ok(true);
-            }
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if stderr.contains("No such file or directory") {
-                Ok(false)
-            } else {
-                Err(format!("nft list table failed: {}", stderr.lines().next().unwrap_or("").trim()))
-            }
+            firewall.has_table(&table).map_err(|e| match e {
+                // The text `nft` gave: the check's evidence shows it as is.
+                FirewallError::Nft(why) | FirewallError::Config(why) => why,
+            })
         })
     }
 
