@@ -34,7 +34,7 @@ impl Queue {
     /// `max_bytes`, except that the first record is always returned (a
     /// record larger than `max_bytes` must not block the queue). Every
     /// payload is CRC-checked again; a record that can no longer be read is
-    /// dropped, counted in [`QueueStats::corrupt`] and skipped.
+    /// dropped, counted in [`QueueStats::corrupt`](super::QueueStats::corrupt) and skipped.
     pub fn peek_batch(
         &mut self,
         max_records: usize,

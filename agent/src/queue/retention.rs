@@ -18,7 +18,7 @@ enum DropPass {
 
 impl Queue {
     /// Applies the limits at `now_unix_ms` (drop policy in the module doc):
-    /// drops records older than [`QueueLimits::max_age_ms`], then enforces
+    /// drops records older than [`QueueLimits::max_age_ms`](super::QueueLimits::max_age_ms), then enforces
     /// the size limit. Call it after [`Queue::open`] and periodically (e.g.
     /// before each upload).
     pub fn enforce_limits(&mut self, now_unix_ms: i64) -> Result<(), QueueError> {
