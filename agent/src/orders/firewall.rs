@@ -20,6 +20,9 @@
 //!
 //! Without configured uplinks the block covers every forwarded packet from
 //! the LAN that does not go back to the LAN.
+//!
+//! The interfaces come in a [`BlockPlan`] ([`super::device::block_plan`]
+//! makes it from the configuration): this module reads no configuration.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -56,18 +59,6 @@ pub struct BlockPlan {
     pub lan: Vec<String>,
     /// Uplinks (`[system] primary_uplink`, `backup_uplink`).
     pub wan: Vec<String>,
-}
-
-impl BlockPlan {
-    /// The plan from the agent configuration.
-    pub fn from_config(config: &crate::config::AgentConfig) -> Self {
-        let wan = [&config.system.primary_uplink, &config.system.backup_uplink]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        Self { lan: config.network.lan.clone(), wan }
-    }
 }
 
 /// Interface names as the kernel allows them (at most 15 bytes, no quotes,
