@@ -549,11 +549,6 @@ fn drain_diagnosis_outbox(shared: &Daemon) {
     }
 }
 
-/// Records a certificate change made by the service in the audit log.
-fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
-    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
-}
-
 async fn renewal_loop(shared: Arc<Daemon>) {
     loop {
         let config = lock(&shared.config).clone();
@@ -571,8 +566,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                     match renew_if_due(&ctx, crate::clock::now(), false).await {
                         Ok(RenewOutcome::Renewed(generation)) => {
                             tracing::info!(%generation, "identity renewed");
-                            audit_certificate(
-                                &config,
+                            audit::record_or_log(
+                                &config.state_dir,
+                                config.audit,
+                                AuditKind::Certificate,
                                 serde_json::json!({ "event": "renewed", "generation": generation }),
                             );
                             *lock(&shared.client) = None;
@@ -581,8 +578,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                         Err(e) => {
                             tracing::error!(error = %e, "certificate renewal failed; will retry");
                             if let RenewError::ProofFailed(reason) = &e {
-                                audit_certificate(
-                                    &config,
+                                audit::record_or_log(
+                                    &config.state_dir,
+                                    config.audit,
+                                    AuditKind::Certificate,
                                     serde_json::json!({ "event": "renewal_rolled_back", "reason": reason }),
                                 );
                             }
