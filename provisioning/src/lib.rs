@@ -37,6 +37,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod compliance;
+pub mod devices;
 pub mod pki;
 pub mod server;
 pub mod store;

@@ -42,13 +42,7 @@ pub fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
 
 /// Stable lower-case name of an order kind.
 pub fn kind_name(kind: &OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Stop => "stop",
-        OrderKind::Resume => "resume",
-        OrderKind::Notice => "notice",
-        OrderKind::KeyRotation { .. } => "key_rotation",
-        OrderKind::Drill => "drill",
-    }
+    kind.name()
 }
 
 #[cfg(test)]
