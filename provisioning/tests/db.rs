@@ -115,7 +115,7 @@ both!(
     case_trail_orders_delivery_and_receipts,
     order_sequences_strictly_increase_across_processes,
     incidents_stored_once_latest_shown,
-    concurrent_stops_issue_one_order,
+    concurrent_operators_open_one_case_and_issue_one_stop,
     stored_key_rotation_orders_take_the_one_spelling,
 );
 
@@ -872,11 +872,12 @@ async fn incidents_stored_once_latest_shown(b: &Backend) {
     assert!(db.incidents("1312345678/none", 10).await.unwrap().is_empty());
 }
 
-/// Operators stopping one device at once, through two "processes": the flow
-/// allows one stop, and exactly one stop order results — also for an
+/// Operators opening a case for one device and then stopping it at once,
+/// through two "processes": the flow allows one open case and one stop, and
+/// exactly one case and one stop order result — also for an
 /// operator whose check of the trail passed before the other's stop was
 /// stored, because the rule is checked again inside the issuing transaction.
-async fn concurrent_stops_issue_one_order(b: &Backend) {
+async fn concurrent_operators_open_one_case_and_issue_one_stop(b: &Backend) {
     use cpe_provision::compliance::flow::{self, Refusal, Trail};
     use cpe_provision::compliance::order_keys::{order_signer, KeyStore};
     use cpe_provision::compliance::orders::{self, Actor, ReasonText, Signing};
@@ -892,7 +893,26 @@ async fn concurrent_stops_issue_one_order(b: &Backend) {
         operator: "tanaka".into(),
         now: time::OffsetDateTime::from_unix_timestamp(T0 / 1000).unwrap(),
     };
-    let case = cases::open(&a, dev, "data leaving through an unauthorised VPN", &actor()).await.unwrap();
+    // Two operators opening a case for the device at once: one case.
+    let opening: Vec<_> = (0..6)
+        .map(|i| {
+            let (db, actor) = (if i % 2 == 0 { a.clone() } else { c.clone() }, actor());
+            tokio::spawn(async move {
+                cases::open(&db, dev, "data leaving through an unauthorised VPN", &actor).await
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for task in opening {
+        match task.await.unwrap() {
+            Ok(id) => opened.push(id),
+            Err(ComplianceError::Refused(Refusal::CaseOpen { .. })) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let case = opened[0];
+    assert_eq!(a.latest_case(dev).await.unwrap().unwrap().case.id, case);
 
     let mut tasks = Vec::new();
     for i in 0..8 {

@@ -11,7 +11,7 @@
 use cpe_protocol::order::OrderKind;
 
 use super::error::ComplianceError;
-use super::flow::{self, CaseState, Refusal, Step, Trail};
+use super::flow::{self, Refusal, Step, Trail};
 use super::orders::{case_rule, issue, unknown_device, Actor, OrderSpec, ReasonText, Signing};
 use crate::clock::unix_ms;
 use crate::store::{CaseDetail, Database, IssuedOrder, NewCaseEvent};
@@ -24,17 +24,11 @@ pub async fn load(db: &Database, case_id: u64) -> Result<CaseDetail, ComplianceE
 /// ① Opens a case for a device with the fact found; refused while the
 /// device's latest case is not closed.
 pub async fn open(db: &Database, device: &str, fact: &str, actor: &Actor) -> Result<u64, ComplianceError> {
-    if let Some(previous) = db.latest_case(device).await? {
-        let state = CaseState::of(&Trail::of(&previous));
-        if !state.closed() {
-            return Err(ComplianceError::CaseOpen {
-                device: device.to_owned(),
-                case_id: previous.case.id,
-                state: state.label(),
-            });
-        }
-    }
-    db.open_case(device, actor.event(Step::Fact, fact)).await.map_err(unknown_device)
+    let latest = db.latest_case(device).await?;
+    flow::may_open(device, latest.as_ref().map(Trail::of).as_ref())?;
+    let owned = device.to_owned();
+    let rule = case_rule(move |latest| flow::may_open(&owned, Some(latest)));
+    db.open_case_if(device, actor.event(Step::Fact, fact), rule).await.map_err(unknown_device)
 }
 
 /// Records `event` on case `case_id` if `rule` allows it, checked before and

@@ -23,16 +23,6 @@ pub enum ComplianceError {
         /// The device.
         device: String,
     },
-    /// The device has a case that is not closed.
-    #[error("{device} already has open case {case_id} ({state}); continue it (`cpe-provision case show {case_id}`)")]
-    CaseOpen {
-        /// The device.
-        device: String,
-        /// Its open case.
-        case_id: u64,
-        /// Where that case stands.
-        state: &'static str,
-    },
     /// The device never reported.
     #[error("no device {0:?}: it has never reported to this carrier server; list them with `cpe-provision devices`")]
     UnknownDevice(String),

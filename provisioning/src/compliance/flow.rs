@@ -63,6 +63,18 @@ impl Trail {
 /// Why a step is not allowed now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// ① while the device's latest case is not closed.
+    #[error(
+        "{device} already has open case {case} ({state}); continue it (`cpe-provision case show {case}`)"
+    )]
+    CaseOpen {
+        /// The device.
+        device: String,
+        /// Its open case.
+        case: u64,
+        /// Where that case stands ([`CaseState::label`]).
+        state: &'static str,
+    },
     /// The service was resumed: the case is over.
     #[error("case {case} is closed (the service was resumed); open a new case with `cpe-provision case open --device ID --fact \"…\"`")]
     Closed {
@@ -219,6 +231,18 @@ fn open(trail: &Trail) -> Result<CaseState, Refusal> {
         return Err(Refusal::Closed { case: trail.case_id });
     }
     Ok(state)
+}
+
+/// ① needs the device's latest case, if any, to be closed.
+pub fn may_open(device: &str, latest: Option<&Trail>) -> Result<(), Refusal> {
+    match latest {
+        Some(trail) if !CaseState::of(trail).closed() => Err(Refusal::CaseOpen {
+            device: device.to_owned(),
+            case: trail.case_id,
+            state: CaseState::of(trail).label(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// ② may be recorded (or skipped as urgent) while the case is open.
@@ -439,6 +463,13 @@ mod tests {
         assert_eq!(may_resume(&closed, None), Err(Refusal::Closed { case: 4 }));
         assert_eq!(may_stop(&closed, T0 + 6, Some("x")), Err(Refusal::Closed { case: 4 }));
         assert_eq!(may_hear(&closed), Err(Refusal::Closed { case: 4 }));
+        assert_eq!(may_open("d", Some(&closed)), Ok(()));
+        assert_eq!(may_open("d", None), Ok(()));
+        let open = trail(recommended(T0 + DAY));
+        assert_eq!(
+            may_open("d", Some(&open)),
+            Err(Refusal::CaseOpen { device: "d".into(), case: 4, state: "recommended" })
+        );
     }
 
     #[test]

@@ -433,7 +433,19 @@ impl Database {
     /// Opens a case for a device (§2.2 ①) with its fact; returns the case id.
     /// Fails with [`DbError::UnknownDevice`] if the device has never reported.
     pub async fn open_case(&self, device_id: &str, fact: NewCaseEvent) -> Result<u64, DbError> {
-        dispatch!(self, db => db.open_case(device_id.to_owned(), fact).await)
+        dispatch!(self, db => db.open_case(device_id.to_owned(), fact, None).await)
+    }
+
+    /// [`Self::open_case`] if `rule` allows it on the device's latest case
+    /// (if it has one) as it stands inside the transaction (the device is
+    /// locked); a refusal is [`DbError::Refused`] and nothing is stored.
+    pub async fn open_case_if(
+        &self,
+        device_id: &str,
+        fact: NewCaseEvent,
+        rule: Arc<CaseRule>,
+    ) -> Result<u64, DbError> {
+        dispatch!(self, db => db.open_case(device_id.to_owned(), fact, Some(rule)).await)
     }
 
     /// Adds a step to a case; returns the event id, or `None` if there is no such case.

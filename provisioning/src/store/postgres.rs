@@ -394,9 +394,26 @@ impl PostgresDb {
 }
 
 impl PostgresDb {
-    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+    pub(crate) async fn open_case(
+        &self,
+        device_id: String,
+        fact: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
+    ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
+        if let Some(rule) = &rule {
+            // The device row lock serialises the opening of its cases across processes.
+            if tx.query_opt(sql::LOCK_DEVICE.postgres, &[&device_id]).await?.is_none() {
+                return Err(DbError::UnknownDevice(device_id));
+            }
+            let latest = tx.query_one(sql::LATEST_CASE.postgres, &[&device_id]).await?.opt_i64_at(0)?;
+            if let Some(id) = latest {
+                if let Some(case) = load_case(&tx, id).await? {
+                    rule(&case).map_err(DbError::Refused)?;
+                }
+            }
+        }
         let Some(row) = tx.query_opt(sql::INSERT_CASE.postgres, &[&device_id, &fact.at_ms]).await? else {
             return Err(DbError::UnknownDevice(device_id));
         };

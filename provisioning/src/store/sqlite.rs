@@ -315,8 +315,19 @@ impl SqliteDb {
 }
 
 impl SqliteDb {
-    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+    pub(crate) async fn open_case(
+        &self,
+        device_id: String,
+        fact: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
+    ) -> Result<u64, DbError> {
         self.write(1, move |conn| {
+            if let Some(rule) = &rule {
+                let latest = first(conn, sql::LATEST_CASE, [&device_id], |r| r.opt_i64_at(0))?.flatten();
+                if let Some(case) = latest.map(|id| load_case(conn, id)).transpose()?.flatten() {
+                    rule(&case).map_err(DbError::Refused)?;
+                }
+            }
             let id = first(conn, sql::INSERT_CASE, params![device_id, fact.at_ms], |r| r.i64_at(0))?
                 .ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
             insert_event(conn, id, &fact, None)?;
