@@ -301,10 +301,10 @@ async fn open(database: &str) -> Result<Database> {
     open_database(database).await
 }
 
-fn print_issued(issued: &IssuedOrder, label: &str, device: &str) {
+fn print_issued(issued: &IssuedOrder, device: &str) {
     println!(
-        "queued {label} order {} (sequence {}) for {device} as command {}; it is delivered on the device's next poll (follow it with `cpe-provision order show {}`)",
-        issued.order_id, issued.sequence, issued.command_id, issued.order_id
+        "queued {} order {} (sequence {}) for {device} as command {}; it is delivered on the device's next poll (follow it with `cpe-provision order show {}`)",
+        issued.kind, issued.order_id, issued.sequence, issued.command_id, issued.order_id
     );
 }
 
@@ -329,7 +329,7 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
             let db = open(&recorder.database).await?;
             let rotation =
                 orders::rotate_keys(&db, &KeyStore::new(&dir), valid_days, &recorder.actor(now), |device, issued| {
-                    print_issued(issued, "key-rotation", device);
+                    print_issued(issued, device);
                 })
                 .await?;
             println!(
@@ -377,7 +377,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                     "case {case_id}: corrective recommendation recorded, deadline {}",
                     rfc3339_ms(unix_ms(deadline))
                 );
-                print_issued(&issued, "notice", &case.case.device_id);
+                print_issued(&issued, &case.case.device_id);
             }
             CaseCommand::Check { case_id, corrected, note, recorder } => {
                 let db = open(&recorder.database).await?;
@@ -414,7 +414,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                     &recorder.actor(now),
                 )
                 .await?;
-                print_issued(&issued, "stop", &device);
+                print_issued(&issued, &device);
             }
             OrderCommand::Resume { device, reason, justification, signing, recorder } => {
                 let db = open(&recorder.database).await?;
@@ -427,7 +427,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                     &recorder.actor(now),
                 )
                 .await?;
-                print_issued(&issued, "resume", &device);
+                print_issued(&issued, &device);
                 println!("case {case_id} is closed");
             }
             OrderCommand::Drill { device, reason, signing, recorder } => {
@@ -435,7 +435,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 let issued =
                     orders::drill(&db, &device, &reason.text(), &signing.signing(), &recorder.actor(now))
                         .await?;
-                print_issued(&issued, "drill", &device);
+                print_issued(&issued, &device);
             }
             OrderCommand::List { device, limit, viewer } => {
                 let db = open(&viewer.database).await?;

@@ -2,7 +2,7 @@
 //! with their delivery and the devices' receipts, and the devices' incident
 //! records (self-diagnosis results).
 //!
-//! The SQL is in [`super::sql`] and rows are read through [`super::rows`],
+//! The SQL is in `store/sql.rs` and rows are read through `store/rows.rs`,
 //! the same for both backends.
 //!
 //! [`Database::issue_order`] is one transaction: it locks the device, takes
@@ -220,6 +220,8 @@ pub struct IssuedOrder {
     pub sequence: u64,
     /// The command that carries it.
     pub command_id: u64,
+    /// Its kind ([`cpe_protocol::order::OrderKind::name`]).
+    pub kind: &'static str,
 }
 
 /// The decoded fields of a verified receipt.

@@ -538,7 +538,12 @@ impl PostgresDb {
             insert_event(&tx, case_id, event, Some(id)).await?;
         }
         tx.commit().await?;
-        Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
+        Ok(IssuedOrder {
+            order_id: id_u64(id),
+            sequence: id_u64(sequence),
+            command_id: id_u64(command_id),
+            kind: o.kind.name(),
+        })
     }
 
     pub(crate) async fn orders(

@@ -587,7 +587,12 @@ fn issue_order_tx(
     if let (Some(case_id), Some(event)) = (case_id, event) {
         insert_event(conn, case_id, event, Some(id))?;
     }
-    Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
+    Ok(IssuedOrder {
+        order_id: id_u64(id),
+        sequence: id_u64(sequence),
+        command_id: id_u64(command_id),
+        kind: o.kind.name(),
+    })
 }
 
 /// One ingest request inside the group transaction: the device's previous
