@@ -585,7 +585,7 @@ fn now_unix_ms() -> i64 {
 
 /// One line per finished check: status, name, time, evidence.
 fn progress_line(r: &CheckResult, lang: Lang) -> String {
-    format!("[{:<4}] {} ({} ms) {}", r.status.label(lang), r.name, r.duration_ms, r.evidence.text)
+    format!("[{:<4}] {} ({} ms) {}", r.status.label(lang), r.name, r.duration_ms, r.evidence.text.get(lang))
 }
 
 fn run_service(path: &Path, config: AgentConfig) -> Result<(), Failure> {

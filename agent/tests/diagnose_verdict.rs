@@ -6,7 +6,7 @@
 #![allow(clippy::expect_used, missing_docs)]
 
 use cpe_agent::diagnose::{
-    checks, hint_for, verdict, CheckResult, CheckStatus, DiagnosisReport, Evidence, Segment, Suspension,
+    checks, hint_for, CheckResult, CheckStatus, DiagnosisReport, Evidence, Segment, Suspension, Verdict,
     VerdictSegment, EXIT_COULD_NOT_RUN, EXIT_FAULT, EXIT_HEALTHY,
 };
 use cpe_agent::lang::Lang;
@@ -15,6 +15,36 @@ use time::macros::datetime;
 
 const STATUSES: [CheckStatus; 4] =
     [CheckStatus::Ok, CheckStatus::Warning, CheckStatus::Failed, CheckStatus::Skipped];
+
+/// Fixture evidence: what a probe saw, given as the English sentence; the
+/// Japanese one is marked as the fixture's (the judges' own sentences are
+/// checked in the runner's tests).
+fn ev(en: impl Into<String>) -> Evidence {
+    let en = en.into();
+    Evidence::new(format!("試験用の証跡: {en}"), en)
+}
+
+/// The verdict of `run`, after rendering its Japanese report and requiring
+/// every sentence of it outside values and names to be in Japanese: every
+/// scenario below goes through here.
+fn verdict(run: &[CheckResult], suspension: Option<&Suspension>) -> Verdict {
+    let (report, verdict) = DiagnosisReport::build(
+        "diag-scenario",
+        datetime!(2026-11-25 08:00:00 UTC),
+        1,
+        run.to_vec(),
+        suspension,
+        Lang::Ja,
+    )
+    .expect("report");
+    let gaps = report.untranslated_ja();
+    assert!(
+        gaps.is_empty(),
+        "English-only text in the Japanese report: {gaps:?}\n{}",
+        report.render_text(Lang::Ja)
+    );
+    verdict
+}
 
 /// A representative check per segment.
 fn sample_name(segment: Segment) -> &'static str {
@@ -29,7 +59,7 @@ fn sample_name(segment: Segment) -> &'static str {
 
 fn check(name: &str, status: CheckStatus) -> CheckResult {
     let segment = checks::segment_of(name).expect("catalogued name");
-    CheckResult::new(name, segment, status, Evidence::new(format!("{name} {}", status.as_str())), 3)
+    CheckResult::new(name, segment, status, ev(format!("{name} {}", status.as_str())), 3)
 }
 
 fn check_ev(name: &str, status: CheckStatus, evidence: Evidence) -> CheckResult {
@@ -44,13 +74,11 @@ fn healthy_run() -> Vec<CheckResult> {
         .map(|(name, _)| {
             let ev = match *name {
                 n if n == checks::UPLINK_ACTIVE => {
-                    Evidence::new("default route via primary (wan0)").with("active", "primary")
+                    ev("default route via primary (wan0)").with("active", "primary")
                 }
-                n if n == checks::UPLINK_PATH_MTU => {
-                    Evidence::new("1500-byte DF probes pass").with("pmtu", "1500")
-                }
-                n if n == checks::UPLINK_LOSS => Evidence::new("0/20 probes lost").with("loss_pct", "0"),
-                n => Evidence::new(format!("{n} ok")),
+                n if n == checks::UPLINK_PATH_MTU => ev("1500-byte DF probes pass").with("pmtu", "1500"),
+                n if n == checks::UPLINK_LOSS => ev("0/20 probes lost").with("loss_pct", "0"),
+                n => ev(format!("{n} ok")),
             };
             check_ev(name, CheckStatus::Ok, ev)
         })
@@ -72,7 +100,7 @@ fn fail(run: Vec<CheckResult>, name: &str, ev: Evidence) -> Vec<CheckResult> {
 }
 
 fn skip(run: Vec<CheckResult>, name: &str, why: &str) -> Vec<CheckResult> {
-    set(run, name, CheckStatus::Skipped, Evidence::new(why))
+    set(run, name, CheckStatus::Skipped, ev(why))
 }
 
 fn suspension() -> Suspension {
@@ -160,7 +188,7 @@ fn every_segment_and_status_among_otherwise_healthy_checks() {
     for segment in Segment::PATH {
         for status in STATUSES {
             let name = sample_name(segment);
-            let run = set(healthy_run(), name, status, Evidence::new("probe"));
+            let run = set(healthy_run(), name, status, ev("probe"));
             let v = verdict(&run, None);
             let expected = if status == CheckStatus::Failed {
                 VerdictSegment::from(segment)
@@ -178,7 +206,7 @@ fn every_segment_and_status_among_otherwise_healthy_checks() {
 #[test]
 fn every_catalogued_check_failing_alone_names_its_own_segment() {
     for (name, segment) in checks::ALL {
-        let v = verdict(&fail(healthy_run(), name, Evidence::new("broken")), None);
+        let v = verdict(&fail(healthy_run(), name, ev("broken")), None);
         if name.starts_with("uplink.primary.") || name.starts_with("uplink.backup.") {
             // `uplink.active` is ok: the other line carries traffic.
             assert_eq!(v.segment, VerdictSegment::None, "{name}");
@@ -300,7 +328,7 @@ fn a_skipped_earlier_segment_is_passed_over_and_reported_unverified() {
             run = skip(run, name, "no terminal configured");
         }
     }
-    let run = fail(run, checks::UPLINK_DNS, Evidence::new("SERVFAIL for carrier.example.jp"));
+    let run = fail(run, checks::UPLINK_DNS, ev("SERVFAIL for carrier.example.jp"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(v.unverified, vec![Segment::Terminal]);
@@ -350,7 +378,7 @@ fn skipped_checks_behind_a_failure_do_not_change_the_verdict() {
 fn suspension_overrides_any_failure_and_is_not_a_fault() {
     let order = suspension();
     for segment in Segment::PATH {
-        let run = fail(healthy_run(), sample_name(segment), Evidence::new("broken"));
+        let run = fail(healthy_run(), sample_name(segment), ev("broken"));
         let v = verdict(&run, Some(&order));
         assert_eq!(v.segment, VerdictSegment::Suspended);
         assert!(!v.is_fault());
@@ -394,12 +422,12 @@ fn scenario_terminal_down() {
     let run = fail(
         healthy_run(),
         "terminal.neighbour@reception-pc",
-        Evidence::new("neighbour 192.168.1.20 FAILED").with("ip", "192.168.1.20").with("state", "FAILED"),
+        ev("neighbour 192.168.1.20 FAILED").with("ip", "192.168.1.20").with("state", "FAILED"),
     );
     let run = fail(
         run,
         "terminal.icmp@reception-pc",
-        Evidence::new("0/3 echo replies from 192.168.1.20").with("ip", "192.168.1.20").with("received", "0"),
+        ev("0/3 echo replies from 192.168.1.20").with("ip", "192.168.1.20").with("received", "0"),
     );
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Terminal);
@@ -413,7 +441,7 @@ fn scenario_terminal_wrong_subnet() {
     let run = fail(
         healthy_run(),
         "terminal.subnet@receipt-pc",
-        Evidence::new("192.168.10.50 is not in 192.168.1.0/24")
+        ev("192.168.10.50 is not in 192.168.1.0/24")
             .with("ip", "192.168.10.50")
             .with("subnet", "192.168.1.0/24"),
     );
@@ -429,7 +457,7 @@ fn scenario_duplicate_ip_on_the_lan() {
     let run = fail(
         healthy_run(),
         checks::TERMINAL_DUPLICATE_IP,
-        Evidence::new("two MACs answer for 192.168.1.20")
+        ev("two MACs answer for 192.168.1.20")
             .with("ip", "192.168.1.20")
             .with("macs", "02:00:00:00:00:01,02:00:00:00:00:02"),
     );
@@ -443,10 +471,10 @@ fn scenario_lan_interface_down_silences_the_terminals_behind_it() {
     let run = fail(
         healthy_run(),
         "lan.link@lan1",
-        Evidence::new("lan1 oper down, no carrier").with("oper", "down").with("carrier", "0"),
+        ev("lan1 oper down, no carrier").with("oper", "down").with("carrier", "0"),
     );
-    let run = fail(run, "terminal.neighbour@reception-pc", Evidence::new("neighbour FAILED"));
-    let run = fail(run, "terminal.icmp@reception-pc", Evidence::new("0/3 echo replies"));
+    let run = fail(run, "terminal.neighbour@reception-pc", ev("neighbour FAILED"));
+    let run = fail(run, "terminal.icmp@reception-pc", ev("0/3 echo replies"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Lan);
     assert_eq!(v.failed_checks, vec!["lan.link@lan1"]);
@@ -456,16 +484,16 @@ fn scenario_lan_interface_down_silences_the_terminals_behind_it() {
 
 #[test]
 fn scenario_certificate_expired_or_missing() {
-    for ev in [
-        Evidence::new("certificate expired 2026-10-31T00:00:00Z").with("not_after", "2026-10-31T00:00:00Z"),
-        Evidence::new("no certificate installed").with("state", "missing"),
+    for evidence in [
+        ev("certificate expired 2026-10-31T00:00:00Z").with("not_after", "2026-10-31T00:00:00Z"),
+        ev("no certificate installed").with("state", "missing"),
     ] {
-        let run = fail(healthy_run(), checks::DEVICE_CERTIFICATE, ev);
+        let run = fail(healthy_run(), checks::DEVICE_CERTIFICATE, evidence);
         // The carrier refuses an expired certificate too: the device is named first.
         let run = fail(
             run,
             checks::CARRIER_CERTIFICATE_ACCEPTED,
-            Evidence::new("TLS alert certificate_expired").with("alert", "certificate_expired"),
+            ev("TLS alert certificate_expired").with("alert", "certificate_expired"),
         );
         let v = verdict(&run, None);
         assert_eq!(v.segment, VerdictSegment::Device);
@@ -480,7 +508,7 @@ fn scenario_clock_insane() {
     let run = fail(
         healthy_run(),
         checks::DEVICE_CLOCK,
-        Evidence::new("clock 1970-01-01T00:01:00Z is before the build time")
+        ev("clock 1970-01-01T00:01:00Z is before the build time")
             .with("now", "1970-01-01T00:01:00Z")
             .with("floor", "2026-11-01T00:00:00Z"),
     );
@@ -494,9 +522,9 @@ fn scenario_nftables_not_as_expected() {
     let run = fail(
         healthy_run(),
         checks::DEVICE_FIREWALL,
-        Evidence::new("ruleset hash differs").with("expected", "3f2a").with("actual", "9b1c"),
+        ev("ruleset hash differs").with("expected", "3f2a").with("actual", "9b1c"),
     );
-    let run = fail(run, checks::UPLINK_TCP_CONNECT, Evidence::new("timeout"));
+    let run = fail(run, checks::UPLINK_TCP_CONNECT, ev("timeout"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Device);
     assert!(v.hint.en.contains("firewall ruleset"));
@@ -504,14 +532,13 @@ fn scenario_nftables_not_as_expected() {
 
 #[test]
 fn scenario_wan_link_down_without_backup() {
-    let run =
-        fail(healthy_run(), checks::UPLINK_PRIMARY_LINK, Evidence::new("wan0 no carrier").with("if", "wan0"));
+    let run = fail(healthy_run(), checks::UPLINK_PRIMARY_LINK, ev("wan0 no carrier").with("if", "wan0"));
     let run = skip(run, checks::UPLINK_BACKUP_LINK, "no backup uplink configured");
     let run = skip(run, checks::UPLINK_BACKUP_ADDRESS, "no backup uplink configured");
-    let run = fail(run, checks::UPLINK_ACTIVE, Evidence::new("no uplink carries the default route"));
-    let run = fail(run, checks::UPLINK_DEFAULT_ROUTE, Evidence::new("no default route"));
+    let run = fail(run, checks::UPLINK_ACTIVE, ev("no uplink carries the default route"));
+    let run = fail(run, checks::UPLINK_DEFAULT_ROUTE, ev("no default route"));
     let run = skip(run, checks::UPLINK_DNS, "no default route");
-    let run = fail(run, checks::CARRIER_STATUS, Evidence::new("unreachable"));
+    let run = fail(run, checks::CARRIER_STATUS, ev("unreachable"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(
@@ -523,9 +550,9 @@ fn scenario_wan_link_down_without_backup() {
 
 #[test]
 fn scenario_both_uplinks_down() {
-    let run = fail(healthy_run(), checks::UPLINK_PRIMARY_LINK, Evidence::new("wan0 no carrier"));
-    let run = fail(run, checks::UPLINK_BACKUP_LINK, Evidence::new("wwan0 no carrier"));
-    let run = fail(run, checks::UPLINK_ACTIVE, Evidence::new("no uplink carries the default route"));
+    let run = fail(healthy_run(), checks::UPLINK_PRIMARY_LINK, ev("wan0 no carrier"));
+    let run = fail(run, checks::UPLINK_BACKUP_LINK, ev("wwan0 no carrier"));
+    let run = fail(run, checks::UPLINK_ACTIVE, ev("no uplink carries the default route"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert!(v.warnings.is_empty(), "per-line failures stay failures: {:?}", v.warnings);
@@ -536,14 +563,14 @@ fn scenario_primary_down_with_traffic_on_the_backup_is_healthy_with_a_warning() 
     let run = fail(
         healthy_run(),
         checks::UPLINK_PRIMARY_LINK,
-        Evidence::new("wan0 no carrier").with("if", "wan0").with("carrier", "0"),
+        ev("wan0 no carrier").with("if", "wan0").with("carrier", "0"),
     );
-    let run = fail(run, checks::UPLINK_PRIMARY_ADDRESS, Evidence::new("wan0 has no address"));
+    let run = fail(run, checks::UPLINK_PRIMARY_ADDRESS, ev("wan0 has no address"));
     let run = set(
         run,
         checks::UPLINK_ACTIVE,
         CheckStatus::Ok,
-        Evidence::new("default route via backup (wwan0)").with("active", "backup"),
+        ev("default route via backup (wwan0)").with("active", "backup"),
     );
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::None);
@@ -556,15 +583,10 @@ fn scenario_primary_down_with_traffic_on_the_backup_is_healthy_with_a_warning() 
 
 #[test]
 fn scenario_gateway_unreachable() {
-    let run = fail(
-        healthy_run(),
-        checks::UPLINK_GATEWAY_ARP,
-        Evidence::new("no ARP reply").with("gw", "203.0.113.1"),
-    );
-    let run =
-        fail(run, checks::UPLINK_GATEWAY_ICMP, Evidence::new("0/3 echo replies").with("gw", "203.0.113.1"));
-    let run = fail(run, checks::UPLINK_DNS, Evidence::new("timeout"));
-    let run = fail(run, checks::CARRIER_STATUS, Evidence::new("unreachable"));
+    let run = fail(healthy_run(), checks::UPLINK_GATEWAY_ARP, ev("no ARP reply").with("gw", "203.0.113.1"));
+    let run = fail(run, checks::UPLINK_GATEWAY_ICMP, ev("0/3 echo replies").with("gw", "203.0.113.1"));
+    let run = fail(run, checks::UPLINK_DNS, ev("timeout"));
+    let run = fail(run, checks::CARRIER_STATUS, ev("unreachable"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(
@@ -580,9 +602,7 @@ fn scenario_dns_failure() {
     let run = fail(
         healthy_run(),
         checks::UPLINK_DNS,
-        Evidence::new("carrier.example.jp: SERVFAIL")
-            .with("name", "carrier.example.jp")
-            .with("rcode", "SERVFAIL"),
+        ev("carrier.example.jp: SERVFAIL").with("name", "carrier.example.jp").with("rcode", "SERVFAIL"),
     );
     let run = skip(run, checks::UPLINK_TCP_CONNECT, "name did not resolve");
     let run = skip(run, checks::CARRIER_STATUS, "name did not resolve");
@@ -596,11 +616,11 @@ fn scenario_mtu_black_hole() {
     let run = fail(
         healthy_run(),
         checks::UPLINK_PATH_MTU,
-        Evidence::new("DF probes above 1400 bytes vanish, no ICMP frag-needed")
+        ev("DF probes above 1400 bytes vanish, no ICMP frag-needed")
             .with("largest_ok", "1400")
             .with("smallest_lost", "1401"),
     );
-    let run = fail(run, checks::UPLINK_TLS_HANDSHAKE, Evidence::new("stalled after ClientHello"));
+    let run = fail(run, checks::UPLINK_TLS_HANDSHAKE, ev("stalled after ClientHello"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(v.failed_checks, vec![checks::UPLINK_PATH_MTU, checks::UPLINK_TLS_HANDSHAKE]);
@@ -613,9 +633,9 @@ fn scenario_heavy_loss() {
     let run = fail(
         healthy_run(),
         checks::UPLINK_LOSS,
-        Evidence::new("12/20 probes lost").with("loss_pct", "60").with("probes", "20"),
+        ev("12/20 probes lost").with("loss_pct", "60").with("probes", "20"),
     );
-    let run = set(run, checks::UPLINK_LATENCY, CheckStatus::Warning, Evidence::new("rtt p50 180 ms"));
+    let run = set(run, checks::UPLINK_LATENCY, CheckStatus::Warning, ev("rtt p50 180 ms"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Uplink);
     assert_eq!(v.failed_checks, vec![checks::UPLINK_LOSS]);
@@ -629,9 +649,9 @@ fn scenario_carrier_server_stopped() {
         healthy_run(),
         checks::UPLINK_TCP_CONNECT,
         CheckStatus::Ok,
-        Evidence::new("connection refused by 198.51.100.10:443").with("refused", "true"),
+        ev("connection refused by 198.51.100.10:443").with("refused", "true"),
     );
-    let run = fail(run, checks::CARRIER_STATUS, Evidence::new("connection refused").with("port", "443"));
+    let run = fail(run, checks::CARRIER_STATUS, ev("connection refused").with("port", "443"));
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Carrier);
     assert!(v.hint.en.contains("carrier's NOC"));
@@ -643,7 +663,7 @@ fn scenario_carrier_rejects_the_certificate() {
     let run = fail(
         healthy_run(),
         checks::CARRIER_CERTIFICATE_ACCEPTED,
-        Evidence::new("TLS alert certificate_revoked from the carrier").with("alert", "certificate_revoked"),
+        ev("TLS alert certificate_revoked from the carrier").with("alert", "certificate_revoked"),
     );
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Carrier);
@@ -655,7 +675,7 @@ fn scenario_platform_unreachable_beyond_the_demarcation() {
     let run = fail(
         healthy_run(),
         checks::CARRIER_PLATFORM,
-        Evidence::new("0/5 replies from 192.0.2.200").with("address", "192.0.2.200"),
+        ev("0/5 replies from 192.0.2.200").with("address", "192.0.2.200"),
     );
     let v = verdict(&run, None);
     assert_eq!(v.segment, VerdictSegment::Carrier);
@@ -669,7 +689,7 @@ fn sample_report(lang: Lang) -> DiagnosisReport {
         check_ev(
             checks::UPLINK_GATEWAY_ICMP,
             CheckStatus::Failed,
-            Evidence::new("0/3 echo replies").with("gw", "203.0.113.1"),
+            ev("0/3 echo replies").with("gw", "203.0.113.1"),
         ),
         check(checks::UPLINK_LATENCY, CheckStatus::Warning),
         check(checks::DEVICE_CLOCK, CheckStatus::Ok),
@@ -710,11 +730,44 @@ fn json_has_exactly_the_shape_of_the_issue() {
     let segments: Vec<&str> = checks.iter().map(|c| c["segment"].as_str().expect("str")).collect();
     assert_eq!(segments, ["uplink", "uplink", "device", "terminal"]);
     assert_eq!(checks[0]["name"], "uplink.gateway_icmp");
-    assert_eq!(checks[0]["evidence"]["text"], "0/3 echo replies");
+    assert_eq!(checks[0]["evidence"]["text"]["en"], "0/3 echo replies");
+    assert_eq!(checks[0]["evidence"]["text"]["ja"], "試験用の証跡: 0/3 echo replies");
     assert_eq!(checks[0]["evidence"]["values"]["gw"], "203.0.113.1");
     // Round trip.
     let back: DiagnosisReport = serde_json::from_value(v).expect("deserialise");
     assert_eq!(back, report);
+}
+
+#[test]
+fn a_report_stored_before_the_translation_still_reads() {
+    let old = r#"{"id":"diag-0","started_at":"2026-11-25T08:00:00Z","duration_ms":1,
+        "verdict":{"segment":"uplink","summary":"s","hint":"h"},
+        "checks":[{"name":"uplink.dns","segment":"uplink","status":"failed",
+        "evidence":{"text":"cannot resolve carrier.example.jp","values":{"host":"carrier.example.jp"}},"duration_ms":3}]}"#;
+    let report: DiagnosisReport = serde_json::from_str(old).expect("legacy report");
+    let text = &report.checks[0].evidence.text;
+    assert_eq!(
+        (text.ja.as_str(), text.en.as_str()),
+        ("cannot resolve carrier.example.jp", "cannot resolve carrier.example.jp")
+    );
+    assert_eq!(report.checks[0].evidence.values["host"], "carrier.example.jp");
+}
+
+#[test]
+fn the_japanese_check_finds_english_only_sentences() {
+    let report = sample_report(Lang::Ja);
+    assert!(report.untranslated_ja().is_empty(), "{:?}", report.untranslated_ja());
+    let mut english = report.clone();
+    english.checks[0].evidence = Evidence::new("no echo reply", "no echo reply").with("gw", "203.0.113.1");
+    assert_eq!(english.untranslated_ja(), ["no echo reply"]);
+    let mut empty = report.clone();
+    empty.checks[1].evidence = Evidence::default();
+    assert_eq!(empty.untranslated_ja().len(), 1, "{:?}", empty.untranslated_ja());
+    let mut hint = report;
+    hint.verdict.hint = "Restart the ONU。ONU を再起動してください".into();
+    assert_eq!(hint.untranslated_ja(), ["Restart the ONU"]);
+    let text = english.render_text(Lang::Ja);
+    assert!(text.contains("試験用の証跡: 0/3 echo replies") || text.contains("no echo reply"), "{text}");
 }
 
 #[test]
@@ -765,7 +818,7 @@ fn suspended_report_json_and_exit_code() {
 fn report_exit_codes_match_the_verdict() {
     let cases = [
         (healthy_run(), EXIT_HEALTHY),
-        (fail(healthy_run(), checks::LAN_LINK, Evidence::new("down")), EXIT_FAULT),
+        (fail(healthy_run(), checks::LAN_LINK, ev("down")), EXIT_FAULT),
         (vec![check(checks::UPLINK_DNS, CheckStatus::Skipped)], EXIT_COULD_NOT_RUN),
         (Vec::new(), EXIT_COULD_NOT_RUN),
     ];

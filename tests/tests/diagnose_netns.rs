@@ -283,6 +283,11 @@ impl Diagnosis {
             assert!(["ok", "warning", "failed", "skipped"].contains(&status), "status {status:?} in {check}");
             assert!(check["name"].is_string() && check["segment"].is_string(), "{check}");
             assert!(check["evidence"].is_object() && check["duration_ms"].is_u64(), "{check}");
+            // Every sentence exists in both languages; the Japanese one is
+            // Japanese (values and names may be embedded in it).
+            let text = &check["evidence"]["text"];
+            assert!(text["en"].as_str().is_some_and(|en| !en.is_empty()), "no English evidence in {check}");
+            assert!(text["ja"].as_str().is_some_and(|ja| !ja.is_ascii()), "no Japanese evidence in {check}");
         }
     }
 

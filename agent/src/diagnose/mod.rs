@@ -213,20 +213,27 @@ impl CheckStatus {
 
 /// What a check saw: structured key/values for the carrier and the incident
 /// record (`"gateway": "192.0.2.1"`, `"loss_pct": "42"`), plus one short
-/// human sentence for the text table. Keys are English snake_case.
+/// sentence for the person reading the report, in Japanese and English.
+/// Keys and values are language-neutral (English snake_case keys, values as
+/// the system shows them); only `text` is translated.
+///
+/// JSON: `{"text": {"ja": "…", "en": "…"}, "values": {…}}`. A report stored
+/// before the text was translated (`"text": "…"`, English only) still reads:
+/// the English sentence stands in for both.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
-    /// One short human-readable sentence (English, technical), e.g.
-    /// `"no ARP reply from 192.0.2.1 after 3 tries"`.
-    pub text: String,
+    /// One short sentence in both languages, e.g. 「192.0.2.1 から ARP の
+    /// 応答がありません（3 回）」 / `"no ARP reply from 192.0.2.1 after 3 tries"`.
+    #[serde(deserialize_with = "text_or_legacy_string")]
+    pub text: Text,
     /// Structured facts, sorted by key so the JSON is stable.
     pub values: BTreeMap<String, String>,
 }
 
 impl Evidence {
-    /// Evidence with a text and no values.
-    pub fn new(text: impl Into<String>) -> Self {
-        Self { text: text.into(), values: BTreeMap::new() }
+    /// Evidence with a sentence (Japanese, English) and no values.
+    pub fn new(ja: impl Into<String>, en: impl Into<String>) -> Self {
+        Self { text: Text::new(ja, en), values: BTreeMap::new() }
     }
 
     /// Adds one key/value fact (builder style); numbers go in as text
@@ -236,6 +243,27 @@ impl Evidence {
         self.values.insert(key.into(), value.into());
         self
     }
+
+    /// The same values with another sentence.
+    #[must_use]
+    pub fn saying(self, ja: impl Into<String>, en: impl Into<String>) -> Self {
+        Self { text: Text::new(ja, en), ..self }
+    }
+}
+
+/// Reads `evidence.text` as `{"ja", "en"}`, or as the plain English string
+/// of reports stored before the translation (used for both languages).
+fn text_or_legacy_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Both(Text),
+        English(String),
+    }
+    Ok(match Stored::deserialize(d)? {
+        Stored::Both(text) => text,
+        Stored::English(en) => Text::new(en.clone(), en),
+    })
 }
 
 /// The result of one named check, as the probes hand it to the verdict.

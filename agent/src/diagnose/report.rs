@@ -142,7 +142,7 @@ impl DiagnosisReport {
                         _ => c.name.clone(),
                     },
                     format!("{} ms", c.duration_ms),
-                    c.evidence.text.clone(),
+                    c.evidence.text.get(lang).to_owned(),
                 ]
             })
             .collect();
@@ -189,6 +189,43 @@ impl DiagnosisReport {
             }
         }
         out
+    }
+}
+
+impl DiagnosisReport {
+    /// The parts of the Japanese rendering that a Japanese-only reader
+    /// cannot read: every header, table cell and sentence (split at 「。」;
+    /// the verdict's summary and hint are also read on their own)
+    /// without a single Japanese character that is not a value or a name
+    /// (an evidence value, a check name, the id, the start time, a duration,
+    /// 「LAN」), and every check whose Japanese evidence is empty. The tests
+    /// render the report of every scenario and require none.
+    pub fn untranslated_ja(&self) -> Vec<String> {
+        let mut names: Vec<&str> = vec![self.id.as_str(), self.started_at.as_str(), "LAN"];
+        for c in &self.checks {
+            names.push(&c.name);
+            names.extend(c.evidence.values.values().map(String::as_str));
+        }
+        let is_value = |fragment: &str| {
+            names.contains(&fragment)
+                || fragment.strip_suffix(" ms").is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+                || !fragment.chars().any(|c| c.is_ascii_alphabetic())
+        };
+        let mut gaps: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| c.evidence.text.ja.trim().is_empty())
+            .map(|c| format!("{}: no Japanese evidence", c.name))
+            .collect();
+        let rendered = self.render_text(Lang::Ja);
+        let cells = rendered.lines().flat_map(|line| line.split("  "));
+        let texts = cells.chain([self.verdict.summary.as_str(), self.verdict.hint.as_str()]);
+        for fragment in texts.flat_map(|t| t.split('。')).map(str::trim).filter(|f| !f.is_empty()) {
+            if fragment.is_ascii() && !is_value(fragment) && !gaps.iter().any(|g| g == fragment) {
+                gaps.push(fragment.to_owned());
+            }
+        }
+        gaps
     }
 }
 

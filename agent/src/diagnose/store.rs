@@ -235,7 +235,7 @@ mod tests {
                         format!("uplink.loss@{i}"),
                         Segment::Uplink,
                         status,
-                        Evidence::new("x".repeat(200)),
+                        Evidence::new("x".repeat(200), "x".repeat(200)),
                         1,
                     )
                 })

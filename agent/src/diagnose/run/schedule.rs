@@ -100,8 +100,11 @@ pub async fn run<P: Probes>(probes: Arc<P>, input: Arc<RunInput>, progress: Prog
         std::mem::take(&mut *sink.results.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     for (name, segment) in input.planned() {
         if !results.iter().any(|r| r.name == name) {
-            let evidence = Evidence::new(format!("did not finish within the run's {} ms", total.as_millis()))
-                .with("timed_out", "true");
+            let evidence = Evidence::new(
+                format!("診断の制限時間 {} ms 内に終わりませんでした", total.as_millis()),
+                format!("did not finish within the run's {} ms", total.as_millis()),
+            )
+            .with("timed_out", "true");
             let result = CheckResult::new(name, segment, CheckStatus::Failed, evidence, millis(total));
             (sink.progress)(&result);
             results.push(result);
@@ -128,7 +131,7 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
     let duplicate = Timed::start(sink, name(checks::TERMINAL_DUPLICATE_IP), Segment::Terminal);
     let window = Duration::from_millis(settings.duplicate_window_ms);
     match t.ip {
-        _ if off_lan => duplicate.finish(skipped("the terminal's address is outside the LAN")),
+        _ if off_lan => duplicate.finish(skipped(OFF_LAN.0, OFF_LAN.1)),
         IpAddr::V4(ip) => {
             let scan = tokio::time::timeout(
                 window * 2 + Duration::from_millis(500),
@@ -138,12 +141,15 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
             .unwrap_or_else(|_| Err("the ARP listener did not finish".into()));
             duplicate.finish(judge_duplicate(t, scan));
         }
-        IpAddr::V6(_) => duplicate.finish(skipped("duplicate detection covers IPv4 (ARP) only")),
+        IpAddr::V6(_) => duplicate.finish(skipped(
+            "重複の検出は IPv4（ARP）のみが対象です",
+            "duplicate detection covers IPv4 (ARP) only",
+        )),
     }
 
     let icmp = Timed::start(sink, name(checks::TERMINAL_ICMP), Segment::Terminal);
     if off_lan {
-        icmp.finish(skipped("the terminal's address is outside the LAN"));
+        icmp.finish(skipped(OFF_LAN.0, OFF_LAN.1));
     } else {
         let outcome = ping(probes, t.ip, echo(settings)).await;
         icmp.finish(judge_reachable(&outcome, &t.ip.to_string()));
@@ -151,12 +157,15 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
 
     let neighbour = Timed::start(sink, name(checks::TERMINAL_NEIGHBOUR), Segment::Terminal);
     match t.ip {
-        _ if off_lan => neighbour.finish(skipped("the terminal's address is outside the LAN")),
+        _ if off_lan => neighbour.finish(skipped(OFF_LAN.0, OFF_LAN.1)),
         IpAddr::V4(ip) => {
             let entry = probes.neighbours().into_iter().find(|n| n.ip == ip);
             neighbour.finish(judge_neighbour(t, entry.as_ref()));
         }
-        IpAddr::V6(_) => neighbour.finish(skipped("the IPv6 neighbour table is not read (needs netlink)")),
+        IpAddr::V6(_) => neighbour.finish(skipped(
+            "IPv6 の近隣表はまだ読み取りの対象外です（netlink が必要）",
+            "the IPv6 neighbour table is not read (needs netlink)",
+        )),
     }
 }
 
@@ -185,19 +194,37 @@ pub fn lan_subnets<P: Probes>(probes: &P, lan: &[String]) -> Vec<(IpAddr, u32, S
     subnets
 }
 
+/// Why the carrier checks did not run: no `[carrier] url`.
+const NO_CARRIER: (&str, &str) =
+    ("通信事業者が設定されていません（設定の [carrier] url）", "no carrier is configured ([carrier] url)");
+/// Why the terminal probes did not run: its address is off the LAN.
+const OFF_LAN: (&str, &str) =
+    ("端末のアドレスが LAN の範囲外です", "the terminal's address is outside the LAN");
+/// Why the quality and MTU probes did not run: nothing to probe.
+const NO_TARGET: (&str, &str) = (
+    "通信事業者のアドレスもゲートウェイも分かりません",
+    "neither the carrier's address nor a gateway is known",
+);
+
+/// The evidence of a configured interface that the system does not have.
+fn missing_interface(iface: &str) -> Evidence {
+    Evidence::new(
+        format!("インターフェース {iface} がありません"),
+        format!("interface {iface} does not exist"),
+    )
+}
+
 pub async fn lan_group<P: Probes>(probes: &P, input: &RunInput, iface: &str, sink: &Sink) {
     let name = |base: &str| format!("{base}@{iface}");
     let link = Timed::start(sink, name(checks::LAN_LINK), Segment::Lan);
     let Some(before) = probes.interface(iface) else {
         link.finish((
             CheckStatus::Failed,
-            Evidence::new(format!("interface {iface} does not exist"))
-                .with("iface", iface)
-                .with("present", "false"),
+            missing_interface(iface).with("iface", iface).with("present", "false"),
         ));
         for base in [checks::LAN_BRIDGE, checks::LAN_SPEED_DUPLEX, checks::LAN_ERRORS] {
-            Timed::start(sink, name(base), Segment::Lan)
-                .finish(skipped(format!("interface {iface} does not exist")));
+            let missing = missing_interface(iface).text;
+            Timed::start(sink, name(base), Segment::Lan).finish(skipped(missing.ja, missing.en));
         }
         return;
     };
@@ -219,9 +246,17 @@ pub async fn device_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) 
     agent.finish(match probes.state_dir_writable() {
         Ok(()) => (
             CheckStatus::Ok,
-            ok("configuration loaded, state directory writable").with("version", env!("CARGO_PKG_VERSION")),
+            ok(
+                "設定を読み込み、状態ディレクトリに書き込めます",
+                "configuration loaded, state directory writable",
+            )
+            .with("version", env!("CARGO_PKG_VERSION")),
         ),
-        Err(e) => (CheckStatus::Failed, Evidence::new(e).with("version", env!("CARGO_PKG_VERSION"))),
+        Err(e) => (
+            CheckStatus::Failed,
+            Evidence::new(format!("状態ディレクトリに書き込めません: {e}"), e)
+                .with("version", env!("CARGO_PKG_VERSION")),
+        ),
     });
     Timed::start(sink, checks::DEVICE_MEMORY, Segment::Device)
         .finish(judge_memory(probes.memory(), settings));
@@ -229,12 +264,18 @@ pub async fn device_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) 
     Timed::start(sink, checks::DEVICE_CERTIFICATE, Segment::Device)
         .finish(judge_certificate(probes.certificate()));
     Timed::start(sink, checks::DEVICE_SUSPENSION, Segment::Device).finish(match &input.suspension {
-        None => (CheckStatus::Ok, ok("no stop order in force").with("suspended", "false")),
+        None => (
+            CheckStatus::Ok,
+            ok("停止命令は出ていません", "no stop order in force").with("suspended", "false"),
+        ),
         Some(s) => (
             CheckStatus::Warning,
-            Evidence::new(format!("service suspended by order {}: {}", s.order, s.reason_en))
-                .with("suspended", "true")
-                .with("order", s.order.to_string()),
+            Evidence::new(
+                format!("停止命令（番号 {}）によりサービスが停止されています: {}", s.order, s.reason_ja),
+                format!("service suspended by order {}: {}", s.order, s.reason_en),
+            )
+            .with("suspended", "true")
+            .with("order", s.order.to_string()),
         ),
     });
     let firewall = async {
@@ -285,24 +326,28 @@ pub async fn resolve_carrier<P: Probes>(
     let settings = &input.settings;
     let check = Timed::start(sink, checks::UPLINK_DNS, Segment::Uplink);
     let Some(carrier) = &input.carrier else {
-        check.finish(skipped("no carrier is configured ([carrier] url)"));
+        check.finish(skipped(NO_CARRIER.0, NO_CARRIER.1));
         return None;
     };
     if let Ok(ip) = carrier.host.parse::<IpAddr>() {
-        check.finish(skipped(format!("the carrier address {ip} is a literal: nothing to resolve")));
+        check.finish(skipped(
+            format!("通信事業者のアドレス {ip} は直接指定のため、名前解決は不要です"),
+            format!("the carrier address {ip} is a literal: nothing to resolve"),
+        ));
         return Some(vec![SocketAddr::new(ip, carrier.port)]);
     }
     let limit = Duration::from_millis(settings.dns_timeout_ms);
     let resolved = tokio::time::timeout(limit, probes.resolve(&carrier.host, carrier.port))
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())));
-    let e = Evidence::new(String::new()).with("host", carrier.host.clone());
+    let e = Evidence::default().with("host", carrier.host.clone());
+    let host = &carrier.host;
     match resolved {
         Ok(addrs) if !addrs.is_empty() => {
             let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(",");
             check.finish((
                 CheckStatus::Ok,
-                Evidence { text: format!("{} resolves to {list}", carrier.host), ..e }
+                e.saying(format!("{host} のアドレスは {list} です"), format!("{host} resolves to {list}"))
                     .with("addresses", list),
             ));
             Some(addrs)
@@ -310,7 +355,7 @@ pub async fn resolve_carrier<P: Probes>(
         Ok(_) => {
             check.finish((
                 CheckStatus::Failed,
-                Evidence { text: format!("{} has no address", carrier.host), ..e }
+                e.saying(format!("{host} にはアドレスがありません"), format!("{host} has no address"))
                     .with("error", "no address"),
             ));
             None
@@ -318,8 +363,11 @@ pub async fn resolve_carrier<P: Probes>(
         Err(error) => {
             check.finish((
                 CheckStatus::Failed,
-                Evidence { text: format!("cannot resolve {}: {error}", carrier.host), ..e }
-                    .with("error", error),
+                e.saying(
+                    format!("{host} を名前解決できません: {error}"),
+                    format!("cannot resolve {host}: {error}"),
+                )
+                .with("error", error),
             ));
             None
         }
@@ -335,17 +383,19 @@ pub fn line_checks<P: Probes>(probes: &P, input: &RunInput, routes: &[RouteV4], 
     ] {
         let link = Timed::start(sink, link_name, Segment::Uplink);
         let Some(iface) = iface else {
-            link.finish(skipped("not configured ([system] primary_uplink / backup_uplink)"));
-            Timed::start(sink, address_name, Segment::Uplink).finish(skipped("not configured"));
+            link.finish(skipped(
+                "設定されていません（設定の [system] primary_uplink / backup_uplink）",
+                "not configured ([system] primary_uplink / backup_uplink)",
+            ));
+            Timed::start(sink, address_name, Segment::Uplink)
+                .finish(skipped("設定されていません", "not configured"));
             continue;
         };
         match probes.interface(iface) {
             Some(state) => link.finish(judge_link(&state)),
             None => link.finish((
                 CheckStatus::Failed,
-                Evidence::new(format!("interface {iface} does not exist"))
-                    .with("iface", iface.clone())
-                    .with("present", "false"),
+                missing_interface(iface).with("iface", iface.clone()).with("present", "false"),
             )),
         }
         let address = Timed::start(sink, address_name, Segment::Uplink);
@@ -368,12 +418,16 @@ pub fn line_checks<P: Probes>(probes: &P, input: &RunInput, routes: &[RouteV4], 
             .map(|r| r.gateway.to_string())
             .next()
             .unwrap_or_default();
-        let e = Evidence::new(String::new()).with("iface", iface.clone()).with("default_via", default_via);
+        let e = Evidence::default().with("iface", iface.clone()).with("default_via", default_via);
         address.finish(if subnets.is_empty() {
-            (CheckStatus::Failed, Evidence { text: format!("{iface} has no address"), ..e })
+            (
+                CheckStatus::Failed,
+                e.saying(format!("{iface} にアドレスがありません"), format!("{iface} has no address")),
+            )
         } else {
-            let text = format!("{iface} is on {}", subnets.join(", "));
-            (CheckStatus::Ok, Evidence { text, ..e }.with("subnets", subnets.join(",")))
+            let list = subnets.join(", ");
+            let e = e.saying(format!("{iface} のアドレスは {list} です"), format!("{iface} is on {list}"));
+            (CheckStatus::Ok, e.with("subnets", subnets.join(",")))
         });
     }
 }
@@ -388,12 +442,15 @@ pub async fn path_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) {
     route_check.finish(match &facts.default_route {
         Some(r) => (
             CheckStatus::Ok,
-            ok(format!("default route via {} on {}", r.gateway, r.iface))
-                .with("iface", r.iface.clone())
-                .with("gateway", r.gateway.to_string())
-                .with("metric", r.metric.to_string()),
+            ok(
+                format!("デフォルトルートは {} の {} 経由です", r.iface, r.gateway),
+                format!("default route via {} on {}", r.gateway, r.iface),
+            )
+            .with("iface", r.iface.clone())
+            .with("gateway", r.gateway.to_string())
+            .with("metric", r.metric.to_string()),
         ),
-        None => (CheckStatus::Failed, Evidence::new("no default route")),
+        None => (CheckStatus::Failed, Evidence::new("デフォルトルートがありません", "no default route")),
     });
     let active = Timed::start(sink, checks::UPLINK_ACTIVE, Segment::Uplink);
     active.finish(judge_active(probes, input, facts.default_route.as_ref()));
@@ -402,13 +459,16 @@ pub async fn path_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) {
         let arp = Timed::start(sink, checks::UPLINK_GATEWAY_ARP, Segment::Uplink);
         let icmp = Timed::start(sink, checks::UPLINK_GATEWAY_ICMP, Segment::Uplink);
         let Some(route) = facts.default_route.as_ref().filter(|r| !r.gateway.is_unspecified()) else {
-            let why = if facts.default_route.is_some() {
-                "the default route has no gateway (point-to-point)"
+            let (ja, en) = if facts.default_route.is_some() {
+                (
+                    "デフォルトルートにゲートウェイがありません（ポイントツーポイント接続）",
+                    "the default route has no gateway (point-to-point)",
+                )
             } else {
-                "no default route"
+                ("デフォルトルートがありません", "no default route")
             };
-            arp.finish(skipped(why));
-            icmp.finish(skipped(why));
+            arp.finish(skipped(ja, en));
+            icmp.finish(skipped(ja, en));
             return;
         };
         let outcome = ping(probes, IpAddr::V4(route.gateway), echo(settings)).await;
@@ -416,14 +476,20 @@ pub async fn path_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) {
         arp.finish(match entry {
             Some(n) if n.is_complete() => (
                 CheckStatus::Ok,
-                ok(format!("gateway {} is at {}", n.ip, n.mac))
-                    .with("gateway", n.ip.to_string())
-                    .with("mac", n.mac),
+                ok(
+                    format!("ゲートウェイ {} の MAC は {} です", n.ip, n.mac),
+                    format!("gateway {} is at {}", n.ip, n.mac),
+                )
+                .with("gateway", n.ip.to_string())
+                .with("mac", n.mac),
             ),
             _ => (
                 CheckStatus::Failed,
-                Evidence::new(format!("no ARP answer from the gateway {}", route.gateway))
-                    .with("gateway", route.gateway.to_string()),
+                Evidence::new(
+                    format!("ゲートウェイ {} から ARP の応答がありません", route.gateway),
+                    format!("no ARP answer from the gateway {}", route.gateway),
+                )
+                .with("gateway", route.gateway.to_string()),
             ),
         });
         icmp.finish(judge_reachable(&outcome, &route.gateway.to_string()));
@@ -432,7 +498,10 @@ pub async fn path_group<P: Probes>(probes: &P, input: &RunInput, sink: &Sink) {
     let platform = async {
         let check = Timed::start(sink, checks::CARRIER_PLATFORM, Segment::Carrier);
         match input.platform {
-            None => check.finish(skipped("no platform address is configured ([network] platform)")),
+            None => check.finish(skipped(
+                "接続先（分界点の先）のアドレスが設定されていません（設定の [network] platform）",
+                "no platform address is configured ([network] platform)",
+            )),
             Some(ip) => {
                 let outcome = ping(probes, ip, echo(settings)).await;
                 check.finish(judge_reachable(&outcome, &ip.to_string()));
@@ -468,7 +537,7 @@ pub async fn beyond_gateway<P: Probes>(
         ];
         let Some(target) = target else {
             for c in checks3 {
-                c.finish(skipped("neither the carrier's address nor a gateway is known"));
+                c.finish(skipped(NO_TARGET.0, NO_TARGET.1));
             }
             return;
         };
@@ -487,7 +556,7 @@ pub async fn beyond_gateway<P: Probes>(
     let mtu = async {
         let check = Timed::start(sink, checks::UPLINK_PATH_MTU, Segment::Uplink);
         let Some(target) = target else {
-            check.finish(skipped("neither the carrier's address nor a gateway is known"));
+            check.finish(skipped(NO_TARGET.0, NO_TARGET.1));
             return;
         };
         let mut outcomes = mtu_round(probes, target, mtu_ladder(settings.expected_mtu), settings).await;
@@ -504,13 +573,19 @@ pub async fn beyond_gateway<P: Probes>(
         let accepted = Timed::start(sink, checks::CARRIER_CERTIFICATE_ACCEPTED, Segment::Carrier);
         let status = Timed::start(sink, checks::CARRIER_STATUS, Segment::Carrier);
         let (Some(addr), Some(carrier)) = (carrier_addr, &input.carrier) else {
-            let why = if input.carrier.is_none() {
-                "no carrier is configured ([carrier] url)"
+            let (ja, en) = if input.carrier.is_none() {
+                (
+                    "通信事業者が設定されていません（設定の [carrier] url）",
+                    "no carrier is configured ([carrier] url)",
+                )
             } else {
-                "the carrier's address is unknown (DNS failed)"
+                (
+                    "通信事業者のアドレスが分かりません（名前解決に失敗）",
+                    "the carrier's address is unknown (DNS failed)",
+                )
             };
             for c in [tcp, tls, accepted, status] {
-                c.finish(skipped(why));
+                c.finish(skipped(ja, en));
             }
             return;
         };

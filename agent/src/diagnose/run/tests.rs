@@ -272,10 +272,40 @@ fn input() -> RunInput {
     }
 }
 
+/// Runs the checks on `fake`; every run's Japanese report must read in
+/// Japanese throughout (see [`assert_reads_in_japanese`]).
 async fn run_fake(fake: Fake, input: RunInput) -> (Vec<CheckResult>, Arc<Fake>) {
     let fake = Arc::new(fake);
+    let suspension = input.suspension.clone();
     let results = run(fake.clone(), Arc::new(input), Arc::new(|_: &CheckResult| {})).await;
+    assert_reads_in_japanese(&results, suspension.as_ref());
     (results, fake)
+}
+
+/// Renders the Japanese report of `results` and fails on any sentence with
+/// no Japanese in it outside values and names.
+fn assert_reads_in_japanese(results: &[CheckResult], suspension: Option<&crate::diagnose::Suspension>) {
+    let (report, _) = crate::diagnose::DiagnosisReport::build(
+        "diag-test",
+        time::OffsetDateTime::UNIX_EPOCH,
+        1,
+        results.to_vec(),
+        suspension,
+        crate::lang::Lang::Ja,
+    )
+    .unwrap();
+    let gaps = report.untranslated_ja();
+    assert!(
+        gaps.is_empty(),
+        "English-only text in the Japanese report: {gaps:#?}\n{}",
+        report.render_text(crate::lang::Lang::Ja)
+    );
+}
+
+/// The status of a judgement whose evidence reads in Japanese.
+fn ja((status, evidence): judge::Judged) -> CheckStatus {
+    assert!(!evidence.text.ja.is_ascii(), "no Japanese in {evidence:?}");
+    status
 }
 
 fn find<'a>(results: &'a [CheckResult], name: &str) -> &'a CheckResult {
@@ -525,6 +555,7 @@ async fn groups_run_concurrently_and_report_progress() {
     let sink = seen.clone();
     let progress: Progress = Arc::new(move |r: &CheckResult| sink.lock().unwrap().push(r.name.clone()));
     let results = run(fake.clone(), Arc::new(many), progress).await;
+    assert_reads_in_japanese(&results, None);
     assert!(fake.max_in_flight.load(Ordering::SeqCst) >= 6, "pings ran one at a time");
     let mut reported = seen.lock().unwrap().clone();
     reported.sort();
@@ -555,22 +586,28 @@ fn reconcile_filtered_echo_and_clock_skew() {
             checks::UPLINK_LOSS,
             Segment::Uplink,
             CheckStatus::Failed,
-            Evidence::new("100% loss").with("received", "0"),
+            Evidence::new("100% のパケット損失", "100% loss").with("received", "0"),
             1,
         ),
         CheckResult::new(
             checks::UPLINK_TCP_CONNECT,
             Segment::Uplink,
             CheckStatus::Ok,
-            Evidence::new("connected"),
+            Evidence::new("接続しました", "connected"),
             1,
         ),
-        CheckResult::new(checks::DEVICE_CLOCK, Segment::Device, CheckStatus::Ok, Evidence::new("set"), 1),
+        CheckResult::new(
+            checks::DEVICE_CLOCK,
+            Segment::Device,
+            CheckStatus::Ok,
+            Evidence::new("時刻は合っています", "set"),
+            1,
+        ),
         CheckResult::new(
             checks::CARRIER_STATUS,
             Segment::Carrier,
             CheckStatus::Ok,
-            Evidence::new("ok").with("clock_skew_s", "-4000"),
+            Evidence::new("応答しています", "ok").with("clock_skew_s", "-4000"),
             1,
         ),
     ];
@@ -581,18 +618,20 @@ fn reconcile_filtered_echo_and_clock_skew() {
             checks::UPLINK_LOSS,
             Segment::Uplink,
             CheckStatus::Failed,
-            Evidence::new("50% loss").with("received", "10"),
+            Evidence::new("50% のパケット損失", "50% loss").with("received", "10"),
             1,
         ),
         CheckResult::new(
             checks::UPLINK_PATH_MTU,
             Segment::Uplink,
             CheckStatus::Failed,
-            Evidence::new("black hole").with("black_hole", "true"),
+            Evidence::new("MTU ブラックホール", "black hole").with("black_hole", "true"),
             1,
         ),
     ];
     reconcile(&mut lossy, &settings);
+    assert_reads_in_japanese(&results, None);
+    assert_reads_in_japanese(&lossy, None);
     assert_eq!((lossy[0].status, lossy[1].status), (CheckStatus::Failed, CheckStatus::Warning));
     assert_eq!(lossy[1].evidence.values["unreliable_under_loss"], "true");
     assert_eq!(results[0].evidence.values["echo_filtered"], "true");
@@ -636,7 +675,7 @@ fn exchange_outcomes_map_to_the_four_checks() {
     let addr: SocketAddr = "10.1.0.2:8443".parse().unwrap();
     let statuses = |outcome: ExchangeOutcome| {
         let x = Exchange { outcome, connect_ms: Some(1), handshake_ms: None, tls_version: None };
-        judge_exchange(&x, addr, 1_800_000_000).map(|(status, _)| status)
+        judge_exchange(&x, addr, 1_800_000_000).map(ja)
     };
     let answered = |status: u16| ExchangeOutcome::Answered { status, pong: None, message: "x".into() };
     assert_eq!(
@@ -683,14 +722,14 @@ fn leases_firewall_bridges_speeds_certificates_clock() {
         ip: IpAddr::V4(Ipv4Addr::from(ip)),
         hostname: "pc".into(),
     };
-    assert_eq!(judge_lease(&t, None, 100).0, CheckStatus::Skipped);
-    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 200)])), 100).0, CheckStatus::Ok);
-    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 50)])), 100).0, CheckStatus::Failed);
-    assert_eq!(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 99], 0)])), 100).0, CheckStatus::Warning);
-    assert_eq!(judge_lease(&t, Some(Ok(Vec::new())), 100).0, CheckStatus::Failed);
+    assert_eq!(ja(judge_lease(&t, None, 100)), CheckStatus::Skipped);
+    assert_eq!(ja(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 200)])), 100)), CheckStatus::Ok);
+    assert_eq!(ja(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 20], 50)])), 100)), CheckStatus::Failed);
+    assert_eq!(ja(judge_lease(&t, Some(Ok(vec![lease([192, 168, 10, 99], 0)])), 100)), CheckStatus::Warning);
+    assert_eq!(ja(judge_lease(&t, Some(Ok(Vec::new())), 100)), CheckStatus::Failed);
 
     let fw =
-        |present: Result<bool, String>, suspended| judge_firewall("inet cpe_agent", present, suspended).0;
+        |present: Result<bool, String>, suspended| ja(judge_firewall("inet cpe_agent", present, suspended));
     assert_eq!(fw(Ok(false), false), CheckStatus::Ok);
     assert_eq!(fw(Ok(true), true), CheckStatus::Ok);
     assert_eq!(fw(Ok(true), false), CheckStatus::Failed);
@@ -703,25 +742,25 @@ fn leases_firewall_bridges_speeds_certificates_clock() {
         bridge_ports: Some(ports.iter().map(ToString::to_string).collect()),
         ..iface("br-lan")
     };
-    assert_eq!(judge_bridge(&fake, &bridge(&["lan0", "lan1"])).0, CheckStatus::Ok);
-    assert_eq!(judge_bridge(&fake, &bridge(&["lan1"])).0, CheckStatus::Failed);
-    assert_eq!(judge_bridge(&fake, &bridge(&[])).0, CheckStatus::Failed);
+    assert_eq!(ja(judge_bridge(&fake, &bridge(&["lan0", "lan1"]))), CheckStatus::Ok);
+    assert_eq!(ja(judge_bridge(&fake, &bridge(&["lan1"]))), CheckStatus::Failed);
+    assert_eq!(ja(judge_bridge(&fake, &bridge(&[]))), CheckStatus::Failed);
     assert_eq!(
-        judge_bridge(&fake, &InterfaceState { master: Some("br-lan".into()), ..iface("lan0") }).0,
+        ja(judge_bridge(&fake, &InterfaceState { master: Some("br-lan".into()), ..iface("lan0") })),
         CheckStatus::Ok
     );
-    assert_eq!(judge_bridge(&fake, &iface("lan0")).0, CheckStatus::Skipped);
+    assert_eq!(ja(judge_bridge(&fake, &iface("lan0"))), CheckStatus::Skipped);
 
-    assert_eq!(judge_speed(&iface("lan0")).0, CheckStatus::Ok);
+    assert_eq!(ja(judge_speed(&iface("lan0"))), CheckStatus::Ok);
     assert_eq!(
-        judge_speed(&InterfaceState { duplex: Some("half".into()), ..iface("lan0") }).0,
+        ja(judge_speed(&InterfaceState { duplex: Some("half".into()), ..iface("lan0") })),
         CheckStatus::Warning
     );
     assert_eq!(
-        judge_speed(&InterfaceState { speed_mbps: Some(10), ..iface("lan0") }).0,
+        ja(judge_speed(&InterfaceState { speed_mbps: Some(10), ..iface("lan0") })),
         CheckStatus::Warning
     );
-    assert_eq!(judge_speed(&InterfaceState { speed_mbps: None, ..iface("lan0") }).0, CheckStatus::Skipped);
+    assert_eq!(ja(judge_speed(&InterfaceState { speed_mbps: None, ..iface("lan0") })), CheckStatus::Skipped);
 
     for (state, status) in [
         (CertState::Valid, CheckStatus::Ok),
@@ -731,9 +770,9 @@ fn leases_firewall_bridges_speeds_certificates_clock() {
         (CertState::None, CheckStatus::Failed),
     ] {
         let fake = Fake { cert: state, ..Fake::healthy() };
-        assert_eq!(judge_certificate(fake.certificate()).0, status, "{state:?}");
+        assert_eq!(ja(judge_certificate(fake.certificate())), status, "{state:?}");
     }
     let now = time::OffsetDateTime::now_utc();
-    assert_eq!(judge_clock(time::OffsetDateTime::UNIX_EPOCH, now).0, CheckStatus::Failed, "1970: unset");
-    assert_eq!(judge_clock(now, time::OffsetDateTime::UNIX_EPOCH).0, CheckStatus::Ok);
+    assert_eq!(ja(judge_clock(time::OffsetDateTime::UNIX_EPOCH, now)), CheckStatus::Failed, "1970: unset");
+    assert_eq!(ja(judge_clock(now, time::OffsetDateTime::UNIX_EPOCH)), CheckStatus::Ok);
 }

@@ -2,7 +2,7 @@
 //! status and evidence ([`local`]: terminal, LAN and device; [`path`]:
 //! uplink and carrier), and [`reconcile`], the rules that need two results.
 
-use super::super::{base_name, checks, CheckResult, CheckStatus, Evidence};
+use super::super::{base_name, checks, CheckResult, CheckStatus, Evidence, Text};
 use crate::config::DiagnoseConfig;
 
 pub mod local;
@@ -10,12 +10,17 @@ pub mod path;
 
 pub type Judged = (CheckStatus, Evidence);
 
-pub fn ok(text: impl Into<String>) -> Evidence {
-    Evidence::new(text)
+pub fn ok(ja: impl Into<String>, en: impl Into<String>) -> Evidence {
+    Evidence::new(ja, en)
 }
 
-pub fn skipped(text: impl Into<String>) -> Judged {
-    (CheckStatus::Skipped, Evidence::new(text))
+pub fn skipped(ja: impl Into<String>, en: impl Into<String>) -> Judged {
+    (CheckStatus::Skipped, Evidence::new(ja, en))
+}
+
+/// Appends a remark (both languages) to an evidence sentence.
+fn remark(text: &Text, ja: &str, en: &str) -> Text {
+    Text::new(format!("{}（{ja}）", text.ja), format!("{} ({en})", text.en))
 }
 
 /// Cross-check rules that need two results: an echo-filtering carrier is
@@ -33,8 +38,11 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
             && r.evidence.values.get("received").is_some_and(|v| v == "0")
         {
             r.status = CheckStatus::Warning;
-            r.evidence.text =
-                format!("{} (the carrier answers TCP: echo is filtered, not lost)", r.evidence.text);
+            r.evidence.text = remark(
+                &r.evidence.text,
+                "通信事業者は TCP に応答しているため、ping が経路上で遮断されているだけで、パケットは失われていません",
+                "the carrier answers TCP: echo is filtered, not lost",
+            );
             r.evidence.values.insert("echo_filtered".into(), "true".into());
         }
     }
@@ -43,7 +51,11 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
     for r in results.iter_mut() {
         if heavy_loss && base_name(&r.name) == checks::UPLINK_PATH_MTU && r.status == CheckStatus::Failed {
             r.status = CheckStatus::Warning;
-            r.evidence.text = format!("{} (unreliable: heavy packet loss)", r.evidence.text);
+            r.evidence.text = remark(
+                &r.evidence.text,
+                "パケット損失が多いため、この結果は不確かです",
+                "unreliable: heavy packet loss",
+            );
             r.evidence.values.insert("unreliable_under_loss".into(), "true".into());
         }
     }
@@ -58,7 +70,10 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
             .filter(|r| base_name(&r.name) == checks::DEVICE_CLOCK && r.status == CheckStatus::Ok)
         {
             r.status = CheckStatus::Failed;
-            r.evidence.text = format!("the device clock is {skew} s off the carrier's");
+            r.evidence.text = Text::new(
+                format!("ルーターの時計が通信事業者の時計と {skew} 秒ずれています"),
+                format!("the device clock is {skew} s off the carrier's"),
+            );
             r.evidence.values.insert("clock_skew_s".into(), skew.to_string());
         }
     }

@@ -11,7 +11,7 @@ use crate::diagnose::exchange::{ConnectFailure, Exchange, ExchangeOutcome};
 use crate::diagnose::observe::RouteV4;
 use crate::diagnose::probes::{PingOutcome, Probes};
 use crate::diagnose::run::plan::RunInput;
-use crate::diagnose::{CheckStatus, Evidence};
+use crate::diagnose::{CheckStatus, Evidence, Text};
 use crate::metrics::to_f64;
 
 fn loss_pct(outcome: &PingOutcome) -> f64 {
@@ -24,7 +24,7 @@ fn ms(us: u64) -> f64 {
 }
 
 fn ping_evidence(outcome: &PingOutcome, target: &str) -> Evidence {
-    let mut e = Evidence::new(String::new())
+    let mut e = Evidence::default()
         .with("target", target)
         .with("sent", outcome.sent.to_string())
         .with("received", outcome.received().to_string())
@@ -39,24 +39,49 @@ fn ping_evidence(outcome: &PingOutcome, target: &str) -> Evidence {
     e
 }
 
+/// Why an echo series sent nothing: skipped when this system offers no ICMP
+/// socket (the probe cannot run, which proves nothing), else failed.
+fn not_sent(outcome: &PingOutcome) -> (CheckStatus, Text) {
+    match &outcome.error {
+        Some(why) if why.contains("ICMP socket") => (
+            CheckStatus::Skipped,
+            Text::new(format!("この環境では ICMP ソケットを使えません（{why}）"), why.clone()),
+        ),
+        Some(why) => (CheckStatus::Failed, Text::new(format!("送信に失敗しました（{why}）"), why.clone())),
+        None => (CheckStatus::Failed, Text::new("何も送信されませんでした", "nothing was sent")),
+    }
+}
+
 /// Reachability: any answer is ok; none fails; a probe that could not send at all is skipped.
 pub fn judge_reachable(outcome: &PingOutcome, target: &str) -> Judged {
     let e = ping_evidence(outcome, target);
     if outcome.sent == 0 {
-        let why = outcome.error.clone().unwrap_or_else(|| "nothing was sent".into());
-        if why.contains("ICMP socket") {
-            return (CheckStatus::Skipped, Evidence { text: why, ..e });
-        }
-        return (CheckStatus::Failed, Evidence { text: format!("cannot send to {target}: {why}"), ..e });
+        let (status, unsent) = not_sent(outcome);
+        return (
+            status,
+            e.saying(
+                format!("{target} へ ping を送れません: {}", unsent.ja),
+                format!("cannot send to {target}: {}", unsent.en),
+            ),
+        );
     }
-    if outcome.received() == 0 {
+    let (received, sent) = (outcome.received(), outcome.sent);
+    if received == 0 {
         (
             CheckStatus::Failed,
-            Evidence { text: format!("no echo reply from {target} ({} sent)", outcome.sent), ..e },
+            e.saying(
+                format!("{target} から ping の応答がありません（{sent} 回送信）"),
+                format!("no echo reply from {target} ({sent} sent)"),
+            ),
         )
     } else {
-        let text = format!("{target} answers ({}/{} replies)", outcome.received(), outcome.sent);
-        (CheckStatus::Ok, Evidence { text, ..e })
+        (
+            CheckStatus::Ok,
+            e.saying(
+                format!("{target} は応答しています（{sent} 回中 {received} 回）"),
+                format!("{target} answers ({received}/{sent} replies)"),
+            ),
+        )
     }
 }
 
@@ -64,7 +89,8 @@ pub fn judge_active<P: Probes>(probes: &P, input: &RunInput, route: Option<&Rout
     let Some(route) = route else {
         return (
             CheckStatus::Failed,
-            Evidence::new("no uplink carries a default route").with("active", "none"),
+            Evidence::new("デフォルトルートを持つ回線がありません", "no uplink carries a default route")
+                .with("active", "none"),
         );
     };
     let role = if input.primary.as_deref() == Some(route.iface.as_str()) {
@@ -74,25 +100,40 @@ pub fn judge_active<P: Probes>(probes: &P, input: &RunInput, route: Option<&Rout
     } else {
         "other"
     };
-    let e = Evidence::new(String::new()).with("active", role).with("iface", route.iface.clone());
-    match probes.interface(&route.iface) {
+    let role_ja = match role {
+        "primary" => "主回線",
+        "backup" => "予備回線",
+        _ => "設定外の回線",
+    };
+    let e = Evidence::default().with("active", role).with("iface", route.iface.clone());
+    let iface = &route.iface;
+    match probes.interface(iface) {
         Some(s) if s.oper_up && s.carrier => (
             CheckStatus::Ok,
-            Evidence { text: format!("traffic leaves over the {role} uplink {}", route.iface), ..e },
+            e.saying(
+                format!("通信は{role_ja} {iface} を通っています"),
+                format!("traffic leaves over the {role} uplink {iface}"),
+            ),
         ),
         Some(s) => (
             CheckStatus::Failed,
-            Evidence {
-                text: format!(
-                    "the default route uses {} ({role}) but it has no link (operstate {})",
-                    route.iface, s.operstate
+            e.saying(
+                format!(
+                    "デフォルトルートは{role_ja} {iface} を使っていますが、リンクしていません（状態 {}）",
+                    s.operstate
                 ),
-                ..e
-            },
+                format!(
+                    "the default route uses {iface} ({role}) but it has no link (operstate {})",
+                    s.operstate
+                ),
+            ),
         ),
         None => (
             CheckStatus::Failed,
-            Evidence { text: format!("the default route uses {}, which does not exist", route.iface), ..e },
+            e.saying(
+                format!("デフォルトルートが存在しないインターフェース {iface} を使っています"),
+                format!("the default route uses {iface}, which does not exist"),
+            ),
         ),
     }
 }
@@ -103,10 +144,10 @@ pub fn judge_quality(
     settings: &DiagnoseConfig,
 ) -> (Judged, Judged, Judged) {
     if outcome.sent == 0 {
-        let why = outcome.error.clone().unwrap_or_else(|| "nothing was sent".into());
-        let status = if why.contains("ICMP socket") { CheckStatus::Skipped } else { CheckStatus::Failed };
+        let (status, why) = not_sent(outcome);
         let e = ping_evidence(outcome, target);
-        return ((status, Evidence { text: why.clone(), ..e }), skipped(why.clone()), skipped(why));
+        let unmeasured = || skipped(why.ja.clone(), why.en.clone());
+        return ((status, e.saying(why.ja.clone(), why.en.clone())), unmeasured(), unmeasured());
     }
     let loss = loss_pct(outcome);
     let e = ping_evidence(outcome, target);
@@ -117,16 +158,18 @@ pub fn judge_quality(
     } else {
         CheckStatus::Ok
     };
+    let (received, sent) = (outcome.received(), outcome.sent);
     let loss_judged = (
         loss_status,
-        Evidence {
-            text: format!("{loss:.0}% loss to {target} ({}/{} replies)", outcome.received(), outcome.sent),
-            ..e
-        },
+        e.saying(
+            format!("{target} へのパケット損失は {loss:.0}% です（{sent} 回中 {received} 回応答）"),
+            format!("{loss:.0}% loss to {target} ({received}/{sent} replies)"),
+        ),
     );
     if outcome.rtts_us.is_empty() {
-        let why = format!("no reply from {target}");
-        return (loss_judged, skipped(why.clone()), skipped(why));
+        let unmeasured =
+            || skipped(format!("{target} から応答がないため測れません"), format!("no reply from {target}"));
+        return (loss_judged, unmeasured(), unmeasured());
     }
     let n = outcome.rtts_us.len() as u64;
     let avg = ms(outcome.rtts_us.iter().sum::<u64>() / n);
@@ -141,23 +184,29 @@ pub fn judge_quality(
     };
     let latency = (
         latency_status,
-        Evidence::new(format!("round trip to {target}: avg {avg:.1} ms (min {min:.1}, max {max:.1})"))
-            .with("target", target)
-            .with("rtt_avg_ms", format!("{avg:.1}"))
-            .with("rtt_min_ms", format!("{min:.1}"))
-            .with("rtt_max_ms", format!("{max:.1}")),
+        Evidence::new(
+            format!("{target} までの往復時間は平均 {avg:.1} ms です（最小 {min:.1}、最大 {max:.1}）"),
+            format!("round trip to {target}: avg {avg:.1} ms (min {min:.1}, max {max:.1})"),
+        )
+        .with("target", target)
+        .with("rtt_avg_ms", format!("{avg:.1}"))
+        .with("rtt_min_ms", format!("{min:.1}"))
+        .with("rtt_max_ms", format!("{max:.1}")),
     );
     let diffs: Vec<u64> = outcome.rtts_us.windows(2).map(|w| w[0].abs_diff(w[1])).collect();
     let jitter = if diffs.is_empty() {
-        skipped("one reply only: no jitter")
+        skipped("応答が 1 回だけのため、揺らぎは測れません", "one reply only: no jitter")
     } else {
         let j = ms(diffs.iter().sum::<u64>() / diffs.len() as u64);
         let status = if j >= settings.jitter_warn_ms { CheckStatus::Warning } else { CheckStatus::Ok };
         (
             status,
-            Evidence::new(format!("jitter {j:.1} ms to {target}"))
-                .with("target", target)
-                .with("jitter_ms", format!("{j:.1}")),
+            Evidence::new(
+                format!("{target} までの揺らぎは {j:.1} ms です"),
+                format!("jitter {j:.1} ms to {target}"),
+            )
+            .with("target", target)
+            .with("jitter_ms", format!("{j:.1}")),
         )
     };
     (loss_judged, latency, jitter)
@@ -195,23 +244,30 @@ pub fn judge_mtu(outcomes: &[(u32, PingOutcome)], expected: u32, target: &str) -
     let largest_ok = outcomes.iter().filter(|(_, o)| o.received() > 0).map(|(s, _)| *s).max();
     let announced = outcomes.iter().find_map(|(_, o)| o.too_big_mtu);
     let local = outcomes.iter().any(|(_, o)| o.local_too_big);
-    let mut e =
-        Evidence::new(String::new()).with("target", target).with("expected_mtu", expected.to_string());
+    let mut e = Evidence::default().with("target", target).with("expected_mtu", expected.to_string());
     if let Some(mtu) = announced {
         e = e.with("too_big_mtu", mtu.to_string());
     }
     let Some(found) = largest_ok else {
-        let why = outcomes
-            .iter()
-            .find_map(|(_, o)| o.error.clone())
-            .unwrap_or_else(|| format!("{target} answers no echo"));
-        return (CheckStatus::Skipped, Evidence { text: format!("path MTU unknown: {why}"), ..e });
+        let unknown = match outcomes.iter().find_map(|(_, o)| o.error.clone()) {
+            Some(why) => {
+                e.saying(format!("経路 MTU は不明です（{why}）"), format!("path MTU unknown: {why}"))
+            }
+            None => e.saying(
+                format!("{target} が ping に応答しないため、経路 MTU は不明です"),
+                format!("path MTU unknown: {target} answers no echo"),
+            ),
+        };
+        return (CheckStatus::Skipped, unknown);
     };
     e = e.with("mtu_found", found.to_string());
     if found >= expected {
         return (
             CheckStatus::Ok,
-            Evidence { text: format!("{expected}-byte packets pass unfragmented to {target}"), ..e },
+            e.saying(
+                format!("{expected} バイトのパケットが分割されずに {target} まで届きます"),
+                format!("{expected}-byte packets pass unfragmented to {target}"),
+            ),
         );
     }
     if let Some(size) =
@@ -220,14 +276,21 @@ pub fn judge_mtu(outcomes: &[(u32, PingOutcome)], expected: u32, target: &str) -
         e = e.with("mtu_lost_from", size.to_string());
     }
     if announced.is_some() || local {
-        let text =
-            format!("path MTU {found} is below {expected}, but the path says so (PMTU discovery works)");
-        (CheckStatus::Warning, Evidence { text, ..e }.with("black_hole", "false"))
-    } else {
-        let text = format!(
-            "MTU black hole: {found}-byte DF packets pass but larger ones up to {expected} vanish without an ICMP error"
+        let e = e.saying(
+            format!("経路 MTU は {found} で {expected} より小さいものの、経路がそれを通知しています（経路 MTU 探索は機能しています）"),
+            format!("path MTU {found} is below {expected}, but the path says so (PMTU discovery works)"),
         );
-        (CheckStatus::Failed, Evidence { text, ..e }.with("black_hole", "true"))
+        (CheckStatus::Warning, e.with("black_hole", "false"))
+    } else {
+        let e = e.saying(
+            format!(
+                "MTU ブラックホール: {found} バイトの分割禁止パケットは届きますが、{expected} バイトまでの大きなパケットは ICMP のエラーもなく消えます"
+            ),
+            format!(
+                "MTU black hole: {found}-byte DF packets pass but larger ones up to {expected} vanish without an ICMP error"
+            ),
+        );
+        (CheckStatus::Failed, e.with("black_hole", "true"))
     }
 }
 
@@ -235,12 +298,15 @@ pub fn judge_mtu(outcomes: &[(u32, PingOutcome)], expected: u32, target: &str) -
 /// Maps a carrier exchange to `[uplink.tcp_connect, uplink.tls_handshake,
 /// carrier.certificate_accepted, carrier.status]`.
 pub fn judge_exchange(x: &Exchange, addr: SocketAddr, now_unix: i64) -> [Judged; 4] {
-    let mut base = Evidence::new(String::new()).with("address", addr.to_string());
+    let mut base = Evidence::default().with("address", addr.to_string());
     if let Some(ms) = x.connect_ms {
         base = base.with("connect_ms", ms.to_string());
     }
-    let tcp_ok = |text: String| (CheckStatus::Ok, Evidence { text, ..base.clone() });
-    let mut tls_e = Evidence::new(String::new()).with("address", addr.to_string());
+    let connected = (
+        CheckStatus::Ok,
+        base.clone().saying(format!("{addr} に接続しました"), format!("connected to {addr}")),
+    );
+    let mut tls_e = Evidence::default().with("address", addr.to_string());
     if let Some(ms) = x.handshake_ms {
         tls_e = tls_e.with("handshake_ms", ms.to_string());
     }
@@ -249,128 +315,183 @@ pub fn judge_exchange(x: &Exchange, addr: SocketAddr, now_unix: i64) -> [Judged;
     }
     let tls_ok = (
         CheckStatus::Ok,
-        Evidence {
-            text: "TLS handshake completed; the carrier's certificate is valid".into(),
-            ..tls_e.clone()
-        },
+        tls_e.clone().saying(
+            "TLS ハンドシェイクが完了し、通信事業者の証明書は有効です",
+            "TLS handshake completed; the carrier's certificate is valid",
+        ),
     );
-    let connected = format!("connected to {addr}");
+    let cert_refused = || {
+        skipped(
+            "通信事業者が機関証明書を受け付けませんでした",
+            "the carrier refused the institution certificate",
+        )
+    };
     match &x.outcome {
-        ExchangeOutcome::NotConnected(ConnectFailure::Refused) => [
-            (
-                CheckStatus::Ok,
-                Evidence { text: format!("{addr} answered with a reset: the path works"), ..base.clone() }
-                    .with("refused", "true"),
-            ),
-            skipped("the carrier refused the connection"),
-            skipped("the carrier refused the connection"),
-            (
-                CheckStatus::Failed,
-                Evidence::new(format!("connection refused by {addr}: the carrier server is not running"))
+        ExchangeOutcome::NotConnected(ConnectFailure::Refused) => {
+            let refused = || skipped("通信事業者が接続を拒否しました", "the carrier refused the connection");
+            [
+                (
+                    CheckStatus::Ok,
+                    base.clone()
+                        .saying(
+                            format!("{addr} が接続を拒否（リセット）しました。経路は通じています"),
+                            format!("{addr} answered with a reset: the path works"),
+                        )
+                        .with("refused", "true"),
+                ),
+                refused(),
+                refused(),
+                (
+                    CheckStatus::Failed,
+                    Evidence::new(
+                        format!("{addr} が接続を拒否しました。通信事業者のサーバが動いていません"),
+                        format!("connection refused by {addr}: the carrier server is not running"),
+                    )
                     .with("address", addr.to_string())
                     .with("refused", "true"),
-            ),
-        ],
+                ),
+            ]
+        }
         ExchangeOutcome::NotConnected(failure) => {
-            let why = match failure {
-                ConnectFailure::Timeout => "no answer (timeout)".to_owned(),
-                ConnectFailure::Other(e) => e.clone(),
-                ConnectFailure::Refused => "refused".to_owned(),
+            let (why_ja, why) = match failure {
+                ConnectFailure::Timeout => {
+                    ("応答がありません（時間切れ）".to_owned(), "no answer (timeout)".to_owned())
+                }
+                ConnectFailure::Other(e) => (e.clone(), e.clone()),
+                ConnectFailure::Refused => ("拒否されました".to_owned(), "refused".to_owned()),
             };
+            let unconnected = || skipped("接続できていません", "not connected");
             [
                 (
                     CheckStatus::Failed,
-                    Evidence { text: format!("cannot connect to {addr}: {why}"), ..base.clone() }
+                    base.clone()
+                        .saying(
+                            format!("{addr} に接続できません: {why_ja}"),
+                            format!("cannot connect to {addr}: {why}"),
+                        )
                         .with("error", why),
                 ),
-                skipped("not connected"),
-                skipped("not connected"),
-                skipped("not connected"),
+                unconnected(),
+                unconnected(),
+                unconnected(),
             ]
         }
         ExchangeOutcome::NoTls(why) => {
-            [tcp_ok(connected), skipped(why.clone()), skipped(why.clone()), skipped(why.clone())]
+            let no_tls = || skipped(format!("TLS を始められません: {why}"), why.clone());
+            [connected, no_tls(), no_tls(), no_tls()]
         }
-        ExchangeOutcome::ServerCertificate(why) => [
-            tcp_ok(connected),
-            (
-                CheckStatus::Failed,
-                Evidence {
-                    text: format!("the server's certificate is not accepted: {why}"),
-                    ..tls_e.clone()
-                }
-                .with("error", why.clone()),
-            ),
-            skipped("no trusted TLS session"),
-            skipped("no trusted TLS session"),
-        ],
+        ExchangeOutcome::ServerCertificate(why) => {
+            let untrusted = || skipped("信頼できる TLS 接続がありません", "no trusted TLS session");
+            [
+                connected,
+                (
+                    CheckStatus::Failed,
+                    tls_e
+                        .clone()
+                        .saying(
+                            format!("サーバの証明書を受け入れられません: {why}"),
+                            format!("the server's certificate is not accepted: {why}"),
+                        )
+                        .with("error", why.clone()),
+                ),
+                untrusted(),
+                untrusted(),
+            ]
+        }
         ExchangeOutcome::CertificateRefused { alert } => [
-            tcp_ok(connected),
+            connected,
             tls_ok,
             (
                 CheckStatus::Failed,
-                Evidence::new(format!("the carrier refused the institution certificate (TLS alert {alert})"))
-                    .with("alert", alert.clone()),
+                Evidence::new(
+                    format!("通信事業者が機関証明書を受け付けませんでした（TLS アラート {alert}）"),
+                    format!("the carrier refused the institution certificate (TLS alert {alert})"),
+                )
+                .with("alert", alert.clone()),
             ),
-            skipped("the carrier refused the institution certificate"),
+            cert_refused(),
         ],
-        ExchangeOutcome::TlsBroken(why) => [
-            tcp_ok(connected),
-            (
-                CheckStatus::Failed,
-                Evidence { text: format!("the TLS handshake broke off: {why}"), ..tls_e.clone() }
-                    .with("error", why.clone()),
-            ),
-            skipped("no TLS session"),
-            skipped("no TLS session"),
-        ],
+        ExchangeOutcome::TlsBroken(why) => {
+            let no_session = || skipped("TLS 接続がありません", "no TLS session");
+            [
+                connected,
+                (
+                    CheckStatus::Failed,
+                    tls_e
+                        .clone()
+                        .saying(
+                            format!("TLS ハンドシェイクが途中で切れました: {why}"),
+                            format!("the TLS handshake broke off: {why}"),
+                        )
+                        .with("error", why.clone()),
+                ),
+                no_session(),
+                no_session(),
+            ]
+        }
         ExchangeOutcome::NoAnswer(why) => [
-            tcp_ok(connected),
+            connected,
             tls_ok,
-            skipped("no HTTP answer"),
+            skipped("HTTP の応答がありません", "no HTTP answer"),
             (
                 CheckStatus::Failed,
-                Evidence::new(format!("no answer to GET /v1/ping: {why}")).with("error", why.clone()),
+                Evidence::new(
+                    format!("GET /v1/ping に応答がありません: {why}"),
+                    format!("no answer to GET /v1/ping: {why}"),
+                )
+                .with("error", why.clone()),
             ),
         ],
         ExchangeOutcome::Answered { status, pong, message } => {
             let http = status.to_string();
             if *status == 401 || *status == 403 {
                 return [
-                    tcp_ok(connected),
+                    connected,
                     tls_ok,
                     (
                         CheckStatus::Failed,
-                        Evidence::new(format!("the carrier answered {status}: {message}"))
-                            .with("http_status", http),
+                        Evidence::new(
+                            format!("通信事業者が {status} を返しました（認証拒否）: {message}"),
+                            format!("the carrier answered {status}: {message}"),
+                        )
+                        .with("http_status", http),
                     ),
-                    skipped("the carrier refused the institution certificate"),
+                    cert_refused(),
                 ];
             }
-            let accepted =
-                (CheckStatus::Ok, Evidence::new("the carrier accepted the institution certificate"));
+            let accepted = (
+                CheckStatus::Ok,
+                Evidence::new(
+                    "通信事業者が機関証明書を受け付けました",
+                    "the carrier accepted the institution certificate",
+                ),
+            );
             let status_judged = match pong {
                 Some(p) if *status == 200 => {
                     let skew = now_unix - p.server_unix;
                     (
                         CheckStatus::Ok,
-                        Evidence::new(format!("the carrier answers (device {})", p.device_id))
-                            .with("http_status", http)
-                            .with("device_id", p.device_id.clone())
-                            .with("server_unix", p.server_unix.to_string())
-                            .with("clock_skew_s", skew.to_string()),
+                        Evidence::new(
+                            format!("通信事業者が応答しています（機器 {}）", p.device_id),
+                            format!("the carrier answers (device {})", p.device_id),
+                        )
+                        .with("http_status", http)
+                        .with("device_id", p.device_id.clone())
+                        .with("server_unix", p.server_unix.to_string())
+                        .with("clock_skew_s", skew.to_string()),
                     )
                 }
                 _ => {
-                    let mut text = String::new();
-                    let _ = write!(text, "the carrier answered {status}");
+                    let (mut ja, mut en) = (format!("通信事業者が {status} を返しました"), String::new());
+                    let _ = write!(en, "the carrier answered {status}");
                     if !message.is_empty() {
-                        let _ = write!(text, ": {message}");
+                        let _ = write!(ja, ": {message}");
+                        let _ = write!(en, ": {message}");
                     }
-                    (CheckStatus::Failed, Evidence::new(text).with("http_status", http))
+                    (CheckStatus::Failed, Evidence::new(ja, en).with("http_status", http))
                 }
             };
-            [tcp_ok(connected), tls_ok, accepted, status_judged]
+            [connected, tls_ok, accepted, status_judged]
         }
     }
 }
