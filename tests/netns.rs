@@ -256,6 +256,13 @@ pub enum FaultRule {
     /// arriving or sent from this namespace: with a small MTU on a link, the
     /// classic black hole of a router whose errors are filtered.
     DropFragNeeded,
+    /// Drop of ICMP echo requests to `addresses` (an upstream filter of
+    /// ping towards the gateway and the carrier host; ARP, TCP and echo to
+    /// other hosts pass).
+    DropEchoTo {
+        /// Destinations whose echo requests vanish.
+        addresses: Vec<Ipv4Addr>,
+    },
     /// Drop of TCP packets to `port` (no RST: connections time out).
     DropTcpPort {
         /// Destination port.
@@ -289,6 +296,10 @@ impl FaultRule {
             FaultRule::DropLargerThan { bytes } => format!("ip length > {bytes} drop"),
             FaultRule::DropFragNeeded => {
                 "icmp type destination-unreachable icmp code frag-needed drop\n\t\ticmpv6 type packet-too-big drop".into()
+            }
+            FaultRule::DropEchoTo { addresses } => {
+                let list = addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                format!("ip daddr {{ {list} }} icmp type echo-request drop")
             }
             FaultRule::DropTcpPort { port } => format!("tcp dport {port} drop"),
             FaultRule::DropUdpPort { port } => format!("udp dport {port} drop"),
@@ -1022,6 +1033,9 @@ mod tests {
             FaultRule::DropLargerThan { bytes: 1400 },
             FaultRule::DropFragNeeded,
             FaultRule::DropTcpPort { port: 8443 },
+            FaultRule::DropEchoTo {
+                addresses: vec![Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(192, 0, 2, 10)],
+            },
             FaultRule::DropUdpPort { port: 53 },
             FaultRule::DropAll { iface: "eth0".into() },
         ]);
@@ -1033,6 +1047,7 @@ mod tests {
             "\t\t# no loss on cpe2",
             "ip length > 1400 drop",
             "tcp dport 8443 drop",
+            "ip daddr { 198.51.100.1, 192.0.2.10 } icmp type echo-request drop",
             "udp dport 53 drop",
             "iifname \"eth0\" drop",
         ] {

@@ -566,6 +566,58 @@ fn backup_uplink_carries_traffic(pki: &Arc<Pki>) -> Outcome {
     Outcome::from(&d)
 }
 
+/// Echo to the gateway and to the carrier host is filtered upstream while
+/// ARP, TCP and TLS work: warnings, not a line fault.
+fn icmp_filtered_upstream(pki: &Arc<Pki>) -> Outcome {
+    let world = World::new(pki);
+    world.import_clinic();
+    let filtered = vec![plan::PRIMARY_GATEWAY, plan::CARRIER];
+    world.topology.edge.set_faults(&[FaultRule::DropEchoTo { addresses: filtered }]).unwrap();
+    let d = world.diagnose();
+    d.expect_segment("none");
+    d.expect_status("uplink.gateway_arp", None, "ok");
+    d.expect_status("uplink.gateway_icmp", None, "warning");
+    d.expect_evidence("uplink.gateway_icmp", None, "echo_filtered", "true");
+    d.expect_status("uplink.loss", None, "warning");
+    d.expect_evidence("uplink.loss", None, "echo_filtered", "true");
+    d.expect_status("uplink.tls_handshake", None, "ok");
+    d.expect_status("carrier.status", None, "ok");
+    Outcome::from(&d)
+}
+
+/// A PPPoE-sized path MTU (1454) between the edge and the carrier, with
+/// "fragmentation needed" working: a warning, not a fault.
+fn small_path_mtu_announced(pki: &Arc<Pki>) -> Outcome {
+    let world = World::new(pki);
+    world.import_clinic();
+    world.topology.edge.set_mtu(plan::EDGE_CARRIER, 1454).unwrap();
+    world.topology.carrier.set_mtu(plan::HOST_IFACE, 1454).unwrap();
+    let d = world.diagnose();
+    d.expect_segment("none");
+    d.expect_status("uplink.path_mtu", None, "warning");
+    d.expect_evidence("uplink.path_mtu", None, "black_hole", "false");
+    let found = d.evidence_number("uplink.path_mtu", None, "mtu_found");
+    assert!((1420.0..=1454.0).contains(&found), "path MTU {found} through a 1454-byte link");
+    d.expect_status("carrier.status", None, "ok");
+    Outcome::from(&d)
+}
+
+/// The carrier host answers ping but its server port drops SYNs silently:
+/// the carrier's side, told apart from a refusing port and a dead line.
+fn carrier_port_drops_syn(pki: &Arc<Pki>) -> Outcome {
+    let world = World::new(pki);
+    world.import_clinic();
+    world.topology.carrier.set_faults(&[FaultRule::DropTcpPort { port: CARRIER_PORT }]).unwrap();
+    let d = world.diagnose();
+    d.expect_segment("carrier");
+    d.expect_status("uplink.tcp_connect", None, "warning");
+    d.expect_evidence("uplink.tcp_connect", None, "syn", "unanswered");
+    d.expect_status("carrier.status", None, "failed");
+    d.expect_evidence("carrier.status", None, "syn_unanswered", "true");
+    d.expect_status("uplink.loss", None, "ok");
+    Outcome::from(&d)
+}
+
 /// Nothing is wrong.
 fn healthy(pki: &Arc<Pki>) -> Outcome {
     let world = World::new(pki);
@@ -602,6 +654,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("certificate_expired", certificate_expired),
     ("platform_unreachable", platform_unreachable),
     ("backup_uplink_carries_traffic", backup_uplink_carries_traffic),
+    ("icmp_filtered_upstream", icmp_filtered_upstream),
+    ("small_path_mtu_announced", small_path_mtu_announced),
+    ("carrier_port_drops_syn", carrier_port_drops_syn),
 ];
 
 fn main() {

@@ -369,7 +369,13 @@ async fn each_fault_lands_in_its_check_with_evidence() {
         ),
         (
             "gateway unreachable",
-            dead(GATEWAY),
+            {
+                // Gone: no ARP answer either (one that answers ARP and TCP
+                // only filters echo, see the finer verdicts below).
+                let mut f = dead(GATEWAY);
+                f.neighbours.retain(|n| n.ip != GATEWAY);
+                f
+            },
             VerdictSegment::Uplink,
             checks::UPLINK_GATEWAY_ICMP,
             "received",
@@ -775,4 +781,58 @@ fn leases_firewall_bridges_speeds_certificates_clock() {
     let now = time::OffsetDateTime::now_utc();
     assert_eq!(ja(judge_clock(time::OffsetDateTime::UNIX_EPOCH, now)), CheckStatus::Failed, "1970: unset");
     assert_eq!(ja(judge_clock(now, time::OffsetDateTime::UNIX_EPOCH)), CheckStatus::Ok);
+}
+
+#[tokio::test]
+async fn finer_verdicts_echo_filtering_small_pmtu_and_a_filtered_carrier_port() {
+    // The gateway answers ARP but no echo, and the carrier host filters
+    // echo too, while TCP and TLS reach the carrier: not a line fault.
+    let mut filtered = Fake::healthy();
+    filtered.dead.extend([IpAddr::V4(GATEWAY), IpAddr::V4(CARRIER)]);
+    let (results, _) = run_fake(filtered, input()).await;
+    let v = verdict(&results, None);
+    assert_eq!(v.segment, VerdictSegment::None, "{results:#?}");
+    assert_eq!(find(&results, checks::UPLINK_GATEWAY_ICMP).status, CheckStatus::Warning);
+    assert_eq!(value(&results, checks::UPLINK_GATEWAY_ICMP, "echo_filtered"), "true");
+    assert_eq!(value(&results, checks::UPLINK_LOSS, "echo_filtered"), "true");
+    assert!(v.warnings.iter().any(|w| w == checks::UPLINK_GATEWAY_ICMP), "{v:?}");
+
+    // Without ARP from the gateway the same silence is a line fault.
+    let mut gone = Fake::healthy();
+    gone.dead.insert(IpAddr::V4(GATEWAY));
+    gone.neighbours.retain(|n| n.ip != GATEWAY);
+    let (results, _) = run_fake(gone, input()).await;
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::Uplink);
+    assert_eq!(find(&results, checks::UPLINK_GATEWAY_ICMP).status, CheckStatus::Failed);
+
+    // A PPPoE-sized path MTU that the path announces ("fragmentation
+    // needed" with 1454) is a warning, never a fault.
+    let pppoe = Fake { path_mtu: Some((1454, false)), ..Fake::healthy() };
+    let (results, _) = run_fake(pppoe, input()).await;
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::None);
+    assert_eq!(find(&results, checks::UPLINK_PATH_MTU).status, CheckStatus::Warning);
+    assert_eq!(value(&results, checks::UPLINK_PATH_MTU, "too_big_mtu"), "1454");
+    assert_eq!(value(&results, checks::UPLINK_PATH_MTU, "black_hole"), "false");
+
+    // SYNs unanswered while the carrier host answers echo: the carrier's port.
+    let unanswered = ExchangeOutcome::NotConnected(ConnectFailure::Timeout);
+    let (results, _) = run_fake(Fake { exchange: unanswered.clone(), ..Fake::healthy() }, input()).await;
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::Carrier, "{results:#?}");
+    assert_eq!(find(&results, checks::UPLINK_TCP_CONNECT).status, CheckStatus::Warning);
+    assert_eq!(find(&results, checks::CARRIER_STATUS).status, CheckStatus::Failed);
+    assert_eq!(value(&results, checks::CARRIER_STATUS, "syn_unanswered"), "true");
+    // … told apart from a refusing port …
+    let refused =
+        Fake { exchange: ExchangeOutcome::NotConnected(ConnectFailure::Refused), ..Fake::healthy() };
+    let (results, _) = run_fake(refused, input()).await;
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::Carrier);
+    assert_eq!(value(&results, checks::CARRIER_STATUS, "refused"), "true");
+    assert_eq!(value(&results, checks::CARRIER_STATUS, "syn_unanswered"), "");
+    // … and from a silent host, which stays a line fault.
+    let mut silent = Fake { exchange: unanswered, ..Fake::healthy() };
+    silent.dead.insert(IpAddr::V4(CARRIER));
+    let (results, _) = run_fake(silent, input()).await;
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::Uplink, "{results:#?}");
+    assert_eq!(find(&results, checks::UPLINK_TCP_CONNECT).status, CheckStatus::Failed);
+    assert_eq!(value(&results, checks::UPLINK_TCP_CONNECT, "syn"), "unanswered");
 }

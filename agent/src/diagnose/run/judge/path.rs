@@ -355,6 +355,7 @@ pub fn judge_exchange(x: &Exchange, addr: SocketAddr, now_unix: i64) -> [Judged;
         ExchangeOutcome::NotConnected(failure) => {
             let (why_ja, why) = match failure {
                 ConnectFailure::Timeout => {
+                    base = base.with("syn", "unanswered");
                     ("応答がありません（時間切れ）".to_owned(), "no answer (timeout)".to_owned())
                 }
                 ConnectFailure::Other(e) => (e.clone(), e.clone()),
