@@ -92,9 +92,15 @@ impl World {
     }
 
     fn start_server(&mut self) {
+        let pki = self.pki.clone();
+        self.start_server_with(&pki);
+    }
+
+    /// Starts the carrier server with the certificates of `pki`.
+    fn start_server_with(&mut self, pki: &Pki) {
         let listen = SocketAddr::new(IpAddr::V4(plan::CARRIER), CARRIER_PORT).to_string();
         let database = format!("sqlite:{}", s(&self.path("carrier.db")));
-        let args = cpe_e2e::serve_args(self.pki.dir.path(), &listen, &database, &[]);
+        let args = cpe_e2e::serve_args(pki.dir.path(), &listen, &database, &[]);
         let log = self.path("server.log");
         let mut server = self.topology.carrier.spawn("cpe-provision", &args, &log).unwrap();
         server
@@ -618,6 +624,26 @@ fn carrier_port_drops_syn(pki: &Arc<Pki>) -> Outcome {
     Outcome::from(&d)
 }
 
+/// Something on the path answers the carrier's address with a certificate
+/// from another CA (an intercepting box): a security fault on the line
+/// side, not the institution's certificate.
+fn carrier_certificate_from_unknown_ca(pki: &Arc<Pki>) -> Outcome {
+    let mut world = World::new(pki);
+    world.import_clinic();
+    world.server.take().unwrap().kill();
+    let rogue = Pki::new();
+    world.start_server_with(&rogue);
+    let d = world.diagnose();
+    d.expect_segment("uplink");
+    d.expect_status("uplink.tcp_connect", None, "ok");
+    d.expect_status("uplink.tls_handshake", None, "failed");
+    d.expect_evidence("uplink.tls_handshake", None, "interception_suspected", "true");
+    d.expect_status("device.certificate", None, "ok");
+    let hint = d.json["verdict"]["hint"].as_str().unwrap_or("");
+    assert!(hint.contains("intercepted") && !hint.contains("cert import"), "hint: {hint}");
+    Outcome::from(&d)
+}
+
 /// Nothing is wrong.
 fn healthy(pki: &Arc<Pki>) -> Outcome {
     let world = World::new(pki);
@@ -657,6 +683,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("icmp_filtered_upstream", icmp_filtered_upstream),
     ("small_path_mtu_announced", small_path_mtu_announced),
     ("carrier_port_drops_syn", carrier_port_drops_syn),
+    ("carrier_certificate_from_unknown_ca", carrier_certificate_from_unknown_ca),
 ];
 
 fn main() {

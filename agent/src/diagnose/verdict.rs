@@ -168,7 +168,7 @@ pub fn verdict(checks: &[CheckResult], suspension: Option<&Suspension>) -> Verdi
                 .filter(|c| c.segment != segment && status(c) == CheckStatus::Failed)
                 .map(|c| c.name.clone())
                 .collect();
-            let hint = hint_for(&first.name, segment);
+            let hint = hint_for_check(first, segment);
             return fault(segment, failed_checks, other_failed, warnings, unverified, hint);
         }
         if !in_segment().any(|c| status(c) != CheckStatus::Skipped) {
@@ -426,6 +426,24 @@ pub fn hint_for(name: &str, segment: Segment) -> Text {
         _ => return segment_hint(segment),
     };
     Text::new(ja, en)
+}
+
+/// The hint for a failed check: its name's ([`hint_for`]), except for a
+/// carrier certificate from an unknown issuer (`interception_suspected`),
+/// a security fault with its own hint.
+fn hint_for_check(check: &CheckResult, segment: Segment) -> Text {
+    if check.evidence.values.get("interception_suspected").is_some_and(|v| v == "true") {
+        return Text::new(
+            "通信事業者のものではない証明書が返されました。経路上で通信が傍受・改ざんされている可能性があり、\
+             機関証明書やこのルーターの問題ではありません。回線はそのまま使わず、この診断のIDを添えて\
+             通信事業者の運用センター（NOC）に直ちにご連絡ください。通信事業者が回線事業者と調査します。",
+            "A certificate that is not the carrier's came back: the connection may be intercepted or \
+             tampered with on the path. It is not the institution certificate nor this router. Do not rely \
+             on the line; call the carrier's NOC at once with this diagnosis id; the carrier investigates \
+             with the line provider.",
+        );
+    }
+    hint_for(&check.name, segment)
 }
 
 /// The general hint for a faulty segment, used when the failing check has

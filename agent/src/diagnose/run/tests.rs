@@ -836,3 +836,28 @@ async fn finer_verdicts_echo_filtering_small_pmtu_and_a_filtered_carrier_port() 
     assert_eq!(find(&results, checks::UPLINK_TCP_CONNECT).status, CheckStatus::Failed);
     assert_eq!(value(&results, checks::UPLINK_TCP_CONNECT, "syn"), "unanswered");
 }
+
+#[tokio::test]
+async fn a_carrier_certificate_from_an_unknown_issuer_is_suspected_interception() {
+    // A look-alike CA (same name, other key) fails the signature instead.
+    let look_alike = ExchangeOutcome::ServerCertificate("BadSignature".into());
+    let (results, _) = run_fake(Fake { exchange: look_alike, ..Fake::healthy() }, input()).await;
+    assert_eq!(value(&results, checks::UPLINK_TLS_HANDSHAKE, "interception_suspected"), "true");
+    let intercepted = ExchangeOutcome::ServerCertificate("UnknownIssuer".into());
+    let (results, _) = run_fake(Fake { exchange: intercepted, ..Fake::healthy() }, input()).await;
+    let v = verdict(&results, None);
+    assert_eq!(v.segment, VerdictSegment::Uplink, "a line-side security fault: {results:#?}");
+    assert_eq!(find(&results, checks::UPLINK_TLS_HANDSHAKE).status, CheckStatus::Failed);
+    assert_eq!(value(&results, checks::UPLINK_TLS_HANDSHAKE, "interception_suspected"), "true");
+    assert_eq!(find(&results, checks::DEVICE_CERTIFICATE).status, CheckStatus::Ok, "not our certificate");
+    assert_eq!(find(&results, checks::CARRIER_CERTIFICATE_ACCEPTED).status, CheckStatus::Skipped);
+    assert!(v.hint.ja.contains("傍受") && v.hint.en.contains("intercepted"), "{:?}", v.hint);
+    assert!(!v.hint.en.contains("cert import"), "{:?}", v.hint);
+    // Another verification failure (e.g. an expired carrier certificate) is
+    // no interception and keeps the handshake's hint.
+    let expired = ExchangeOutcome::ServerCertificate("Expired".into());
+    let (results, _) = run_fake(Fake { exchange: expired, ..Fake::healthy() }, input()).await;
+    let v = verdict(&results, None);
+    assert_eq!(value(&results, checks::UPLINK_TLS_HANDSHAKE, "interception_suspected"), "");
+    assert!(!v.hint.ja.contains("傍受"), "{:?}", v.hint);
+}

@@ -294,6 +294,30 @@ pub fn judge_mtu(outcomes: &[(u32, PingOutcome)], expected: u32, target: &str) -
     }
 }
 
+/// The carrier's TLS certificate did not verify against the carrier CA the
+/// device trusts. One from an unknown issuer, or naming the carrier's CA
+/// without its signature, is what an intercepting box on the path (or a
+/// rogue server behind a hijacked address) presents:
+/// `interception_suspected=true`, a security fault of the line or the
+/// carrier, never the institution's certificate.
+fn server_certificate_rejected(e: Evidence, why: &str) -> Evidence {
+    let e = e.with("error", why);
+    if why.contains("UnknownIssuer") || why.contains("BadSignature") {
+        e.saying(
+            format!(
+                "サーバの証明書が、通信事業者の認証局ではない発行者のものです（{why}）。経路上で通信が傍受されている疑いがあります"
+            ),
+            format!("the server's certificate is from an issuer other than the carrier's CA ({why}): interception suspected"),
+        )
+        .with("interception_suspected", "true")
+    } else {
+        e.saying(
+            format!("サーバの証明書を受け入れられません: {why}"),
+            format!("the server's certificate is not accepted: {why}"),
+        )
+    }
+}
+
 #[allow(clippy::too_many_lines)] // one arm per way the exchange can end
 /// Maps a carrier exchange to `[uplink.tcp_connect, uplink.tls_handshake,
 /// carrier.certificate_accepted, carrier.status]`.
@@ -385,16 +409,7 @@ pub fn judge_exchange(x: &Exchange, addr: SocketAddr, now_unix: i64) -> [Judged;
             let untrusted = || skipped("信頼できる TLS 接続がありません", "no trusted TLS session");
             [
                 connected,
-                (
-                    CheckStatus::Failed,
-                    tls_e
-                        .clone()
-                        .saying(
-                            format!("サーバの証明書を受け入れられません: {why}"),
-                            format!("the server's certificate is not accepted: {why}"),
-                        )
-                        .with("error", why.clone()),
-                ),
+                (CheckStatus::Failed, server_certificate_rejected(tls_e.clone(), why)),
                 untrusted(),
                 untrusted(),
             ]
