@@ -175,6 +175,10 @@ pub struct DiagnoseConfig {
     pub firewall_table: String,
     /// Reports kept in `<state_dir>/diagnosis/history/`.
     pub history: usize,
+    /// The carrier server's known addresses (`["192.0.2.10"]`). When set,
+    /// a DNS answer for the carrier's name outside them fails `uplink.dns`
+    /// (hijacked resolver or stale record); empty: any answer is taken.
+    pub carrier_addresses: Vec<std::net::IpAddr>,
 }
 
 impl Default for DiagnoseConfig {
@@ -203,6 +207,7 @@ impl Default for DiagnoseConfig {
             max_clock_skew_s: 300,
             firewall_table: "inet cpe_agent".into(),
             history: 20,
+            carrier_addresses: Vec::new(),
         }
     }
 }

@@ -66,6 +66,8 @@ struct World {
     dns: Option<Service>,
     /// `[[terminal]]` entries: name, IP, MAC.
     terminals: Vec<(String, Ipv4Addr, String)>,
+    /// `[diagnose] carrier_addresses` (none: not written).
+    carrier_addresses: Vec<Ipv4Addr>,
 }
 
 impl World {
@@ -82,6 +84,7 @@ impl World {
             server: None,
             dns,
             terminals,
+            carrier_addresses: Vec::new(),
         };
         world.start_server();
         world
@@ -127,6 +130,11 @@ impl World {
             lan = plan::LAN_BRIDGE,
             platform = plan::PLATFORM,
         );
+        if !self.carrier_addresses.is_empty() {
+            let list =
+                self.carrier_addresses.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+            let _ = write!(text, "[diagnose]\ncarrier_addresses = [{list}]\n");
+        }
         for (name, ip, mac) in &self.terminals {
             let _ = write!(text, "[[terminal]]\nname = \"{name}\"\nip = \"{ip}\"\nmac = \"{mac}\"\n");
         }
@@ -644,9 +652,33 @@ fn carrier_certificate_from_unknown_ca(pki: &Arc<Pki>) -> Outcome {
     Outcome::from(&d)
 }
 
-/// Nothing is wrong.
+/// The resolver answers the carrier's name with another live host (the
+/// platform, which refuses the port) while the carrier's known address is
+/// configured: DNS is named, not the carrier.
+fn dns_answers_a_wrong_address(pki: &Arc<Pki>) -> Outcome {
+    let mut world = World::new(pki);
+    world.carrier_addresses = vec![plan::CARRIER];
+    world.import_clinic();
+    world.dns.take().unwrap().stop();
+    let listen = SocketAddr::new(IpAddr::V4(plan::CARRIER), 53);
+    let log = world.topology.log_path("dns-wrong.log");
+    world.dns = Some(
+        world.topology.carrier.start_dns(listen, &[(plan::CARRIER_HOST, plan::PLATFORM)], &log).unwrap(),
+    );
+    let d = world.diagnose();
+    d.expect_segment("uplink");
+    d.expect_status("uplink.dns", None, "failed");
+    d.expect_evidence("uplink.dns", None, "wrong_address", &plan::PLATFORM.to_string());
+    d.expect_evidence("uplink.dns", None, "expected", &plan::CARRIER.to_string());
+    let hint = d.json["verdict"]["hint"].as_str().unwrap_or("");
+    assert!(hint.contains("hijacked"), "hint: {hint}");
+    Outcome::from(&d)
+}
+
+/// Nothing is wrong (with the carrier's known address configured).
 fn healthy(pki: &Arc<Pki>) -> Outcome {
-    let world = World::new(pki);
+    let mut world = World::new(pki);
+    world.carrier_addresses = vec![plan::CARRIER];
     world.import_clinic();
     let d = world.diagnose();
     d.expect_segment("none");
@@ -684,6 +716,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("small_path_mtu_announced", small_path_mtu_announced),
     ("carrier_port_drops_syn", carrier_port_drops_syn),
     ("carrier_certificate_from_unknown_ca", carrier_certificate_from_unknown_ca),
+    ("dns_answers_a_wrong_address", dns_answers_a_wrong_address),
 ];
 
 fn main() {

@@ -430,8 +430,19 @@ pub fn hint_for(name: &str, segment: Segment) -> Text {
 
 /// The hint for a failed check: its name's ([`hint_for`]), except for a
 /// carrier certificate from an unknown issuer (`interception_suspected`),
-/// a security fault with its own hint.
+/// a security fault with its own hint, and a DNS answer outside the
+/// carrier's known addresses (`wrong_address`).
 fn hint_for_check(check: &CheckResult, segment: Segment) -> Text {
+    if check.evidence.values.contains_key("wrong_address") {
+        return Text::new(
+            "DNS が通信事業者のサーバ名に誤ったアドレスを返しています（DNS の乗っ取り、または古い記録）。\
+             ルーターの DNS 設定が変えられていないか確認し、証跡のアドレスを添えて回線事業者（DNS）と\
+             通信事業者の運用センター（NOC）にご連絡ください。",
+            "DNS answers a wrong address for the carrier server's name (a hijacked resolver or a stale \
+             record). Check that the router's DNS settings were not changed, then call the line provider \
+             (DNS service) and the carrier's NOC with the addresses from the evidence.",
+        );
+    }
     if check.evidence.values.get("interception_suspected").is_some_and(|v| v == "true") {
         return Text::new(
             "通信事業者のものではない証明書が返されました。経路上で通信が傍受・改ざんされている可能性があり、\

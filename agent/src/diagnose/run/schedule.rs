@@ -14,7 +14,8 @@ use super::judge::local::{
     judge_firewall, judge_lease, judge_link, judge_memory, judge_neighbour, judge_speed, judge_subnet,
 };
 use super::judge::path::{
-    judge_active, judge_exchange, judge_mtu, judge_quality, judge_reachable, mtu_ladder, mtu_refinement,
+    judge_active, judge_exchange, judge_mtu, judge_quality, judge_reachable, judge_resolved, mtu_ladder,
+    mtu_refinement,
 };
 use super::judge::{ok, reconcile, skipped};
 use super::plan::{RunInput, TerminalTarget};
@@ -344,12 +345,7 @@ pub async fn resolve_carrier<P: Probes>(
     let host = &carrier.host;
     match resolved {
         Ok(addrs) if !addrs.is_empty() => {
-            let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(",");
-            check.finish((
-                CheckStatus::Ok,
-                e.saying(format!("{host} のアドレスは {list} です"), format!("{host} resolves to {list}"))
-                    .with("addresses", list),
-            ));
+            check.finish(judge_resolved(e, host, &addrs, &settings.carrier_addresses));
             Some(addrs)
         }
         Ok(_) => {

@@ -861,3 +861,38 @@ async fn a_carrier_certificate_from_an_unknown_issuer_is_suspected_interception(
     assert_eq!(value(&results, checks::UPLINK_TLS_HANDSHAKE, "interception_suspected"), "");
     assert!(!v.hint.ja.contains("傍受"), "{:?}", v.hint);
 }
+
+#[tokio::test]
+async fn dns_answering_an_address_outside_the_carriers_known_ones_is_a_fault() {
+    let hijacked = Fake {
+        resolve: Ok(vec![SocketAddr::new(IpAddr::V4(PLATFORM), 8443)]),
+        exchange: ExchangeOutcome::NotConnected(ConnectFailure::Refused),
+        ..Fake::healthy()
+    };
+    let mut pinned = input();
+    pinned.settings.carrier_addresses = vec![IpAddr::V4(CARRIER)];
+    let (results, _) = run_fake(hijacked, pinned.clone()).await;
+    let v = verdict(&results, None);
+    assert_eq!(v.segment, VerdictSegment::Uplink, "{results:#?}");
+    assert_eq!(find(&results, checks::UPLINK_DNS).status, CheckStatus::Failed);
+    assert_eq!(value(&results, checks::UPLINK_DNS, "wrong_address"), PLATFORM.to_string());
+    assert_eq!(value(&results, checks::UPLINK_DNS, "expected"), CARRIER.to_string());
+    assert!(v.hint.ja.contains("乗っ取り") && v.hint.en.contains("hijacked"), "{:?}", v.hint);
+    // The known address, or no known addresses configured: ok.
+    let (results, _) = run_fake(Fake::healthy(), pinned.clone()).await;
+    assert_eq!(find(&results, checks::UPLINK_DNS).status, CheckStatus::Ok);
+    let unpinned = Fake { resolve: Ok(vec![SocketAddr::new(IpAddr::V4(PLATFORM), 8443)]), ..Fake::healthy() };
+    let (results, _) = run_fake(unpinned, input()).await;
+    assert_eq!(find(&results, checks::UPLINK_DNS).status, CheckStatus::Ok);
+    // One known and one unknown address: a warning.
+    let mixed = Fake {
+        resolve: Ok(vec![
+            SocketAddr::new(IpAddr::V4(CARRIER), 8443),
+            SocketAddr::new(IpAddr::V4(PLATFORM), 8443),
+        ]),
+        ..Fake::healthy()
+    };
+    let (results, _) = run_fake(mixed, pinned).await;
+    assert_eq!(find(&results, checks::UPLINK_DNS).status, CheckStatus::Warning);
+    assert_eq!(verdict(&results, None).segment, VerdictSegment::None);
+}

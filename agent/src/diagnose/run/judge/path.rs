@@ -3,7 +3,7 @@
 //! steps of the carrier exchange.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{skipped, Judged};
 use crate::config::DiagnoseConfig;
@@ -49,6 +49,45 @@ fn not_sent(outcome: &PingOutcome) -> (CheckStatus, Text) {
         ),
         Some(why) => (CheckStatus::Failed, Text::new(format!("送信に失敗しました（{why}）"), why.clone())),
         None => (CheckStatus::Failed, Text::new("何も送信されませんでした", "nothing was sent")),
+    }
+}
+
+/// `uplink.dns` with an answer: ok, unless the carrier's known addresses
+/// are configured and the answer lies outside them (`wrong_address=true`:
+/// failed when no answer is known, a warning when only some are).
+pub fn judge_resolved(e: Evidence, host: &str, addrs: &[SocketAddr], known: &[IpAddr]) -> Judged {
+    let list = addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(",");
+    let e = e.with("addresses", list.clone());
+    let unknown: Vec<String> =
+        addrs.iter().map(SocketAddr::ip).filter(|ip| !known.contains(ip)).map(|ip| ip.to_string()).collect();
+    if known.is_empty() || unknown.is_empty() {
+        return (
+            CheckStatus::Ok,
+            e.saying(format!("{host} のアドレスは {list} です"), format!("{host} resolves to {list}")),
+        );
+    }
+    let expected = known.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let e = e.with("expected", expected.clone()).with("wrong_address", unknown.join(","));
+    if unknown.len() == addrs.len() {
+        (
+            CheckStatus::Failed,
+            e.saying(
+                format!(
+                    "{host} の名前解決の答え {list} は通信事業者の既知のアドレス {expected} ではありません。DNS の乗っ取りか古い記録の疑いがあります"
+                ),
+                format!(
+                    "{host} resolves to {list}, not the carrier's known {expected}: a hijacked resolver or a stale record"
+                ),
+            ),
+        )
+    } else {
+        (
+            CheckStatus::Warning,
+            e.saying(
+                format!("{host} の名前解決の答えに、通信事業者の既知のアドレス {expected} 以外（{}）が含まれています", unknown.join(", ")),
+                format!("{host} also resolves to {} outside the carrier's known {expected}", unknown.join(", ")),
+            ),
+        )
     }
 }
 
