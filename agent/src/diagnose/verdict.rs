@@ -272,11 +272,10 @@ fn healthy(checks: &[CheckResult], warnings: Vec<String>, unverified: Vec<Segmen
              needed privileges, then run it again; if that does not help, contact the carrier.",
         )
     } else if let Some(first) = warnings.iter().min_by_key(|w| checks::rank(w)) {
-        let segment = checks
-            .iter()
-            .find(|c| &c.name == first)
-            .map_or_else(|| checks::segment_of(first).unwrap_or(Segment::Device), |c| c.segment);
-        let specific = hint_for(first, segment);
+        let specific = match checks.iter().find(|c| &c.name == first) {
+            Some(check) => hint_for_check(check, check.segment),
+            None => hint_for(first, checks::segment_of(first).unwrap_or(Segment::Device)),
+        };
         Text::new(
             format!("通信は正常ですが注意点があります。急ぎの対応は不要です。{}", specific.ja),
             format!("Service works, but with a warning; nothing is urgent. {}", specific.en),
@@ -431,8 +430,17 @@ pub fn hint_for(name: &str, segment: Segment) -> Text {
 /// The hint for a failed check: its name's ([`hint_for`]), except for a
 /// carrier certificate from an unknown issuer (`interception_suspected`),
 /// a security fault with its own hint, and a DNS answer outside the
-/// carrier's known addresses (`wrong_address`).
+/// carrier's known addresses (`wrong_address`), and echo filtered on a
+/// path that carries TCP (`echo_filtered`: nothing to repair).
 fn hint_for_check(check: &CheckResult, segment: Segment) -> Text {
+    if check.evidence.values.get("echo_filtered").is_some_and(|v| v == "true") {
+        return Text::new(
+            "経路上で ping（ICMP）が遮断されていますが、通信事業者への接続は正常です。修理は不要です。\
+             ping を診断に使う場合は、回線事業者に ICMP の扱いをご確認ください。",
+            "Ping (ICMP) is filtered on the path, but connections to the carrier work: nothing to repair. \
+             If ping is needed for diagnosis, ask the line provider how it treats ICMP.",
+        );
+    }
     if check.evidence.values.contains_key("wrong_address") {
         return Text::new(
             "DNS が通信事業者のサーバ名に誤ったアドレスを返しています（DNS の乗っ取り、または古い記録）。\

@@ -796,6 +796,7 @@ async fn finer_verdicts_echo_filtering_small_pmtu_and_a_filtered_carrier_port() 
     assert_eq!(value(&results, checks::UPLINK_GATEWAY_ICMP, "echo_filtered"), "true");
     assert_eq!(value(&results, checks::UPLINK_LOSS, "echo_filtered"), "true");
     assert!(v.warnings.iter().any(|w| w == checks::UPLINK_GATEWAY_ICMP), "{v:?}");
+    assert!(v.hint.ja.contains("遮断") && v.hint.en.contains("nothing to repair"), "{:?}", v.hint);
 
     // Without ARP from the gateway the same silence is a line fault.
     let mut gone = Fake::healthy();
