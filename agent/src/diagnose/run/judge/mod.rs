@@ -18,6 +18,14 @@ pub fn skipped(ja: impl Into<String>, en: impl Into<String>) -> Judged {
     (CheckStatus::Skipped, Evidence::new(ja, en))
 }
 
+/// Turns a failed result into a warning, saying why (`ja`, `en`) after its
+/// sentence and marking it `marker=true`.
+fn downgrade(r: &mut CheckResult, ja: &str, en: &str, marker: &str) {
+    r.status = CheckStatus::Warning;
+    r.evidence.text = remark(&r.evidence.text, ja, en);
+    r.evidence.values.insert(marker.into(), "true".into());
+}
+
 /// Appends a remark (both languages) to an evidence sentence.
 fn remark(text: &Text, ja: &str, en: &str) -> Text {
     Text::new(format!("{}（{ja}）", text.ja), format!("{} ({en})", text.en))
@@ -46,13 +54,12 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
             && r.evidence.values.get("received").is_some_and(|v| v == "0")
             && r.evidence.values.get("sent").is_some_and(|v| v != "0")
     }) {
-        r.status = CheckStatus::Warning;
-        r.evidence.text = remark(
-            &r.evidence.text,
+        downgrade(
+            r,
             "ゲートウェイは ARP に応答し、通信事業者へ TCP で接続できるため、ping が遮断されているだけで回線の障害ではありません",
             "the gateway answers ARP and TCP reaches the carrier: echo is filtered, the line works",
+            "echo_filtered",
         );
-        r.evidence.values.insert("echo_filtered".into(), "true".into());
     }
     port_filtered_at_the_carrier(results);
     for r in results.iter_mut() {
@@ -61,26 +68,24 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
             && connected
             && r.evidence.values.get("received").is_some_and(|v| v == "0")
         {
-            r.status = CheckStatus::Warning;
-            r.evidence.text = remark(
-                &r.evidence.text,
+            downgrade(
+                r,
                 "通信事業者は TCP に応答しているため、ping が経路上で遮断されているだけで、パケットは失われていません",
                 "the carrier answers TCP: echo is filtered, not lost",
+                "echo_filtered",
             );
-            r.evidence.values.insert("echo_filtered".into(), "true".into());
         }
     }
     let heavy_loss =
         results.iter().any(|r| base_name(&r.name) == checks::UPLINK_LOSS && r.status == CheckStatus::Failed);
     for r in results.iter_mut() {
         if heavy_loss && base_name(&r.name) == checks::UPLINK_PATH_MTU && r.status == CheckStatus::Failed {
-            r.status = CheckStatus::Warning;
-            r.evidence.text = remark(
-                &r.evidence.text,
+            downgrade(
+                r,
                 "パケット損失が多いため、この結果は不確かです",
                 "unreliable: heavy packet loss",
+                "unreliable_under_loss",
             );
-            r.evidence.values.insert("unreliable_under_loss".into(), "true".into());
         }
     }
     let skew = results
@@ -106,7 +111,8 @@ pub fn reconcile(results: &mut [CheckResult], settings: &DiagnoseConfig) {
 /// A connection to the carrier whose SYNs go unanswered while the carrier
 /// host answers echo over the same line: the line delivers, the carrier's
 /// port is filtered (firewall, overloaded listener). `uplink.tcp_connect`
-/// becomes a warning (no connection, but no line fault) and
+/// becomes a warning (no connection, but no line fault;
+/// `host_answers_echo=true`) and
 /// `carrier.status` fails with `syn_unanswered=true`; a refusing port is
 /// judged in [`path::judge_exchange`], a silent host stays a line fault.
 fn port_filtered_at_the_carrier(results: &mut [CheckResult]) {
@@ -133,14 +139,12 @@ fn port_filtered_at_the_carrier(results: &mut [CheckResult]) {
     }
     for r in results.iter_mut() {
         match base_name(&r.name) {
-            checks::UPLINK_TCP_CONNECT => {
-                r.status = CheckStatus::Warning;
-                r.evidence.text = remark(
-                    &r.evidence.text,
-                    &format!("{host} は ping に応答するため、回線は通じています"),
-                    &format!("{host} answers echo: the line works"),
-                );
-            }
+            checks::UPLINK_TCP_CONNECT => downgrade(
+                r,
+                &format!("{host} は ping に応答するため、回線は通じています"),
+                &format!("{host} answers echo: the line works"),
+                "host_answers_echo",
+            ),
             checks::CARRIER_STATUS => {
                 r.status = CheckStatus::Failed;
                 r.evidence = Evidence::new(
