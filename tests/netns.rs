@@ -849,9 +849,10 @@ impl Topology {
     }
 
     /// Attaches one more host to the LAN bridge with address `ip/prefix`
-    /// and `mac` (its default route points at the CPE when `ip` is in the
-    /// LAN subnet). Used for the terminals and for faults such as a second
-    /// host with a duplicate IP or a terminal in a wrong subnet.
+    /// and `mac` (its default route points at the CPE when `ip` is another
+    /// address of the LAN subnet). Used for the terminals and for faults
+    /// such as a second host with a duplicate IP, a terminal in a wrong
+    /// subnet or one at the CPE's own address.
     pub fn add_lan_host(&self, ip: Ipv4Addr, prefix: u8, mac: &str) -> Result<LanHost, NetnsError> {
         let index = self.cpe.ip(&["-o", "link", "show", "master", plan::LAN_BRIDGE])?.lines().count();
         let port = plan::lan_port(u8::try_from(index).unwrap_or(u8::MAX));
@@ -860,7 +861,7 @@ impl Topology {
         self.cpe.veth(&port, &netns, plan::HOST_IFACE, [None, Some(mac)])?;
         self.lan_bridge.attach(&self.cpe, &port)?;
         netns.add_address(plan::HOST_IFACE, &format!("{ip}/{prefix}"))?;
-        if same_subnet(ip, plan::CPE_LAN, plan::LAN_PREFIX) {
+        if same_subnet(ip, plan::CPE_LAN, plan::LAN_PREFIX) && ip != plan::CPE_LAN {
             netns.add_route("default", plan::CPE_LAN, 0)?;
         }
         Ok(LanHost { netns, ip, mac: mac.to_owned(), port })

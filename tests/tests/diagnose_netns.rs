@@ -383,6 +383,25 @@ fn terminal_wrong_subnet(pki: &Arc<Pki>) -> Outcome {
     Outcome::from(&d)
 }
 
+/// A terminal is configured (and registered) with the CPE's own LAN
+/// address: a terminal fault, not a healthy ping answered by the router.
+fn terminal_at_the_routers_address(pki: &Arc<Pki>) -> Outcome {
+    let mut world = World::new(pki);
+    let exam = world.topology.add_lan_host(plan::CPE_LAN, plan::LAN_PREFIX, &plan::terminal_mac(1)).unwrap();
+    world.register("exam", &exam);
+    world.import_clinic();
+    let d = world.diagnose();
+    d.expect_segment("terminal");
+    d.expect_status("terminal.duplicate_ip", Some("exam"), "failed");
+    d.expect_evidence("terminal.duplicate_ip", Some("exam"), "conflict_with", "router");
+    d.expect_evidence("terminal.duplicate_ip", Some("exam"), "iface", plan::LAN_BRIDGE);
+    d.expect_status("terminal.icmp", Some("exam"), "skipped");
+    d.expect_status("terminal.icmp", Some(RECEPTION), "ok");
+    let hint = d.json["verdict"]["hint"].as_str().unwrap_or("");
+    assert!(hint.contains("router's own IP address"), "hint: {hint}");
+    Outcome::from(&d)
+}
+
 /// A second host (another MAC) takes the reception terminal's IP.
 fn duplicate_ip(pki: &Arc<Pki>) -> Outcome {
     let world = World::new(pki);
@@ -717,6 +736,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("carrier_port_drops_syn", carrier_port_drops_syn),
     ("carrier_certificate_from_unknown_ca", carrier_certificate_from_unknown_ca),
     ("dns_answers_a_wrong_address", dns_answers_a_wrong_address),
+    ("terminal_at_the_routers_address", terminal_at_the_routers_address),
 ];
 
 fn main() {

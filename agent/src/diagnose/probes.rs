@@ -121,6 +121,8 @@ pub trait Probes: Send + Sync + 'static {
     fn routes(&self) -> Vec<RouteV4>;
     /// The IPv6 addresses of all interfaces.
     fn inet6_addresses(&self) -> Vec<Inet6Address>;
+    /// This device's own addresses with their interface (`getifaddrs`).
+    fn local_addresses(&self) -> Vec<(IpAddr, String)>;
     /// The DHCP leases; `None` when this device serves no DHCP (not configured).
     fn leases(&self) -> Option<Result<Vec<Lease>, String>>;
     /// `/proc/meminfo`.
@@ -225,6 +227,21 @@ impl Probes for SystemProbes {
 
     fn routes(&self) -> Vec<RouteV4> {
         read_opt(&self.proc_root.join("net/route")).map(|t| parse::parse_route_v4(&t)).unwrap_or_default()
+    }
+
+    fn local_addresses(&self) -> Vec<(IpAddr, String)> {
+        let Ok(addresses) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+        addresses
+            .filter_map(|a| {
+                let address = a.address?;
+                let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                    (Some(v4), _) => IpAddr::V4(v4.ip()),
+                    (None, Some(v6)) => IpAddr::V6(v6.ip()),
+                    (None, None) => return None,
+                };
+                Some((ip, a.interface_name))
+            })
+            .collect()
     }
 
     fn inet6_addresses(&self) -> Vec<Inet6Address> {

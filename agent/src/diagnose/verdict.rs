@@ -430,7 +430,8 @@ pub fn hint_for(name: &str, segment: Segment) -> Text {
 /// The hint for a failed check: its name's ([`hint_for`]), except for a
 /// carrier certificate from an unknown issuer (`interception_suspected`),
 /// a security fault with its own hint, and a DNS answer outside the
-/// carrier's known addresses (`wrong_address`), and echo filtered on a
+/// carrier's known addresses (`wrong_address`), a terminal at the router's
+/// own address (`conflict_with=router`), and echo filtered on a
 /// path that carries TCP (`echo_filtered`: nothing to repair).
 fn hint_for_check(check: &CheckResult, segment: Segment) -> Text {
     if check.evidence.values.get("echo_filtered").is_some_and(|v| v == "true") {
@@ -439,6 +440,16 @@ fn hint_for_check(check: &CheckResult, segment: Segment) -> Text {
              ping を診断に使う場合は、回線事業者に ICMP の扱いをご確認ください。",
             "Ping (ICMP) is filtered on the path, but connections to the carrier work: nothing to repair. \
              If ping is needed for diagnosis, ask the line provider how it treats ICMP.",
+        );
+    }
+    if check.evidence.values.get("conflict_with").is_some_and(|v| v == "router") {
+        return Text::new(
+            "端末にルーター自身の IP アドレスが設定されています。このままでは端末もほかの端末も通信できません。\
+             端末の IP アドレスを、LAN の範囲内でルーターや他の端末と重ならないものに変更するか DHCP に戻してください。\
+             分からない場合は医療機関のPC・端末の保守業者にご連絡ください。",
+            "The terminal is configured with the router's own IP address, which breaks its traffic and the \
+             other terminals'. Give it a free address in the LAN range (or set it back to DHCP); if unsure, \
+             call the clinic's PC vendor.",
         );
     }
     if check.evidence.values.contains_key("wrong_address") {

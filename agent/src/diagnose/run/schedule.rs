@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::judge::local::{
     judge_bridge, judge_certificate, judge_clock, judge_cpu, judge_disk, judge_duplicate, judge_errors,
-    judge_firewall, judge_lease, judge_link, judge_memory, judge_neighbour, judge_speed, judge_subnet,
+    judge_firewall, judge_lease, judge_link, judge_memory, judge_neighbour, judge_router_address,
+    judge_speed, judge_subnet,
 };
 use super::judge::path::{
     judge_active, judge_exchange, judge_mtu, judge_quality, judge_reachable, judge_resolved, mtu_ladder,
@@ -129,10 +130,14 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
     lease.finish(judge_lease(t, probes.leases(), probes.now().unix_timestamp()));
 
     let off_lan = on_lan.is_none() && !lan_subnets.is_empty();
+    let router_own = probes.local_addresses().into_iter().find(|(ip, _)| *ip == t.ip).map(|(_, iface)| iface);
     let duplicate = Timed::start(sink, name(checks::TERMINAL_DUPLICATE_IP), Segment::Terminal);
     let window = Duration::from_millis(settings.duplicate_window_ms);
     match t.ip {
         _ if off_lan => duplicate.finish(skipped(OFF_LAN.0, OFF_LAN.1)),
+        _ if router_own.is_some() => {
+            duplicate.finish(judge_router_address(t.ip, router_own.as_deref().unwrap_or_default()));
+        }
         IpAddr::V4(ip) => {
             let scan = tokio::time::timeout(
                 window * 2 + Duration::from_millis(500),
@@ -151,6 +156,8 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
     let icmp = Timed::start(sink, name(checks::TERMINAL_ICMP), Segment::Terminal);
     if off_lan {
         icmp.finish(skipped(OFF_LAN.0, OFF_LAN.1));
+    } else if router_own.is_some() {
+        icmp.finish(skipped(ROUTER_OWN.0, ROUTER_OWN.1));
     } else {
         let outcome = ping(probes, t.ip, echo(settings)).await;
         icmp.finish(judge_reachable(&outcome, &t.ip.to_string()));
@@ -159,6 +166,7 @@ pub async fn terminal_group<P: Probes>(probes: &P, input: &RunInput, t: &Termina
     let neighbour = Timed::start(sink, name(checks::TERMINAL_NEIGHBOUR), Segment::Terminal);
     match t.ip {
         _ if off_lan => neighbour.finish(skipped(OFF_LAN.0, OFF_LAN.1)),
+        _ if router_own.is_some() => neighbour.finish(skipped(ROUTER_OWN.0, ROUTER_OWN.1)),
         IpAddr::V4(ip) => {
             let entry = probes.neighbours().into_iter().find(|n| n.ip == ip);
             neighbour.finish(judge_neighbour(t, entry.as_ref()));
@@ -201,6 +209,12 @@ const NO_CARRIER: (&str, &str) =
 /// Why the terminal probes did not run: its address is off the LAN.
 const OFF_LAN: (&str, &str) =
     ("端末のアドレスが LAN の範囲外です", "the terminal's address is outside the LAN");
+/// Why a terminal is not probed at the router's own address: the router
+/// itself would answer.
+const ROUTER_OWN: (&str, &str) = (
+    "端末のアドレスはこのルーター自身のアドレスのため、調べるとルーター自身が応答してしまいます",
+    "the terminal's address is this router's own: the router itself would answer",
+);
 /// Why the quality and MTU probes did not run: nothing to probe.
 const NO_TARGET: (&str, &str) = (
     "通信事業者のアドレスもゲートウェイも分かりません",

@@ -161,6 +161,12 @@ impl Probes for Fake {
     fn inet6_addresses(&self) -> Vec<Inet6Address> {
         Vec::new()
     }
+    fn local_addresses(&self) -> Vec<(IpAddr, String)> {
+        vec![
+            (IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1)), "lan0".into()),
+            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), "wan0".into()),
+        ]
+    }
     fn leases(&self) -> Option<Result<Vec<Lease>, String>> {
         None
     }
@@ -896,4 +902,29 @@ async fn dns_answering_an_address_outside_the_carriers_known_ones_is_a_fault() {
     let (results, _) = run_fake(mixed, pinned).await;
     assert_eq!(find(&results, checks::UPLINK_DNS).status, CheckStatus::Warning);
     assert_eq!(verdict(&results, None).segment, VerdictSegment::None);
+}
+
+#[tokio::test]
+async fn a_terminal_at_the_routers_own_address_is_a_terminal_fault_not_a_healthy_ping() {
+    let mut conflicting = input();
+    conflicting.terminals.push(TerminalTarget {
+        name: "exam".into(),
+        ip: IpAddr::V4(Ipv4Addr::new(192, 168, 10, 1)),
+        mac: None,
+    });
+    let (results, _) = run_fake(Fake::healthy(), conflicting).await;
+    let v = verdict(&results, None);
+    assert_eq!(v.segment, VerdictSegment::Terminal, "{results:#?}");
+    assert_eq!(v.failed_checks, ["terminal.duplicate_ip@exam"]);
+    assert_eq!(value(&results, "terminal.duplicate_ip@exam", "conflict_with"), "router");
+    assert_eq!(value(&results, "terminal.duplicate_ip@exam", "iface"), "lan0");
+    // The router would answer its own ping: not probed, never "ok".
+    assert_eq!(find(&results, "terminal.icmp@exam").status, CheckStatus::Skipped);
+    assert_eq!(find(&results, "terminal.neighbour@exam").status, CheckStatus::Skipped);
+    assert_eq!(find(&results, "terminal.duplicate_ip@reception").status, CheckStatus::Ok);
+    assert!(
+        v.hint.ja.contains("ルーター自身の IP アドレス") && v.hint.en.contains("router's own"),
+        "{:?}",
+        v.hint
+    );
 }

@@ -105,6 +105,22 @@ pub fn judge_lease(t: &TerminalTarget, leases: Option<Result<Vec<Lease>, String>
     }
 }
 
+/// `terminal.duplicate_ip` of a terminal registered at one of this
+/// router's own addresses: the terminal's address conflicts with the
+/// router's (`conflict_with=router`).
+pub fn judge_router_address(ip: IpAddr, iface: &str) -> Judged {
+    (
+        CheckStatus::Failed,
+        Evidence::new(
+            format!("{ip} はこのルーター自身の {iface} のアドレスです。端末のアドレスがルーターと重複しています"),
+            format!("{ip} is this router's own address on {iface}: the terminal's address conflicts with the router's"),
+        )
+        .with("ip", ip.to_string())
+        .with("iface", iface)
+        .with("conflict_with", "router"),
+    )
+}
+
 pub fn judge_duplicate(t: &TerminalTarget, scan: Result<Vec<String>, String>) -> Judged {
     match scan {
         Err(e) => skipped(format!("ARP で重複を調べられません: {e}"), e),
