@@ -429,8 +429,11 @@ impl AgentConfig {
     }
 }
 
+/// Largest configuration file (or drop-in) read.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+    let text = cpe_common::bounded::read_text(path, MAX_CONFIG_BYTES).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             ConfigError::NotFound { path: path.to_owned() }
         } else {
