@@ -14,8 +14,9 @@
 //! - the notice page on `[notice] listen` ([`crate::notice`]).
 //!
 //! Before any of it, the persisted order state is enforced (a suspended
-//! device is blocked again at once), and every heartbeat interval the
-//! firewall is reconciled with it.
+//! device is blocked again at once). Two more jobs have their own tick of
+//! one heartbeat interval: the firewall is reconciled with the order state,
+//! and diagnoses the CLI left in the outbox are queued.
 //!
 //! SIGTERM stops it cleanly; SIGHUP reloads the configuration (thresholds,
 //! carrier settings). Everything it needs from the OS sits behind the
@@ -40,7 +41,7 @@ use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
-use crate::metrics::Aggregator;
+use crate::metrics::{Aggregator, InstantView};
 use crate::notice::{self, HealthSlot, NoticeSource};
 use crate::orders;
 use crate::orders::apply::ApplyError;
@@ -126,13 +127,17 @@ pub async fn run(
     });
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
     drain_diagnosis_outbox(&shared);
-    let sender = tokio::spawn(sender_loop(shared.clone()));
-    let poller = tokio::spawn(command_loop(shared.clone()));
-    let renewer = tokio::spawn(renewal_loop(shared.clone()));
+    let tasks = [
+        tokio::spawn(sender_loop(shared.clone())),
+        tokio::spawn(command_loop(shared.clone())),
+        tokio::spawn(renewal_loop(shared.clone())),
+        tokio::spawn(every_interval(shared.clone(), reconcile_firewall_tick)),
+        tokio::spawn(every_interval(shared.clone(), drain_diagnosis_outbox)),
+    ];
     sampler_loop(&shared, shutdown).await;
-    sender.abort();
-    poller.abort();
-    renewer.abort();
+    for task in tasks {
+        task.abort();
+    }
     if let Some(notice) = notice {
         notice.abort();
     }
@@ -169,7 +174,7 @@ async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) 
     let (mut source, mut thresholds, mut uplinks, mut sample_every, mut report_every) =
         sampler_parts(&lock(&shared.config));
     let mut aggregator = Aggregator::new();
-    let mut last_sample = None;
+    let mut instant = InstantView::new();
     let started = Instant::now();
     let mut sample_tick = tokio::time::interval(sample_every);
     let mut report_tick = tokio::time::interval_at(tokio::time::Instant::now() + report_every, report_every);
@@ -182,11 +187,7 @@ async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) 
                 match source.sample() {
                     Ok(sample) => {
                         let at = started.elapsed();
-                        if let Some(previous) = last_sample.replace((sample.clone(), at)) {
-                            let mut instant = Aggregator::new();
-                            instant.add(previous.0, previous.1);
-                            instant.add(sample.clone(), at);
-                            let now_view = instant.finish();
+                        if let Some(now_view) = instant.step(sample.clone(), at) {
                             for event in thresholds.observe(&now_view, at) {
                                 tracing::info!(?event, "threshold transition");
                                 push(shared, RecordClass::Event, &Payload::Event(event));
@@ -235,15 +236,30 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
     )
 }
 
+/// Queues the interval's heartbeat and shows its figures on the notice page.
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
-    drain_diagnosis_outbox(shared);
     let mut health = aggregator.finish();
     health.agent_version = version();
     let config = lock(&shared.config).clone();
     health.cert_not_after = current_not_after(&config);
     *lock(&shared.health) = Some(health.clone());
     push(shared, RecordClass::Metric, &Payload::Heartbeat(health));
-    // Put the block back if something (a firewall reload) removed it.
+}
+
+/// Runs `job` once every heartbeat interval (`[carrier] interval_s`, read
+/// again before each wait, so a SIGHUP reload changes it).
+async fn every_interval(shared: Arc<Daemon>, job: fn(&Daemon)) {
+    loop {
+        let every = Duration::from_secs(lock(&shared.config).carrier.interval_s);
+        tokio::time::sleep(every).await;
+        job(&shared);
+    }
+}
+
+/// Puts the block back if something (a firewall reload) removed it, or
+/// removes a table no order asks for.
+fn reconcile_firewall_tick(shared: &Daemon) {
+    let config = lock(&shared.config).clone();
     reconcile_firewall(&config, false);
 }
 
@@ -533,11 +549,6 @@ fn drain_diagnosis_outbox(shared: &Daemon) {
     }
 }
 
-/// Records a certificate change made by the service in the audit log.
-fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
-    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
-}
-
 async fn renewal_loop(shared: Arc<Daemon>) {
     loop {
         let config = lock(&shared.config).clone();
@@ -555,8 +566,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                     match renew_if_due(&ctx, crate::clock::now(), false).await {
                         Ok(RenewOutcome::Renewed(generation)) => {
                             tracing::info!(%generation, "identity renewed");
-                            audit_certificate(
-                                &config,
+                            audit::record_or_log(
+                                &config.state_dir,
+                                config.audit,
+                                AuditKind::Certificate,
                                 serde_json::json!({ "event": "renewed", "generation": generation }),
                             );
                             *lock(&shared.client) = None;
@@ -565,8 +578,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                         Err(e) => {
                             tracing::error!(error = %e, "certificate renewal failed; will retry");
                             if let RenewError::ProofFailed(reason) = &e {
-                                audit_certificate(
-                                    &config,
+                                audit::record_or_log(
+                                    &config.state_dir,
+                                    config.audit,
+                                    AuditKind::Certificate,
                                     serde_json::json!({ "event": "renewal_rolled_back", "reason": reason }),
                                 );
                             }
