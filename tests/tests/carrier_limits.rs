@@ -7,7 +7,8 @@
 //! on loopback (127.0.0.2–127.0.0.7) opens 3,000 idle TCP connections and
 //! 1,100 idle authenticated TLS connections (another institution's valid
 //! certificate), and holds them. Meanwhile the router (127.0.0.1, its own
-//! certificate, a new connection per request) must be served. Afterwards
+//! certificate, a new connection per request) must be served, and a real
+//! `cpe-agent run` with that certificate keeps reporting. Afterwards
 //! the server must have closed every attacker connection by itself (the
 //! handshake and idle deadlines). The figures are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -16,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cpe_e2e::Proc;
+use cpe_e2e::{binary, FakeSystem, Proc};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -132,10 +133,9 @@ async fn ping(
 /// `cpe-provision serve` with short deadlines, started under the soft
 /// open-file limit of a default systemd service (1024) below `hard`: the
 /// server must raise it itself.
-fn start_server(d: &std::path::Path, hard: u64) -> (Proc, SocketAddr) {
+fn start_server(d: &std::path::Path, hard: u64, unit: &str) -> (Proc, SocketAddr) {
     cpe_e2e::carrier_pki(d, &["localhost", "127.0.0.1"]).unwrap();
-    let unit = cpe_e2e::unique_unit("router");
-    cpe_e2e::issue_pkcs12(d, "1312345678", &unit, "router", &[]).unwrap();
+    cpe_e2e::issue_pkcs12(d, "1312345678", unit, "router", &[]).unwrap();
     cpe_e2e::issue_pkcs12(d, "2712345678", "attacker", "attacker", &[]).unwrap();
     let database = format!("sqlite:{}", d.join("carrier.db").display());
     let (handshake, idle, max) =
@@ -153,6 +153,36 @@ fn start_server(d: &std::path::Path, hard: u64) -> (Proc, SocketAddr) {
     });
     let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
     (server, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// A real `cpe-agent run` with the router's certificate (imported from its
+/// PKCS#12), reporting every second to the server on `port`, reading a
+/// fake `/proc` and `/sys`.
+fn start_agent(d: &std::path::Path, port: u16) -> (Proc, FakeSystem) {
+    let system = FakeSystem::start(&d.join("root"), 10).unwrap();
+    let config = format!(
+        "state_dir = \"state\"\ntrust_anchors = [\"ca/ca.pem\"]\ninstitution_code = \"1312345678\"\n\
+         [carrier]\nurl = \"https://127.0.0.1:{port}\"\nca = \"ca/ca.pem\"\ninterval_s = 1\nsample_s = 1\n\
+         long_poll_s = 1\nbackoff_max_s = 1\n[system]\nproc_root = \"root/proc\"\nsys_root = \"root/sys\"\n"
+    );
+    std::fs::write(d.join("agent.toml"), config).unwrap();
+    let path = |name: &str| d.join(name).to_string_lossy().into_owned();
+    let import = std::process::Command::new(binary("cpe-agent"))
+        .args(["--config", &path("agent.toml"), "cert", "import", &path("router.p12")])
+        .args(["--password-file", &path("pw")])
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let args = vec!["--config".to_owned(), path("agent.toml"), "run".to_owned()];
+    (Proc::spawn("cpe-agent", &args, &d.join("agent.log")).unwrap(), system)
+}
+
+/// Seconds since the carrier last heard from `device`, if it knows it.
+fn last_seen_ago_s(d: &std::path::Path, device: &str) -> Option<i64> {
+    let database = format!("sqlite:{}", d.join("carrier.db").display());
+    let out = cpe_e2e::provision(&["devices", "--json", "--database", &database]).ok()?;
+    let devices: serde_json::Value = serde_json::from_str(&out).ok()?;
+    devices.as_array()?.iter().find(|v| v["id"] == device)?["last_seen_ago_s"].as_i64()
 }
 
 /// The attacker's idle TCP connections (never a TLS byte), 1000 per
@@ -198,7 +228,9 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (mut server, addr) = start_server(d, hard);
+    let unit = cpe_e2e::unique_unit("router");
+    let device = format!("1312345678/{unit}");
+    let (mut server, addr) = start_server(d, hard, &unit);
     let log = || std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
     let pid = server.child.id();
     let baseline = open_files(pid);
@@ -208,6 +240,8 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
     // The router, while the idle TCP connections are held.
     let router = client_tls(d, "router");
     let during_tcp = router_requests(&router, addr, 5, log).await;
+    // And a real agent, reporting every second through the rest of the attack.
+    let (mut agent, _system) = start_agent(d, addr.port());
     let idle_tls = open_idle_tls(&client_tls(d, "attacker"), addr).await;
     let opened = (idle_tcp.len(), idle_tls.len());
     let attack_took = started.elapsed();
@@ -215,6 +249,7 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
     // The router, while the attacker holds what it could open.
     let latencies = router_requests(&router, addr, 20, log).await;
     let server_files = open_files(pid);
+    let agent_heard = last_seen_ago_s(d, &device);
     let held = (
         idle_tcp.iter().filter(|s| still_open(s)).count(),
         idle_tls.iter().filter(|s| still_open(s.get_ref().0)).count(),
@@ -238,6 +273,9 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
         latencies[10].as_secs_f64() * 1000.0,
         latencies[19].as_secs_f64() * 1000.0
     );
+    let agent_log = || std::fs::read_to_string(d.join("agent.log")).unwrap_or_default();
+    println!("cpe-agent run during the attack: the carrier last heard from it {agent_heard:?} s before");
+    assert!(agent_heard.is_some_and(|s| s <= 3), "the agent was not served\n{}\n{}", agent_log(), log());
     assert!(opened.0 >= IDLE_TCP / 2 && opened.1 >= 8, "the attack itself failed: {opened:?}");
     assert!(
         server_files <= baseline + MAX_CONNECTIONS,
@@ -260,5 +298,6 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
     );
     let raised = format!("\"soft\":{hard}");
     assert!(log().contains(&raised), "the open-file limit was not raised to {hard}:\n{}", log());
+    assert_eq!(agent.terminate(Duration::from_secs(10)), Some(0), "{}", agent_log());
     assert_eq!(server.terminate(Duration::from_secs(10)), Some(0), "{}", log());
 }
