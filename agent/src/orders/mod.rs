@@ -34,11 +34,5 @@ pub use verify::{
 
 /// Stable lower-case name of an order kind.
 pub fn kind_name(kind: &OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Stop => "stop",
-        OrderKind::Resume => "resume",
-        OrderKind::Notice => "notice",
-        OrderKind::KeyRotation { .. } => "key_rotation",
-        OrderKind::Drill => "drill",
-    }
+    kind.name()
 }

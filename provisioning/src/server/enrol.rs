@@ -10,14 +10,15 @@
 //! router never asks for that, so it is an impersonation attempt or a
 //! misconfigured device, and an operator must look.
 
-use cpe_protocol::{decode, EnrolRequest, EnrolResponse, Level};
+use cpe_protocol::{decode, EnrolRequest, EnrolResponse};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use super::ingest::raise;
+use super::alerting::carry_out;
 use super::routes::{body, decode_error, read_body, text, Reply};
 use super::tls::{identity_from_certificate, DeviceIdentity};
 use super::{now_ms, State};
+use crate::alerts::Happened;
 use crate::pki::validity::Validity;
 use crate::ProvisionError;
 
@@ -65,6 +66,6 @@ async fn refuse_other_identity(state: &State, identity: &DeviceIdentity, asked: 
          クライアント証明書は {} のものです（更新では機関コードとユニットを変えられません）",
         identity.id, identity.id
     );
-    raise(state, &identity.id, "enrol-refused", Level::Warning, message.clone(), now_ms()).await;
+    carry_out(state, &identity.id, &Happened::EnrolRefused { asked }, now_ms()).await;
     text(StatusCode::FORBIDDEN, message)
 }
