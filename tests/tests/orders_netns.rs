@@ -232,7 +232,13 @@ fn stop_blocks_the_lan_keeps_dns_notice_and_own_channel_survives_reboot_and_resu
     println!("orders apply (stop) → LAN host blocked: {:.1} ms", blocked.as_secs_f64() * 1e3);
 
     assert!(!world.platform_reachable());
-    assert!(matches!(world.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap(), Reach::Unreachable(_)));
+    // HTTPS is refused with a reset (browsers fail at once, issue 17); any
+    // other port with ICMP administratively prohibited.
+    assert_eq!(world.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap(), Reach::Refused);
+    assert!(matches!(
+        world.lan.tcp_connect(at(PLATFORM, OWN_CHANNEL_PORT), 1000).unwrap(),
+        Reach::Unreachable(_)
+    ));
     assert!(!world.lan.ping(IpAddr::V4(PLATFORM), 1, 1), "ICMP is blocked too");
     assert!(world.lan_dns_answers(), "forwarded DNS over UDP still works");
     assert_eq!(world.lan.tcp_connect(at(PLATFORM, 53), 1000).unwrap(), Reach::Connected, "DNS over TCP");
