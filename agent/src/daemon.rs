@@ -159,6 +159,7 @@ fn notice_source(shared: &Arc<Daemon>) -> NoticeSource {
         link: shared.link.clone(),
         self_check: Some(Arc::new(SelfCheck::new(
             runner,
+            Duration::from_secs(config.notice.self_check_interval_s),
             config.network.lan.clone(),
             &config.system.proc_root,
         ))),

@@ -464,10 +464,13 @@ fn section(out: &mut String, view: &NoticeView, headline: Headline, lang: Lang) 
     if view.service.state != ServiceState::Normal && !reason.is_empty() {
         row(out, label("理由", "Reason"), "reason", &escape(reason));
     }
-    if let Some(since) = view.service.since {
+    // When and by which order the state began (a normal state after a
+    // resume needs neither).
+    let ordered = view.service.state != ServiceState::Normal;
+    if let (Some(since), true) = (view.service.since, ordered) {
         row(out, label("日時", "Since"), "since", &escape(&date(since, lang)));
     }
-    if let (Some(id), Some(seq)) = (view.service.order_id, view.service.sequence) {
+    if let (Some(id), Some(seq), true) = (view.service.order_id, view.service.sequence, ordered) {
         row(out, label("命令番号", "Order"), "order", &format!("{id} (#{seq})"));
     }
     if let Some(line) = channel_line(&view.link, lang) {

@@ -4,7 +4,7 @@
 //!
 //! This module owns who may press it and how often:
 //! - [`Gate`], the pure core: one run at a time, at most one start per
-//!   [`MIN_INTERVAL`], and the progress and outcome the page shows. Time is
+//!   interval ([`MIN_INTERVAL`] by default), and the progress and outcome the page shows. Time is
 //!   passed in, so the rate limit is tested without waiting.
 //! - [`is_lan_client`]: only a client on a LAN subnet (`[network] lan`, read
 //!   from the kernel's routes and addresses) may start it.
@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use crate::diagnose::run::Progress;
 use crate::diagnose::DiagnosisReport;
 
-/// Least time between two starts.
+/// Least time between two starts unless configured
+/// (`[notice] self_check_interval_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_mins(1);
 
 /// The diagnosis behind the button: the daemon's path that keeps the report
@@ -186,9 +187,9 @@ pub enum Pressed {
 
 impl SelfCheck {
     /// The button for LAN interfaces `lan` (kernel state under
-    /// `proc_root`), running `runner`.
-    pub fn new(runner: Runner, lan: Vec<String>, proc_root: &Path) -> Self {
-        Self { gate: Mutex::new(Gate::new(MIN_INTERVAL)), runner, lan, proc_root: proc_root.to_owned() }
+    /// `proc_root`), running `runner` at most once per `interval`.
+    pub fn new(runner: Runner, interval: Duration, lan: Vec<String>, proc_root: &Path) -> Self {
+        Self { gate: Mutex::new(Gate::new(interval)), runner, lan, proc_root: proc_root.to_owned() }
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {

@@ -369,8 +369,10 @@ fn the_button_runs_once_a_minute_for_same_origin_lan_clients() {
             Ok(uplink_report("2027-01-15T08:00:00Z"))
         })
     });
-    let lan_button = Arc::new(SelfCheck::new(runner.clone(), vec!["lo".into()], &proc_root));
-    let wan_button = Arc::new(SelfCheck::new(runner, vec!["br-lan".into()], &proc_root));
+    let lan_button =
+        Arc::new(SelfCheck::new(runner.clone(), selfcheck::MIN_INTERVAL, vec!["lo".into()], &proc_root));
+    let wan_button =
+        Arc::new(SelfCheck::new(runner, selfcheck::MIN_INTERVAL, vec!["br-lan".into()], &proc_root));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let wan_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
