@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use cpe_provision::ca::CertificationBody;
-use cpe_provision::validity::Validity;
+use cpe_provision::CertificationBody;
+use cpe_provision::Validity;
 use libfuzzer_sys::fuzz_target;
 use time::OffsetDateTime;
 

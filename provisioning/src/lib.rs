@@ -5,24 +5,22 @@
 //! the carrier's tooling for that step, as a library (for tests of other
 //! crates and, later, the provisioning server) and as the `cpe-provision` CLI:
 //!
-//! - [`ca`]: a *test* certification body — CA key and certificate, stored in a
-//!   directory, and the fixed profile of institution certificates.
-//! - [`issue`]: issue key and certificate in one step ([`IssueRequest`] →
-//!   [`IssuedIdentity`]).
-//! - [`csr`]: sign a CSR made on the device, the key never leaving it.
-//! - [`pkcs12`]: package an identity as a password-protected PKCS#12 file.
-//! - [`subject`]: where the institution code goes in a subject, and how it is
-//!   found in a CSR.
-//! - [`keys`]: key types, given keys, RSA policy.
-//! - [`order_keys`]: the carrier's Ed25519 order-signing keys (separate from
-//!   every TLS key), their directory, and signing of compliance orders.
-//! - [`compliance`]: the guideline §2.2 flow rules (may this case step, stop
-//!   or resume happen now?), pure.
-//! - [`receipts`]: verification of the devices' signed enforcement receipts.
-//! - [`audit`]: re-verification of a stored order and its receipt for an auditor.
-//! - [`validity`]: validity periods with an injected clock.
-//! - [`encoding`]: PEM in and out.
-//! - [`error`]: [`ProvisionError`], whose messages say what to do next.
+//! Each capability has one place, and the imports run one way
+//! (`cli` → `server` → `compliance` / `alerts` / `pki` → `store`):
+//!
+//! - [`pki`]: the test certification body, issuing, CSR signing, PKCS#12,
+//!   the server certificate, subjects, validity periods.
+//! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
+//!   report ingest, command long-poll, liveness).
+//! - [`store`]: the storage interface, its migrations, one module per backend
+//!   (SQLite, PostgreSQL), and the storage of cases and orders.
+//! - [`compliance`]: the §2.2 case flow, order-signing keys, receipts, and
+//!   re-verification of an order and its receipt.
+//! - [`alerts`]: where alerts go.
+//! - [`clock`]: Unix-millisecond times as text.
+//!
+//! The command line (`src/main.rs` and `src/cli/`, argument definitions and
+//! views) is the binary's, not the library's.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), cpe_provision::ProvisionError> {
@@ -37,28 +35,19 @@
 #![forbid(unsafe_code)]
 
 pub mod alerts;
-pub mod audit;
-pub mod ca;
+pub mod clock;
 pub mod compliance;
-pub mod csr;
-pub mod db;
-pub mod encoding;
-pub mod error;
-pub mod issue;
-pub mod keys;
-pub mod operator;
-pub mod order_keys;
-pub mod pkcs12;
-pub mod receipts;
+pub mod pki;
 pub mod server;
-pub mod server_cert;
-pub mod subject;
-pub mod validity;
+pub mod store;
 
-pub use ca::CertificationBody;
-pub use csr::SignedCertificate;
-pub use error::{ProvisionError, Result};
-pub use issue::{IssueRequest, IssuedIdentity};
-pub use keys::{KeySource, KeyType};
-pub use pkcs12::{read_password_file, write_pkcs12, write_pkcs12_with, Pkcs12Encryption};
-pub use validity::Validity;
+/// The order-signing keys under their earlier path (the agent's tests sign
+/// orders with them).
+pub use compliance::order_keys;
+pub use pki::ca::CertificationBody;
+pub use pki::csr::SignedCertificate;
+pub use pki::error::{ProvisionError, Result};
+pub use pki::issue::{IssueRequest, IssuedIdentity};
+pub use pki::keys::{KeySource, KeyType};
+pub use pki::pkcs12::{read_password_file, write_pkcs12, write_pkcs12_with, Pkcs12Encryption};
+pub use pki::validity::Validity;

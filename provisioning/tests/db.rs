@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cpe_provision::db::{
+use cpe_provision::store::{
     Database, DbError, DbOptions, DeviceSeen, DeviceState, IngestRecord, NewAlert, ReportKind, DETAIL_RECENT,
 };
 
@@ -355,7 +355,7 @@ async fn migrations_idempotent(b: &Backend) {
     for o in opens {
         dbs.push(o.await.unwrap().unwrap());
     }
-    let expected: Vec<i64> = cpe_provision::db::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
+    let expected: Vec<i64> = cpe_provision::store::migrations::MIGRATIONS.iter().map(|m| m.version).collect();
     for db in &dbs {
         assert_eq!(db.schema_versions().await.unwrap(), expected);
     }
@@ -424,7 +424,7 @@ async fn commands_delivered_redelivered_acked(b: &Backend) {
 }
 
 async fn commands_queued_elsewhere_seen_within_refresh(b: &Backend) {
-    use cpe_provision::db::COMMAND_HINT_REFRESH_MS as REFRESH;
+    use cpe_provision::store::COMMAND_HINT_REFRESH_MS as REFRESH;
     // The server polls for a device; the operator CLI (another process)
     // queues a command; the server hands it out within the refresh period.
     let server = b.open().await;
@@ -565,11 +565,11 @@ fn futures_are_send(db: &Database) {
 }
 
 fn case_event(
-    step: cpe_provision::compliance::Step,
+    step: cpe_provision::compliance::flow::Step,
     text: &str,
     at_ms: i64,
-) -> cpe_provision::db::NewCaseEvent {
-    cpe_provision::db::NewCaseEvent {
+) -> cpe_provision::store::NewCaseEvent {
+    cpe_provision::store::NewCaseEvent {
         step,
         operator: "tanaka".into(),
         text: text.into(),
@@ -586,12 +586,12 @@ fn new_order(
     case_id: Option<u64>,
     kind: cpe_protocol::order::OrderKind,
     now_ms: i64,
-) -> cpe_provision::db::NewOrder {
-    cpe_provision::db::NewOrder {
+) -> cpe_provision::store::NewOrder {
+    cpe_provision::store::NewOrder {
         order: cpe_protocol::order::Order {
             version: cpe_protocol::order::ORDER_VERSION,
             id: 0,
-            target: cpe_provision::db::orders::target_of(dev),
+            target: cpe_provision::store::orders::target_of(dev),
             kind,
             sequence: 0,
             issued_at: now_ms / 1000,
@@ -610,15 +610,15 @@ fn new_order(
 
 fn signer(
     key: &cpe_provision::order_keys::OrderSigningKey,
-) -> std::sync::Arc<cpe_provision::db::OrderSigner> {
+) -> std::sync::Arc<cpe_provision::store::OrderSigner> {
     let key = cpe_provision::order_keys::OrderSigningKey::from_pkcs8(key.pkcs8_der()).unwrap();
     cpe_provision::order_keys::order_signer(key)
 }
 
 fn receipt_for(
-    order: &cpe_provision::db::OrderRow,
+    order: &cpe_provision::store::OrderRow,
     state: cpe_protocol::receipt::ServiceState,
-) -> cpe_provision::db::OrderOutcome {
+) -> cpe_provision::store::OrderOutcome {
     use cpe_protocol::receipt::{
         encode_receipt, EnforcementReceipt, ReceiptClock, SignedReceipt, RECEIPT_VERSION,
     };
@@ -640,7 +640,11 @@ fn receipt_for(
         scheme: 0x0403,
         signature: vec![7; 70],
     };
-    cpe_provision::db::OrderOutcome::Applied { receipt: Box::new(receipt), signed, cert_der: vec![0x30, 0] }
+    cpe_provision::store::OrderOutcome::Applied {
+        receipt: Box::new(receipt),
+        signed,
+        cert_der: vec![0x30, 0],
+    }
 }
 
 /// The whole life of a case in the store: trail, orders, delivery, receipts, service state.
@@ -648,7 +652,7 @@ fn receipt_for(
 async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
     use cpe_protocol::order::{decode_order, decode_signed, signed_message, OrderKind};
     use cpe_protocol::receipt::ServiceState;
-    use cpe_provision::compliance::Step;
+    use cpe_provision::compliance::flow::Step;
     let db = b.open().await;
     let other = b.open().await;
     let dev = "1312345678/cpe-01";
@@ -707,7 +711,7 @@ async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
     );
     let row = other.order(issued.order_id).await.unwrap().unwrap();
     assert_eq!((row.state(), row.delivered_at_ms, row.deliveries), ("delivered", Some(T0 + 10), 1));
-    assert_eq!(row.order_hash, cpe_provision::receipts::order_hash(&signed.order_bytes).to_vec());
+    assert_eq!(row.order_hash, cpe_provision::compliance::receipts::order_hash(&signed.order_bytes).to_vec());
     assert_eq!(row.key_id, cpe_provision::order_keys::hex(&key.key_id()));
 
     // Applied with a receipt: recorded once; the device shows the recommendation.
@@ -754,7 +758,7 @@ async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
             dev,
             stop.command_id,
             "refused: expired",
-            cpe_provision::db::OrderOutcome::Refused,
+            cpe_provision::store::OrderOutcome::Refused,
             T0 + 50,
         )
         .await
@@ -821,7 +825,7 @@ async fn order_sequences_strictly_increase_across_processes(b: &Backend) {
     sequences.sort_unstable();
     assert_eq!(sequences, (1..=16).collect::<Vec<u64>>());
     // A signer that fails: nothing is stored, no command is queued, the next order takes the next number.
-    let failing: std::sync::Arc<cpe_provision::db::OrderSigner> =
+    let failing: std::sync::Arc<cpe_provision::store::OrderSigner> =
         std::sync::Arc::new(|_| Err("hardware token unplugged".into()));
     let err = a.issue_order(new_order(dev, None, OrderKind::Drill, T0 + 100), None, failing).await;
     assert!(matches!(err, Err(DbError::Signing(ref m)) if m.contains("unplugged")), "{err:?}");

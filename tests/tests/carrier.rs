@@ -429,7 +429,7 @@ async fn report_seqs(world: &World) -> Vec<u64> {
 
 /// (seq, received at) of every stored report, in seq order.
 async fn stored(world: &World) -> Vec<(u64, i64)> {
-    let db = cpe_provision::db::Database::open(&world.database).await.unwrap();
+    let db = cpe_provision::store::Database::open(&world.database).await.unwrap();
     db.report_seqs(&world.device).await.unwrap()
 }
 

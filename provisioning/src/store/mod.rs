@@ -21,8 +21,8 @@
 //! `pg_advisory_xact_lock` on PostgreSQL).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), cpe_provision::db::DbError> {
-//! use cpe_provision::db::{Database, DeviceSeen, IngestRecord, ReportKind};
+//! # async fn demo() -> Result<(), cpe_provision::store::DbError> {
+//! use cpe_provision::store::{Database, DeviceSeen, IngestRecord, ReportKind};
 //! let db = Database::open("sqlite:/var/lib/cpe-provision/carrier.db").await?;
 //! let device = DeviceSeen { id: "1312345678/cpe-01".into(), institution_code: "1312345678".into(), cert_not_after: None };
 //! let record = IngestRecord {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use cpe_common::institution::InstitutionCode;
 use time::OffsetDateTime;
 
-use crate::validity::rfc3339;
+use crate::pki::validity::rfc3339;
 
 /// Result of the provisioning library.
 pub type Result<T, E = ProvisionError> = std::result::Result<T, E>;
@@ -65,7 +65,7 @@ pub enum ProvisionError {
     },
 
     /// The requested validity period is not representable or not sensible.
-    #[error("invalid validity period: {detail}; give --days between 1 and {max_days} and an RFC 3339 --not-before such as 2025-04-01T00:00:00Z", max_days = crate::validity::MAX_DAYS)]
+    #[error("invalid validity period: {detail}; give --days between 1 and {max_days} and an RFC 3339 --not-before such as 2025-04-01T00:00:00Z", max_days = crate::pki::validity::MAX_DAYS)]
     InvalidValidity {
         /// What is wrong.
         detail: String,

@@ -9,9 +9,9 @@ use cpe_protocol::order::{decode_order, decode_signed, signed_message};
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::Serialize;
 
-use crate::db::{OrderEvidence, OrderRow};
-use crate::order_keys::{hex, parse_public_key, KeyInfo};
-use crate::receipts::{order_hash, verify_receipt, ExpectedOrder};
+use crate::compliance::order_keys::{hex, parse_public_key, KeyInfo};
+use crate::compliance::receipts::{order_hash, verify_receipt, ExpectedOrder};
+use crate::store::{OrderEvidence, OrderRow};
 
 /// One check of an audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,8 +121,8 @@ pub fn audit_order(row: &OrderRow, evidence: &OrderEvidence, keys: &[KeyInfo]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::ReceiptFields;
-    use crate::order_keys::{sign, OrderSigningKey};
+    use crate::compliance::order_keys::{sign, OrderSigningKey};
+    use crate::store::ReceiptFields;
     use cpe_protocol::order::{encode_signed, Order, OrderKind, OrderTarget, ORDER_VERSION};
     use cpe_protocol::receipt::{
         encode_receipt, receipt_signed_message, EnforcementReceipt, ReceiptClock, ServiceState,

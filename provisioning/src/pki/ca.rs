@@ -9,7 +9,7 @@
 //! mode 0600), both written with [`cpe_common::durable::write_atomic`].
 //!
 //! What an institution certificate contains is decided here for both ways of
-//! issuing one ([`crate::issue`] and [`crate::csr`]): a random positive
+//! issuing one ([`crate::pki::issue`] and [`crate::pki::csr`]): a random positive
 //! 16-byte serial, EKU clientAuth only, KU digitalSignature (plus
 //! keyEncipherment for RSA keys), basicConstraints CA:FALSE, subject and
 //! authority key identifiers, and a validity that does not outlast the CA.
@@ -28,11 +28,11 @@ use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::encoding::{pem_blocks, pem_encode, CERTIFICATE_TAG};
-use crate::error::{ProvisionError, Result};
-use crate::keys::{classify_spki, KeyKind};
-use crate::subject::ca_subject;
-use crate::validity::Validity;
+use crate::pki::encoding::{pem_blocks, pem_encode, CERTIFICATE_TAG};
+use crate::pki::error::{ProvisionError, Result};
+use crate::pki::keys::{classify_spki, KeyKind};
+use crate::pki::subject::ca_subject;
+use crate::pki::validity::Validity;
 
 /// File name of the CA certificate inside the CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";

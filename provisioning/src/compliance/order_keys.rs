@@ -113,12 +113,12 @@ pub fn sign(order: &Order, key: &OrderSigningKey) -> Result<SignedOrder, OrderKe
     Ok(SignedOrder { key_id: key.key_id(), order_bytes, signature })
 }
 
-/// A signer for [`crate::db::Database::issue_order`] with `key`.
-pub fn order_signer(key: OrderSigningKey) -> std::sync::Arc<crate::db::OrderSigner> {
+/// A signer for [`crate::store::Database::issue_order`] with `key`.
+pub fn order_signer(key: OrderSigningKey) -> std::sync::Arc<crate::store::OrderSigner> {
     std::sync::Arc::new(move |order: &Order| {
         let signed = sign(order, &key).map_err(|e| e.to_string())?;
         let envelope = cpe_protocol::order::encode_signed(&signed).map_err(|e| e.to_string())?;
-        Ok(crate::db::SignedForDevice {
+        Ok(crate::store::SignedForDevice {
             key_id: hex(&signed.key_id),
             order_bytes: signed.order_bytes,
             signed: envelope,

@@ -9,7 +9,7 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime, UtcOffset};
 
-use crate::error::{ProvisionError, Result};
+use crate::pki::error::{ProvisionError, Result};
 
 /// Longest validity accepted, in days (100 years).
 pub const MAX_DAYS: u32 = 36_500;

@@ -17,21 +17,13 @@ use serde_json::Value;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
-use crate::db::{
+use cpe_provision::clock::rfc3339_ms;
+use cpe_provision::compliance::order_keys::{hex, KeyInfo};
+use cpe_provision::store::{
     AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
 };
-use crate::order_keys::{hex, KeyInfo};
 
 const MS_PER_DAY: i64 = 86_400_000;
-
-/// `2026-05-01T12:00:00Z` for Unix milliseconds (UTC, whole seconds).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(&fmt).ok())
-        .unwrap_or_else(|| format!("@{ms}ms"))
-}
 
 /// `2026-05-01` for Unix seconds (UTC).
 pub fn date_s(s: i64) -> String {
@@ -414,7 +406,7 @@ pub fn render_devices(rows: &[DeviceRow], now_ms: i64, json: bool) -> String {
         .collect();
     let mut out =
         table(&["DEVICE", "STATE", "LAST SEEN", "CERTIFICATE EXPIRES", "ALERTS", "SUSPENSION"], &cells);
-    let down = rows.iter().filter(|r| r.state == crate::db::DeviceState::Down).count();
+    let down = rows.iter().filter(|r| r.state == cpe_provision::store::DeviceState::Down).count();
     let _ = writeln!(out, "{} devices, {} up, {down} down", rows.len(), rows.len() - down);
     out
 }
@@ -718,7 +710,7 @@ struct CaseJson<'a> {
 
 /// A case's whole trail (who, when, what, why) and its orders.
 pub fn render_case(detail: &CaseDetail, json: bool) -> String {
-    let status = crate::compliance::CaseState::of(&detail.trail()).label();
+    let status = cpe_provision::compliance::flow::CaseState::of(&detail.trail()).label();
     if json {
         return to_json(&CaseJson {
             id: detail.case.id,
@@ -793,7 +785,11 @@ pub fn render_incidents(rows: &[IncidentRow], json: bool) -> String {
 }
 
 /// The checks of `order verify`: a table, or a JSON object with `passed`.
-pub fn render_audit(order_id: u64, checks: &[crate::audit::AuditCheck], json: bool) -> String {
+pub fn render_audit(
+    order_id: u64,
+    checks: &[cpe_provision::compliance::reverify::AuditCheck],
+    json: bool,
+) -> String {
     let passed = checks.iter().all(|c| c.result != "failed");
     if json {
         return to_json(&serde_json::json!({ "order": order_id, "passed": passed, "checks": checks }));
@@ -835,7 +831,7 @@ pub fn render_alerts(rows: &[AlertRow], json: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{DeviceState, ReportKind};
+    use cpe_provision::store::{DeviceState, ReportKind};
 
     // 2026-05-01T12:00:00Z
     const NOW: i64 = 1_777_636_800_000;
@@ -1079,7 +1075,7 @@ ID  DEVICE             KIND  LEVEL    RAISED                CLEARED             
             outcome: applied.then(|| "applied".into()),
             outcome_at_ms: applied.then_some(NOW + 2000),
             detail: applied.then(|| "blocked".into()),
-            receipt: applied.then(|| crate::db::ReceiptFields {
+            receipt: applied.then(|| cpe_provision::store::ReceiptFields {
                 applied_at: NOW / 1000 + 2,
                 device_clock: 100,
                 time_floor: NOW / 1000,
@@ -1120,7 +1116,7 @@ ID  DEVICE             KIND    SEQ  STATE                ISSUED                E
 
     #[test]
     fn case_trail_text_and_json() {
-        use crate::compliance::Step;
+        use cpe_provision::compliance::flow::Step;
         let event = |id: u64, step: Step, text: &str| CaseEventRow {
             id,
             step,
@@ -1138,7 +1134,11 @@ ID  DEVICE             KIND    SEQ  STATE                ISSUED                E
         let mut check = event(3, Step::Check, "");
         check.corrected = Some(false);
         let detail = CaseDetail {
-            case: crate::db::CaseRow { id: 4, device_id: "1312345678/cpe-01".into(), opened_at_ms: NOW },
+            case: cpe_provision::store::CaseRow {
+                id: 4,
+                device_id: "1312345678/cpe-01".into(),
+                opened_at_ms: NOW,
+            },
             events: vec![event(1, Step::Fact, "VPN found"), report, check],
             orders: vec![order_row(2, "stop", true)],
         };

@@ -1,42 +1,19 @@
-//! The operator commands of `cpe-provision`: `serve`, `ca server-cert`,
-//! `devices`, `device show`, `alerts`, `command`. Parsing and printing only;
-//! the work is in the library ([`cpe_provision::server`],
-//! [`cpe_provision::db`], [`cpe_provision::operator`]).
+//! `cpe-provision serve`: the server's options, its TLS material and alert
+//! settings read from files and arguments, and the run until SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use cpe_provision::alerts::{AlertSink, MailConfig, WebhookConfig};
-use cpe_provision::db::Database;
 use cpe_provision::server::{self, ServeConfig};
-use cpe_provision::{operator, CertificationBody, Validity};
+use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use time::OffsetDateTime;
 
-/// Marks an error after which a command could not run at all (the store
-/// cannot be opened): exit status 2 instead of 1.
-#[derive(Debug)]
-pub struct CouldNotRun(pub String);
-
-impl std::fmt::Display for CouldNotRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Opens the store named by a `--database` argument; failure is [`CouldNotRun`].
-pub async fn open_database(url: &str) -> Result<Database> {
-    Database::open(url).await.with_context(|| {
-        CouldNotRun(format!("cannot open the database {}", cpe_provision::db::redact_url(url)))
-    })
-}
-
-/// Default store: an SQLite file in the working directory.
-pub const DEFAULT_DATABASE: &str = "sqlite:carrier.db";
+use super::support::{open_database, runtime, DEFAULT_DATABASE};
 
 /// `cpe-provision serve`.
 #[derive(Debug, Args)]
@@ -99,70 +76,6 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
-}
-
-/// `cpe-provision ca server-cert`.
-#[derive(Debug, Args)]
-pub struct ServerCertArgs {
-    /// CA directory (ca.pem, ca.key).
-    #[arg(long, value_name = "DIR")]
-    ca: PathBuf,
-    /// DNS name or IP address of the server; repeatable (the first is the CN).
-    #[arg(long = "name", required = true)]
-    names: Vec<String>,
-    /// Output prefix: writes PREFIX.crt.pem (chain) and PREFIX.key.pem (0600).
-    #[arg(long)]
-    out: PathBuf,
-    /// Validity in days.
-    #[arg(long, default_value_t = 825)]
-    days: u32,
-}
-
-/// Read-only operator views and command pushing.
-#[derive(Debug, Args)]
-pub struct DbArgs {
-    /// Store (same as `serve --database`).
-    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
-    database: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// `cpe-provision device …`.
-#[derive(Debug, Subcommand)]
-pub enum DeviceCommand {
-    /// Everything about one device: state, certificate, reports, alerts, commands.
-    Show {
-        /// Device id, `<institution code>/<device>` (see `cpe-provision devices`).
-        id: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
-}
-
-/// Kinds of commands an operator can push.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PushKind {
-    /// Ask for a heartbeat now.
-    ReportNow,
-    /// Ask for a self-diagnosis.
-    Diagnose,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The runtime of one CLI command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")
 }
 
 fn init_logging(format: LogFormat) {
@@ -255,91 +168,4 @@ async fn shutdown_signal() {
         }
         _ => std::future::pending().await,
     }
-}
-
-/// Issues the server's TLS certificate.
-pub fn server_cert(args: &ServerCertArgs, start: OffsetDateTime) -> Result<()> {
-    let ca = CertificationBody::load(&args.ca)?;
-    let issued = ca.issue_server(&args.names, &Validity::new(start, args.days)?)?;
-    let chain = with_suffix(&args.out, ".crt.pem");
-    let key = with_suffix(&args.out, ".key.pem");
-    cpe_common::durable::write_atomic(
-        &cpe_common::durable::OsStorage,
-        &key,
-        issued.key_pem.as_bytes(),
-        cpe_common::durable::MODE_SECRET,
-    )
-    .with_context(|| format!("cannot write {}", key.display()))?;
-    cpe_common::durable::write_atomic(
-        &cpe_common::durable::OsStorage,
-        &chain,
-        issued.chain_pem.as_bytes(),
-        cpe_common::durable::MODE_PUBLIC,
-    )
-    .with_context(|| format!("cannot write {}", chain.display()))?;
-    println!(
-        "wrote server certificate for {} to {} and {}",
-        args.names.join(", "),
-        chain.display(),
-        key.display()
-    );
-    Ok(())
-}
-
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-async fn open(db: &DbArgs) -> Result<Database> {
-    open_database(&db.database).await
-}
-
-/// `cpe-provision devices`.
-pub fn devices(db: &DbArgs) -> Result<()> {
-    runtime()?.block_on(async {
-        let rows = open(db).await?.devices().await?;
-        print!("{}", operator::render_devices(&rows, now_ms(), db.json));
-        Ok(())
-    })
-}
-
-/// `cpe-provision device show`.
-pub fn device(command: &DeviceCommand) -> Result<()> {
-    let DeviceCommand::Show { id, db } = command;
-    runtime()?.block_on(async {
-        let Some(detail) = open(db).await?.device(id).await? else {
-            bail!("no device {id:?}; list them with `cpe-provision devices`");
-        };
-        print!("{}", operator::render_device(&detail, now_ms(), db.json));
-        Ok(())
-    })
-}
-
-/// `cpe-provision alerts`.
-pub fn alerts(db: &DbArgs, all: bool) -> Result<()> {
-    runtime()?.block_on(async {
-        let rows = open(db).await?.alerts(!all, 500).await?;
-        print!("{}", operator::render_alerts(&rows, db.json));
-        Ok(())
-    })
-}
-
-/// `cpe-provision command`.
-pub fn push_command(db: &DbArgs, device: &str, kind: PushKind) -> Result<()> {
-    let kind = match kind {
-        PushKind::ReportNow => cpe_protocol::CommandKind::ReportNow,
-        PushKind::Diagnose => cpe_protocol::CommandKind::Diagnose,
-    };
-    runtime()?.block_on(async {
-        let database = open(db).await?;
-        if database.device(device).await?.is_none() {
-            bail!("no device {device:?}; list them with `cpe-provision devices`");
-        }
-        let body = postcard::to_stdvec(&kind).context("encode command")?;
-        let id = database.enqueue_command(device, &format!("{kind:?}"), body, now_ms()).await?;
-        println!("queued command {id} ({kind:?}) for {device}; it is delivered on the device's next poll");
-        Ok(())
-    })
 }

@@ -10,15 +10,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use cpe_protocol::order::{Order, OrderKind, ORDER_VERSION};
-use cpe_provision::compliance::{self, Step};
-use cpe_provision::db::orders::target_of;
-use cpe_provision::db::{CaseDetail, Database, DbError, IssuedOrder, NewCaseEvent, NewOrder};
-use cpe_provision::operator;
-use cpe_provision::order_keys::{order_signer, KeyStore, OrderSigningKey};
-use cpe_provision::validity::parse_rfc3339;
+use cpe_provision::compliance::flow::{self as compliance, Step};
+use cpe_provision::compliance::order_keys::{order_signer, KeyStore, OrderSigningKey};
+use cpe_provision::store::orders::target_of;
+use cpe_provision::store::{CaseDetail, Database, DbError, IssuedOrder, NewCaseEvent, NewOrder};
 use time::OffsetDateTime;
 
-use crate::ops::{runtime, DEFAULT_DATABASE};
+use super::support::{open_database, parse_time, runtime, DEFAULT_DATABASE};
+use super::views;
 
 /// Default validity of an order, days: long enough for a device that is
 /// offline over a long weekend, short enough that a lost order dies.
@@ -302,16 +301,12 @@ pub enum OrderCommand {
     },
 }
 
-fn parse_time(text: &str) -> std::result::Result<OffsetDateTime, String> {
-    parse_rfc3339(text).map_err(|e| e.to_string())
-}
-
 fn unix_ms(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 async fn open(database: &str) -> Result<Database> {
-    crate::ops::open_database(database).await
+    open_database(database).await
 }
 
 fn unknown_device(e: DbError) -> anyhow::Error {
@@ -406,14 +401,14 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
             let key = KeyStore::new(&dir).init()?;
             println!(
                 "created order-signing key {} in {}\npublic key (provision devices with it): {}",
-                cpe_provision::order_keys::hex(&key.key_id()),
+                cpe_provision::compliance::order_keys::hex(&key.key_id()),
                 dir.display(),
-                cpe_provision::order_keys::hex(&key.public_key())
+                cpe_provision::compliance::order_keys::hex(&key.public_key())
             );
             Ok(())
         }
         KeysCommand::Show { dir, json } => {
-            print!("{}", operator::render_keys(&KeyStore::new(&dir).list()?, json));
+            print!("{}", views::render_keys(&KeyStore::new(&dir).list()?, json));
             Ok(())
         }
         KeysCommand::Rotate { dir, recorder, valid_days } => runtime()?.block_on(async {
@@ -442,9 +437,9 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
             store.finish_rotation(&new)?;
             println!(
                 "rotated order-signing key {} → {} ({queued} devices get a key-rotation order signed by the old key; the old public key is kept as retired)\nnew public key: {}",
-                cpe_provision::order_keys::hex(&old.key_id()),
-                cpe_provision::order_keys::hex(&new.key_id()),
-                cpe_provision::order_keys::hex(&new.public_key())
+                cpe_provision::compliance::order_keys::hex(&old.key_id()),
+                cpe_provision::compliance::order_keys::hex(&new.key_id()),
+                cpe_provision::compliance::order_keys::hex(&new.public_key())
             );
             Ok(())
         }),
@@ -522,7 +517,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                 let issued = issue(&db, key, spec, &recorder.operator, Some(e), now).await?;
                 println!(
                     "case {case_id}: corrective recommendation recorded, deadline {}",
-                    operator::rfc3339_ms(deadline_ms)
+                    cpe_provision::clock::rfc3339_ms(deadline_ms)
                 );
                 print_issued(&issued, "notice", &case.case.device_id);
             }
@@ -541,7 +536,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
             }
             CaseCommand::Show { case_id, viewer } => {
                 let db = open(&viewer.database).await?;
-                print!("{}", operator::render_case(&load_case(&db, case_id).await?, viewer.json));
+                print!("{}", views::render_case(&load_case(&db, case_id).await?, viewer.json));
             }
         }
         Ok(())
@@ -619,10 +614,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
             }
             OrderCommand::List { device, limit, viewer } => {
                 let db = open(&viewer.database).await?;
-                print!(
-                    "{}",
-                    operator::render_orders(&db.orders(device.as_deref(), limit).await?, viewer.json)
-                );
+                print!("{}", views::render_orders(&db.orders(device.as_deref(), limit).await?, viewer.json));
             }
             OrderCommand::Verify { id, keys, viewer } => {
                 let db = open(&viewer.database).await?;
@@ -630,9 +622,12 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 else {
                     bail!("no order {id}; list them with `cpe-provision order list`");
                 };
-                let checks =
-                    cpe_provision::audit::audit_order(&order, &evidence, &KeyStore::new(&keys).list()?);
-                print!("{}", operator::render_audit(id, &checks, viewer.json));
+                let checks = cpe_provision::compliance::reverify::audit_order(
+                    &order,
+                    &evidence,
+                    &KeyStore::new(&keys).list()?,
+                );
+                print!("{}", views::render_audit(id, &checks, viewer.json));
                 if checks.iter().any(|c| c.result == "failed") {
                     bail!("order {id} did not verify; see the failed checks above");
                 }
@@ -642,7 +637,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 let Some(order) = db.order(id).await? else {
                     bail!("no order {id}; list them with `cpe-provision order list`");
                 };
-                print!("{}", operator::render_order(&order, viewer.json));
+                print!("{}", views::render_order(&order, viewer.json));
             }
         }
         Ok(())
@@ -656,7 +651,7 @@ pub fn incidents(device: &str, limit: u32, viewer: &Viewer) -> Result<()> {
         if db.device(device).await?.is_none() {
             bail!("no device {device:?}; list them with `cpe-provision devices`");
         }
-        print!("{}", operator::render_incidents(&db.incidents(device, limit).await?, viewer.json));
+        print!("{}", views::render_incidents(&db.incidents(device, limit).await?, viewer.json));
         Ok(())
     })
 }

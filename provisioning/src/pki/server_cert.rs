@@ -5,11 +5,11 @@
 
 use rcgen::{DistinguishedName, DnType};
 
-use crate::ca::{CertificationBody, LeafPurpose};
-use crate::encoding::{pem_encode, PRIVATE_KEY_TAG};
-use crate::error::Result;
-use crate::keys::KeySource;
-use crate::validity::Validity;
+use crate::pki::ca::{CertificationBody, LeafPurpose};
+use crate::pki::encoding::{pem_encode, PRIVATE_KEY_TAG};
+use crate::pki::error::Result;
+use crate::pki::keys::KeySource;
+use crate::pki::validity::Validity;
 
 /// A server certificate and its key.
 #[derive(Clone)]

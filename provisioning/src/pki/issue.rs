@@ -1,8 +1,8 @@
 //! Issuing an institution identity in one step: the carrier (acting for the
 //! certification body) creates the key and the certificate and hands both to
 //! the installer, usually as a password-protected PKCS#12 file
-//! ([`crate::pkcs12`]). The alternative, where the key never leaves the
-//! device, is [`crate::csr`].
+//! ([`crate::pki::pkcs12`]). The alternative, where the key never leaves the
+//! device, is [`crate::pki::csr`].
 
 use cpe_common::hex::encode as hex;
 use std::fmt;
@@ -10,12 +10,12 @@ use std::fmt;
 use cpe_common::institution::InstitutionCode;
 use time::OffsetDateTime;
 
-use crate::ca::{CertificationBody, LeafPurpose};
-use crate::encoding::{pem_encode, PRIVATE_KEY_TAG};
-use crate::error::Result;
-use crate::keys::KeySource;
-use crate::subject::{institution_subject, DEFAULT_INSTITUTION_NAME};
-use crate::validity::Validity;
+use crate::pki::ca::{CertificationBody, LeafPurpose};
+use crate::pki::encoding::{pem_encode, PRIVATE_KEY_TAG};
+use crate::pki::error::Result;
+use crate::pki::keys::KeySource;
+use crate::pki::subject::{institution_subject, DEFAULT_INSTITUTION_NAME};
+use crate::pki::validity::Validity;
 
 /// Default validity of an institution certificate, in days.
 pub const DEFAULT_CERT_DAYS: u32 = 825;
@@ -121,8 +121,8 @@ impl CertificationBody {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::error::ProvisionError;
-    use crate::keys::KeyType;
+    use crate::pki::error::ProvisionError;
+    use crate::pki::keys::KeyType;
     use time::macros::datetime;
     use x509_parser::prelude::{FromDer, X509Certificate};
 

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::operator::rfc3339_ms;
+use crate::clock::rfc3339_ms;
 
 /// One step of a case trail, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -3,11 +3,11 @@
 //!
 //! The CSR is untrusted input. Its self-signature must verify (proof that the
 //! requester holds the key); its subject must carry a valid institution code
-//! (rules in [`crate::subject`]) and, when the operator names one, that code.
+//! (rules in [`crate::pki::subject`]) and, when the operator names one, that code.
 //! The subject is copied unchanged. Everything else the CSR asks for —
 //! extensions such as subjectAltName, other key usages, basicConstraints
 //! CA:TRUE, attributes — is ignored: the certificate gets the fixed
-//! institution-certificate profile of [`crate::ca`].
+//! institution-certificate profile of [`crate::pki::ca`].
 
 use cpe_common::institution::InstitutionCode;
 use rcgen::SubjectPublicKeyInfo;
@@ -15,12 +15,12 @@ use time::OffsetDateTime;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::ca::{CertificationBody, LeafPurpose};
-use crate::encoding::{pem_blocks, CSR_TAGS};
-use crate::error::{ProvisionError, Result};
-use crate::keys::classify_spki;
-use crate::subject::{code_in_subject, copy_subject};
-use crate::validity::Validity;
+use crate::pki::ca::{CertificationBody, LeafPurpose};
+use crate::pki::encoding::{pem_blocks, CSR_TAGS};
+use crate::pki::error::{ProvisionError, Result};
+use crate::pki::keys::classify_spki;
+use crate::pki::subject::{code_in_subject, copy_subject};
+use crate::pki::validity::Validity;
 use cpe_common::hex::encode as hex;
 
 /// Largest CSR accepted, in bytes; real ones are well under 4 KiB.

@@ -19,7 +19,7 @@ use cpe_protocol::receipt::{EnforcementReceipt, ReceiptClock, SignedReceipt};
 use serde::Serialize;
 
 use super::{to_i64, Database, DbError};
-use crate::compliance::{Step, Trail, TrailEvent};
+use crate::compliance::flow::{Step, Trail, TrailEvent};
 
 /// How many orders [`super::DeviceDetail::recent_orders`] holds at most.
 pub const DETAIL_ORDERS: u32 = 10;
@@ -535,7 +535,7 @@ pub(crate) fn sign_columns(
     let command_body =
         postcard::to_stdvec(&cpe_protocol::CommandKind::Order { signed: signed.signed.clone() })
             .map_err(|e| DbError::Signing(e.to_string()))?;
-    let order_hash = crate::receipts::order_hash(&signed.order_bytes).to_vec();
+    let order_hash = crate::compliance::receipts::order_hash(&signed.order_bytes).to_vec();
     Ok(SignedColumns {
         signed,
         command_body,

@@ -14,8 +14,8 @@ use p12_keystore::{
 };
 use ring::digest::{digest, SHA256};
 
-use crate::error::{ProvisionError, Result};
-use crate::issue::IssuedIdentity;
+use crate::pki::error::{ProvisionError, Result};
+use crate::pki::issue::IssuedIdentity;
 
 /// Key-derivation and MAC iterations used when writing.
 pub const PKCS12_ITERATIONS: u32 = 10_000;

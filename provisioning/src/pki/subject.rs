@@ -19,7 +19,7 @@ use rcgen::{DistinguishedName, DnType, DnValue};
 use x509_parser::der_parser::asn1_rs::Tag;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
-use crate::error::{ProvisionError, Result};
+use crate::pki::error::{ProvisionError, Result};
 
 /// Organisation name used when the operator gives none.
 pub const DEFAULT_INSTITUTION_NAME: &str = "Institution";

@@ -1,0 +1,92 @@
+//! What every `cpe-provision` command shares: opening the store named by
+//! `--database` (a store that cannot be opened is [`CouldNotRun`], exit
+//! status 2), the tokio runtime of one command, and file helpers.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use cpe_common::durable::{write_atomic, OsStorage};
+use cpe_provision::pki::validity::parse_rfc3339;
+use cpe_provision::store::Database;
+use time::OffsetDateTime;
+
+/// Marks an error after which a command could not run at all (the store
+/// cannot be opened): exit status 2 instead of 1.
+#[derive(Debug)]
+pub struct CouldNotRun(pub String);
+
+impl std::fmt::Display for CouldNotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Opens the store named by a `--database` argument; failure is [`CouldNotRun`].
+pub async fn open_database(url: &str) -> Result<Database> {
+    Database::open(url).await.with_context(|| {
+        CouldNotRun(format!("cannot open the database {}", cpe_provision::store::redact_url(url)))
+    })
+}
+
+/// Default store: an SQLite file in the working directory.
+pub const DEFAULT_DATABASE: &str = "sqlite:carrier.db";
+
+/// The wall clock, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The runtime of one CLI command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+/// `prefix` with `suffix` appended to its file name (`out/clinic` →
+/// `out/clinic.crt.pem`).
+pub fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The text file `path`, refused above `max_bytes`.
+pub fn read_text(path: &Path, max_bytes: usize) -> Result<String> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("could not read {}; check the path and its permissions", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() <= max_bytes,
+        "{} is {} bytes, larger than the {max_bytes} bytes expected; check that you picked the right file",
+        path.display(),
+        bytes.len()
+    );
+    String::from_utf8(bytes).with_context(|| format!("{} is not a PEM text file", path.display()))
+}
+
+/// Writes `path` durably with `mode`.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic(&OsStorage, path, bytes, mode).with_context(|| {
+        format!("could not write {}; check that its directory exists and is writable", path.display())
+    })
+}
+
+/// An RFC 3339 argument (clap value parser).
+pub fn parse_time(text: &str) -> std::result::Result<OffsetDateTime, String> {
+    parse_rfc3339(text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_out_prefix_gets_suffixes() {
+        assert_eq!(with_suffix(Path::new("out/clinic"), ".crt.pem"), PathBuf::from("out/clinic.crt.pem"));
+    }
+}

@@ -1,0 +1,201 @@
+//! `cpe-provision serve`: the carrier server the agents talk to.
+//!
+//! HTTPS (rustls) with mandatory client certificates chaining to the
+//! institution CA(s). The device identity — `<institution code>/<device>`,
+//! from the certificate's serialNumber (or CN) and OU — comes only from the
+//! certificate; a body claiming another identity is refused and logged.
+//! Endpoints and bodies are defined in [`cpe_protocol`]. Behind it: the
+//! [`crate::store`] store (SQLite or PostgreSQL), the liveness watcher that
+//! turns silent devices "down", and [`crate::alerts`].
+//!
+//! Acknowledgements of compliance orders get more than a flag: an applied
+//! order must come with the device's enforcement receipt, verified against
+//! the client certificate of the very connection ([`crate::compliance::receipts`]) and
+//! stored with it; a bad or mismatched receipt is answered 422 and nothing
+//! is recorded (the order stays "delivered" and is redelivered); a refusal
+//! is recorded with the device's reason and raises an `order-refused` alert.
+//! Incident records are stored in the incidents table as well.
+//!
+//! [`run`] takes a bound listener and a shutdown future, so tests run it on
+//! `127.0.0.1:0` and stop it at will.
+//!
+//! - this module: the listener, one task per connection, the liveness watcher;
+//! - `tls`: the rustls configuration and the identity a client certificate gives;
+//! - `routes`: which handler serves which endpoint, reply and body helpers;
+//! - `ingest`: `POST /v1/reports` and the alerts its events raise;
+//! - `long_poll`: `GET /v1/commands?wait=S`;
+//! - `acks`: `POST /v1/commands/ack`, with order receipts;
+//! - `enrol`: `POST /v1/enrol`, renewal CSRs.
+
+mod acks;
+mod enrol;
+mod ingest;
+mod long_poll;
+mod routes;
+mod tls;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cpe_protocol::Level;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::alerts::AlertSink;
+use crate::pki::ca::CertificationBody;
+use crate::store::Database;
+
+pub use ingest::ingest_record;
+pub use tls::{identity_from_certificate, DeviceIdentity};
+
+/// What the server needs besides its store and alert sink.
+#[derive(Debug)]
+pub struct ServeConfig {
+    /// Server certificate chain (leaf first).
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    /// Server private key.
+    pub tls_key: PrivateKeyDer<'static>,
+    /// CA certificates that institution certificates must chain to.
+    pub client_cas: Vec<CertificateDer<'static>>,
+    /// A device silent this long is "down".
+    pub silent_after: Duration,
+    /// How often the liveness watcher looks.
+    pub liveness_every: Duration,
+    /// Longest a command long-poll is held open.
+    pub long_poll_max: Duration,
+    /// CA that signs renewal CSRs (`/v1/enrol`); `None` refuses enrolment.
+    pub enrol_ca: Option<CertificationBody>,
+    /// Validity of certificates issued by enrolment, in days.
+    pub enrol_days: u32,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS settings refused by rustls.
+    #[error("TLS configuration: {0}; check --tls-cert, --tls-key and --client-ca")]
+    Tls(String),
+    /// Accepting connections failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct State {
+    db: Database,
+    alerts: AlertSink,
+    config: ServeConfig,
+}
+
+/// Serves until `shutdown` completes. Also runs the liveness watcher.
+pub async fn run(
+    listener: TcpListener,
+    config: ServeConfig,
+    db: Database,
+    alerts: AlertSink,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls::tls_config(&config)?));
+    let state = Arc::new(State { db, alerts, config });
+    let watcher = tokio::spawn(liveness_loop(state.clone()));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                connections.spawn(serve_connection(state.clone(), acceptor.clone(), stream, peer));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    watcher.abort();
+    // Give in-flight requests a moment, then drop the rest.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+    Ok(())
+}
+
+async fn serve_connection(
+    state: Arc<State>,
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(der) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        tracing::warn!(%peer, "no client certificate");
+        return;
+    };
+    let identity = match identity_from_certificate(der.as_ref()) {
+        Ok(identity) => Arc::new(tls::Peer { identity, cert_der: der.as_ref().to_vec() }),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "client certificate carries no usable identity");
+            return;
+        }
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let peer = identity.clone();
+        async move { Ok::<_, Infallible>(routes::handle(&state, &peer, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(tls), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+async fn liveness_loop(state: Arc<State>) {
+    let mut tick = tokio::time::interval(state.config.liveness_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silent_ms = i64::try_from(state.config.silent_after.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tick.tick().await;
+        let now = now_ms();
+        match state.db.mark_silent(now - silent_ms, now).await {
+            Ok(down) => {
+                for device in down {
+                    let message = format!(
+                        "no heartbeat for {} s / 死活監視: 応答なし",
+                        state.config.silent_after.as_secs()
+                    );
+                    ingest::raise(&state, &device, "down", Level::Warning, message, now).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "liveness check failed"),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! TLS of the carrier server: the rustls configuration with mandatory
+//! client certificates, and the device identity a client certificate gives.
+
+use std::sync::Arc;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{ServeConfig, ServeError};
+
+/// Who is on the other end of a connection, from its client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// `<institution code>/<device>`.
+    pub id: String,
+    /// The institution code.
+    pub institution_code: String,
+    /// End of validity of the presented certificate, Unix seconds.
+    pub cert_not_after: i64,
+}
+
+/// Derives the device identity from a verified client certificate.
+pub fn identity_from_certificate(der: &[u8]) -> Result<DeviceIdentity, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let code = crate::pki::subject::code_in_subject(cert.subject()).map_err(|e| e.to_string())?;
+    let unit = cert.subject().iter_organizational_unit().find_map(|ou| ou.as_str().ok());
+    Ok(DeviceIdentity {
+        id: cpe_common::institution::device_id(&code, unit),
+        institution_code: code.to_string(),
+        cert_not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+pub(super) fn tls_config(config: &ServeConfig) -> Result<rustls::ServerConfig, ServeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in &config.client_cas {
+        roots.add(ca.clone()).map_err(|e| ServeError::Tls(format!("client CA: {e}")))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(config.tls_chain.clone(), config.tls_key.clone_key())
+        .map_err(|e| ServeError::Tls(e.to_string()))
+}
+
+/// The other end of a connection: its identity and the certificate it
+/// presented (receipts are verified against it).
+pub(super) struct Peer {
+    pub(super) identity: DeviceIdentity,
+    pub(super) cert_der: Vec<u8>,
+}
