@@ -723,8 +723,19 @@ fn browse(world: &World, script: &Path, step: &serde_json::Value) -> serde_json:
         world.log("agent.log")
     );
     let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {line}"))
+    let seen: serde_json::Value = serde_json::from_str(line.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {line}"));
+    println!(
+        "chromium: {} ({}): page {} bytes{}",
+        step["url"],
+        seen["headline_class"],
+        seen["bytes"],
+        seen["self_check_ms"]
+            .as_u64()
+            .map(|ms| format!(", self-check click → result {ms} ms"))
+            .unwrap_or_default()
+    );
+    seen
 }
 
 fn field<'a>(seen: &'a serde_json::Value, name: &str) -> &'a str {
@@ -789,15 +800,11 @@ fn notice_page_in_headless_chromium_in_every_state() {
     assert!(field(&seen, "progress_ja").contains("自己診断を実行中です"), "{seen}");
     assert!(field(&seen, "result_ja").contains("自己診断が完了しました"), "{seen}");
     assert!(has_japanese(field(&seen, "verdict_ja")) && has_japanese(field(&seen, "hint_ja")), "{seen}");
-    let page_bytes = seen["bytes"].as_u64().unwrap_or_default();
-    let self_check_ms = seen["self_check_ms"].as_u64().unwrap_or_default();
+    assert!(seen["bytes"].as_u64().is_some_and(|b| b < 16 * 1024), "the page stays small: {seen}");
     let last: serde_json::Value =
         serde_json::from_slice(&std::fs::read(world.path("state/diagnosis/last.json")).unwrap()).unwrap();
     let normal_hint = field(&seen, "hint_ja").to_owned();
-    println!(
-        "chromium: normal page {page_bytes} bytes; self-check click → result shown {self_check_ms} ms (verdict {})",
-        last["verdict"]["segment"]
-    );
+    println!("chromium: the normal state's self-check verdict: {}", last["verdict"]["segment"]);
     let reported = wait_for(Duration::from_secs(20), || {
         let incident = device_json()["latest_incident"].clone();
         (incident["id"] == last["id"]).then_some(incident)

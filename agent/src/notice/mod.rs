@@ -105,6 +105,7 @@ impl NoticeSource {
             health: lock(&self.health),
             link: lock(&self.link),
             self_check: self.self_check.as_ref().map(|s| s.status()),
+            self_check_interval: self.self_check.as_ref().map_or(selfcheck::MIN_INTERVAL, |s| s.interval()),
             now: crate::clock::now().unix_timestamp(),
         }
     }
@@ -194,11 +195,18 @@ fn press(source: &NoticeSource, peer: IpAddr, same_origin: bool) -> Response {
         },
         Pressed::Refused(Refusal::TooSoon { wait }) => {
             let s = wait.as_secs().max(1);
+            let interval = self_check.interval();
             let mut response = Response::html(
                 "429 Too Many Requests",
                 page::message(
-                    &format!("自己診断は1分に1回まで実行できます。{s} 秒後にもう一度お試しください。"),
-                    &format!("The self-check runs once a minute at most; try again in {s} s."),
+                    &format!(
+                        "自己診断は{}実行できます。{s} 秒後にもう一度お試しください。",
+                        page::at_most(interval, crate::lang::Lang::Ja)
+                    ),
+                    &format!(
+                        "The self-check runs {}; try again in {s} s.",
+                        page::at_most(interval, crate::lang::Lang::En)
+                    ),
                 ),
             );
             response.extra = format!("Retry-After: {s}\r\n");

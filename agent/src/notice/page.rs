@@ -125,6 +125,8 @@ pub struct NoticeView {
     pub link: LinkState,
     /// The self-check button's state; `None`: no button.
     pub self_check: Option<Status>,
+    /// Least time between two self-checks.
+    pub self_check_interval: std::time::Duration,
     /// Now (Unix seconds).
     pub now: i64,
 }
@@ -382,18 +384,37 @@ fn diagnosis_block(out: &mut String, diagnosis: Option<&ShownDiagnosis>, lang: L
     out.push_str("</dl>\n");
 }
 
-fn self_check_block(out: &mut String, status: &Status, lang: Lang) {
+/// 「1分に1回まで」 / "once a minute at most" for `interval`.
+pub fn at_most(interval: std::time::Duration, lang: Lang) -> String {
+    let s = interval.as_secs().max(1);
+    match (lang, s.is_multiple_of(60)) {
+        (Lang::Ja, true) => format!("{}分に1回まで", s / 60),
+        (Lang::Ja, false) => format!("{s}秒に1回まで"),
+        (Lang::En, true) if s == 60 => "once a minute at most".to_owned(),
+        (Lang::En, true) => format!("once every {} minutes at most", s / 60),
+        (Lang::En, false) => format!("once every {s} s at most"),
+    }
+}
+
+fn self_check_block(out: &mut String, status: &Status, interval: std::time::Duration, lang: Lang) {
     let ja = lang == Lang::Ja;
     let label = |j: &'static str, e: &'static str| if ja { j } else { e };
     let _ = writeln!(out, "<h2>{}</h2>", label("自己診断", "Self-check"));
     let _ = writeln!(
         out,
         "<p>{}</p>",
-        label(
-            "端末・院内LAN・この機器・回線・通信事業者を順に確認し、結果を通信事業者にも送ります（1分に1回まで）。",
-            "Checks the terminals, the clinic LAN, this device, the line and the carrier in turn, and sends \
-             the result to the carrier too (once a minute at most)."
-        )
+        if ja {
+            format!(
+                "端末・院内LAN・この機器・回線・通信事業者を順に確認し、結果を通信事業者にも送ります（{}）。",
+                at_most(interval, lang)
+            )
+        } else {
+            format!(
+                "Checks the terminals, the clinic LAN, this device, the line and the carrier in turn, and \
+                 sends the result to the carrier too ({}).",
+                at_most(interval, lang)
+            )
+        }
     );
     let running = matches!(status, Status::Running { .. });
     match status {
@@ -487,7 +508,7 @@ fn section(out: &mut String, view: &NoticeView, headline: Headline, lang: Lang) 
     row(out, label("装置の状態", "Device health"), "health", &health);
     out.push_str("</dl>\n");
     if let Some(status) = &view.self_check {
-        self_check_block(out, status, lang);
+        self_check_block(out, status, view.self_check_interval, lang);
     }
     diagnosis_block(out, view.diagnosis.as_ref(), lang);
     out.push_str("</section>\n");

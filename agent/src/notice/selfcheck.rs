@@ -230,6 +230,11 @@ impl SelfCheck {
         Pressed::Started
     }
 
+    /// The least time between two starts.
+    pub fn interval(&self) -> Duration {
+        self.gate().min_interval
+    }
+
     /// The status now.
     pub fn status(&self) -> Status {
         self.gate().status(Instant::now())

@@ -35,6 +35,7 @@ fn view(service: ServiceRecord) -> NoticeView {
         health: None,
         link: LinkState::default(),
         self_check: None,
+        self_check_interval: selfcheck::MIN_INTERVAL,
         now: 1_800_000_000,
     }
 }
@@ -211,6 +212,9 @@ fn the_self_check_shows_its_progress_and_result() {
             && html.contains(">自己診断を実行</button>")
     );
     assert!(!html.contains("<script>") && !html.contains("refresh"), "no script unless running");
+    assert!(html.contains("（1分に1回まで）") && html.contains("(once a minute at most)"));
+    v.self_check_interval = Duration::from_secs(5);
+    assert!(render(&v).contains("（5秒に1回まで）") && render(&v).contains("(once every 5 s at most)"));
     v.self_check = Some(Status::Running { checks_done: 4, elapsed: Duration::from_secs(2) });
     let html = render(&v);
     assert!(html.contains("確認済み <span class=\"done\">4</span> 項目") && html.contains(" disabled>"));
