@@ -28,6 +28,10 @@ use crate::diagnose::DiagnosisReport;
 /// (`[notice] self_check_interval_s`).
 pub const MIN_INTERVAL: Duration = Duration::from_mins(1);
 
+/// How long the page announces a finished run (then its result is simply
+/// the last diagnosis).
+pub const RESULT_SHOWN: Duration = Duration::from_mins(10);
+
 /// The diagnosis behind the button: the daemon's path that keeps the report
 /// on the device and queues it for the carrier; `Err` says why it could not
 /// run.
@@ -80,6 +84,7 @@ pub enum Status {
 pub struct Gate {
     min_interval: Duration,
     last_start: Option<Instant>,
+    finished_at: Option<Instant>,
     run: u64,
     status: Status,
 }
@@ -87,7 +92,7 @@ pub struct Gate {
 impl Gate {
     /// A gate allowing one start per `min_interval`.
     pub fn new(min_interval: Duration) -> Self {
-        Self { min_interval, last_start: None, run: 0, status: Status::Idle }
+        Self { min_interval, last_start: None, finished_at: None, run: 0, status: Status::Idle }
     }
 
     /// Starts a run at `now`, or says why not. Returns the run's number.
@@ -120,6 +125,7 @@ impl Gate {
             return;
         }
         let took = self.last_start.map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        self.finished_at = Some(now);
         self.status = match outcome {
             Ok(report) => {
                 Status::Done { id: report.id.clone(), segment: report.verdict.segment.to_string(), took }
@@ -128,11 +134,17 @@ impl Gate {
         };
     }
 
-    /// The status at `now`.
+    /// The status at `now`: an outcome is announced for [`RESULT_SHOWN`],
+    /// then the gate is idle again.
     pub fn status(&self, now: Instant) -> Status {
         match (&self.status, self.last_start) {
             (Status::Running { checks_done, .. }, Some(start)) => {
                 Status::Running { checks_done: *checks_done, elapsed: now.saturating_duration_since(start) }
+            }
+            (Status::Done { .. } | Status::Failed { .. }, _)
+                if self.finished_at.is_some_and(|f| now.saturating_duration_since(f) >= RESULT_SHOWN) =>
+            {
+                Status::Idle
             }
             (status, _) => status.clone(),
         }
@@ -296,6 +308,7 @@ mod tests {
             gate.try_start(t0 + MIN_INTERVAL + Duration::from_secs(1)),
             Err(Refusal::TooSoon { .. })
         ));
+        assert_eq!(gate.status(t0 + MIN_INTERVAL + RESULT_SHOWN), Status::Idle, "announced for a while only");
     }
 
     #[test]
