@@ -303,10 +303,16 @@ fn health_line(health: &Health, lang: Lang) -> String {
     let days = health.uptime_s / 86_400;
     let hours = (health.uptime_s % 86_400) / 3600;
     let uplink = health.active_uplink.as_deref();
+    // An interval without a sample averages to NaN: say nothing rather than "NaN%".
+    let (cpu, mem) = (health.cpu_pct.is_finite(), health.mem_pct.is_finite());
     if ja {
         parts.push(format!("稼働 {days} 日 {hours} 時間"));
-        parts.push(format!("CPU {:.0}%", health.cpu_pct));
-        parts.push(format!("メモリ {:.0}%", health.mem_pct));
+        if cpu {
+            parts.push(format!("CPU {:.0}%", health.cpu_pct));
+        }
+        if mem {
+            parts.push(format!("メモリ {:.0}%", health.mem_pct));
+        }
         if let Some(t) = health.temperature_c {
             parts.push(format!("温度 {t:.0}℃"));
         }
@@ -316,8 +322,12 @@ fn health_line(health: &Health, lang: Lang) -> String {
         }
     } else {
         parts.push(format!("up {days} d {hours} h"));
-        parts.push(format!("CPU {:.0}%", health.cpu_pct));
-        parts.push(format!("memory {:.0}%", health.mem_pct));
+        if cpu {
+            parts.push(format!("CPU {:.0}%", health.cpu_pct));
+        }
+        if mem {
+            parts.push(format!("memory {:.0}%", health.mem_pct));
+        }
         if let Some(t) = health.temperature_c {
             parts.push(format!("temperature {t:.0} °C"));
         }

@@ -91,6 +91,10 @@ fn every_state_has_its_headline() {
     assert!(render(&view(rec)).contains("[DRILL]"));
     let html = render(&view(ServiceRecord::normal()));
     assert!(html.contains("class=\"state normal\"") && !html.contains("class=\"reason\""));
+    let mut v = view(ServiceRecord::normal());
+    v.health = Some(Health { cpu_pct: f32::NAN, mem_pct: 7.0, ..Health::default() });
+    let html = render(&v);
+    assert!(!html.contains("NaN") && html.contains("メモリ 7%"), "no sample, no figure: {html}");
     let mut unreadable = view(suspended());
     unreadable.state_problem = Some("damaged".into());
     assert_eq!(headline(&unreadable), Headline::Unknown);
