@@ -278,12 +278,6 @@ fn dispatch(cli: &Cli) -> Result<u8, Failure> {
     done.map(|()| 0)
 }
 
-/// Records a certificate change in the audit log. The change has happened
-/// already, so a log failure is reported, not turned into a failed command.
-fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
-    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
-}
-
 fn export_log(config: &AgentConfig, out: &Path, lang: Lang) -> Result<(), Failure> {
     let log = AuditLog::with_config(&config.state_dir, config.audit);
     let summary = log
@@ -392,8 +386,11 @@ fn import(
     let input = ImportInput { file: &file, key_file: key_file.as_deref(), password: password.as_deref() };
     let imported = identity::import(store, input, &policy, clock::now())?;
     tracing::info!(generation = %imported.generation, subject = %imported.info.subject, "identity installed");
-    audit_certificate(
-        config,
+    // The change has happened: a log failure is reported, not a failed command.
+    audit::record_or_log(
+        &config.state_dir,
+        config.audit,
+        AuditKind::Certificate,
         serde_json::json!({
             "event": "imported",
             "generation": imported.generation.clone(),
@@ -492,8 +489,10 @@ fn rollback(config: &AgentConfig, store: &IdentityStore<OsStorage>, lang: Lang) 
         .ok_or_else(|| Failure::cannot_run("restored chain is empty", "証明書がありません"))?;
     let subject =
         identity::validate::cert_info(leaf, config.institution_code_field).map_or_else(|e| e, |i| i.subject);
-    audit_certificate(
-        config,
+    audit::record_or_log(
+        &config.state_dir,
+        config.audit,
+        AuditKind::Certificate,
         serde_json::json!({ "event": "rolled_back", "generation": restored.generation.clone(), "subject": subject }),
     );
     println!(
@@ -519,7 +518,12 @@ fn wipe(
         ));
     }
     let destroyed = store.wipe().map_err(ImportError::from)?;
-    audit_certificate(config, serde_json::json!({ "event": "wiped", "keys_destroyed": destroyed }));
+    audit::record_or_log(
+        &config.state_dir,
+        config.audit,
+        AuditKind::Certificate,
+        serde_json::json!({ "event": "wiped", "keys_destroyed": destroyed }),
+    );
     println!(
         "{}",
         match lang {

@@ -5,6 +5,13 @@
 //! carrier can ship defaults and a unit can carry its own small override.
 //! Unknown keys are errors: a typo must not silently fall back to a default.
 //! Relative paths are taken relative to the directory of the main file.
+//!
+//! Imports run one way through this module: it embeds the section types of
+//! the feature cores that never read the whole configuration (the CSR key
+//! type and renewal policy of [`crate::identity`], [`crate::thresholds`],
+//! [`crate::audit`], the limits of [`crate::queue`]); the modules that read
+//! the whole configuration (orders, diagnose, renew, the daemon, the CLI)
+//! import it, and it imports none of them.
 
 use std::path::{Path, PathBuf};
 
@@ -91,8 +98,17 @@ pub struct OrdersConfig {
 impl OrdersConfig {
     /// The keys as bytes (checked when the configuration was loaded).
     pub fn public_keys(&self) -> Vec<[u8; 32]> {
-        self.keys.iter().filter_map(|k| crate::orders::parse_key_hex(k).ok()).collect()
+        self.keys.iter().filter_map(|k| parse_order_key(k).ok()).collect()
     }
+}
+
+/// Parses an order public key (Ed25519, 32 bytes) written as 64 hex
+/// characters, the form of `[orders] keys` and of the order state file.
+pub fn parse_order_key(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    cpe_common::hex::decode(text)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| format!("order key {text:?} is not 64 hex characters (an Ed25519 public key)"))
 }
 
 /// `[notice]`: the local notice page (§2.2 ⑦).
@@ -422,7 +438,7 @@ impl AgentConfig {
             *flag = base.join(&*flag);
         }
         for key in &config.orders.keys {
-            crate::orders::parse_key_hex(key).map_err(|message| ConfigError::Invalid {
+            parse_order_key(key).map_err(|message| ConfigError::Invalid {
                 path: path.to_owned(),
                 message: format!("[orders] keys: {message}"),
             })?;
@@ -484,6 +500,20 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_hex_round_trips_and_refuses_bad_text() {
+        let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap());
+        assert_eq!(parse_order_key(&cpe_common::hex::encode(&key)).unwrap(), key);
+        assert_eq!(
+            parse_order_key(&format!(" {} ", cpe_common::hex::encode(&key).to_uppercase())).unwrap(),
+            key
+        );
+        assert!(parse_order_key(&"0".repeat(63)).is_err());
+        assert!(parse_order_key(&"g".repeat(64)).is_err());
+        assert!(parse_order_key(&"é".repeat(32)).is_err());
+        assert!(parse_order_key("+1").is_err());
+    }
 
     #[test]
     fn defaults_drop_ins_and_relative_paths() {

@@ -16,8 +16,9 @@
 //!   remote-diagnosis path.
 //!
 //! Before any of it, the persisted order state is enforced (a suspended
-//! device is blocked again at once), and every heartbeat interval the
-//! firewall is reconciled with it.
+//! device is blocked again at once). Two more jobs have their own tick of
+//! one heartbeat interval: the firewall is reconciled with the order state,
+//! and diagnoses the CLI left in the outbox are queued.
 //!
 //! SIGTERM stops it cleanly; SIGHUP reloads the configuration (thresholds,
 //! carrier settings). Everything it needs from the OS sits behind the
@@ -43,7 +44,7 @@ use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
-use crate::metrics::Aggregator;
+use crate::metrics::{Aggregator, InstantView};
 use crate::notice::{self, HealthSlot, LinkSlot, NoticeSource, SelfCheck};
 use crate::orders;
 use crate::orders::apply::ApplyError;
@@ -125,13 +126,17 @@ pub async fn run(
         .then(|| tokio::spawn(notice::serve(notice_listen, notice_source(&shared))));
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
     drain_diagnosis_outbox(&shared);
-    let sender = tokio::spawn(sender_loop(shared.clone()));
-    let poller = tokio::spawn(command_loop(shared.clone()));
-    let renewer = tokio::spawn(renewal_loop(shared.clone()));
+    let tasks = [
+        tokio::spawn(sender_loop(shared.clone())),
+        tokio::spawn(command_loop(shared.clone())),
+        tokio::spawn(renewal_loop(shared.clone())),
+        tokio::spawn(every_interval(shared.clone(), reconcile_firewall_tick)),
+        tokio::spawn(every_interval(shared.clone(), drain_diagnosis_outbox)),
+    ];
     sampler_loop(&shared, shutdown).await;
-    sender.abort();
-    poller.abort();
-    renewer.abort();
+    for task in tasks {
+        task.abort();
+    }
     if let Some(notice) = notice {
         notice.abort();
     }
@@ -192,7 +197,7 @@ async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) 
     let (mut source, mut thresholds, mut uplinks, mut sample_every, mut report_every) =
         sampler_parts(&lock(&shared.config));
     let mut aggregator = Aggregator::new();
-    let mut last_sample = None;
+    let mut instant = InstantView::new();
     let started = Instant::now();
     let mut sample_tick = tokio::time::interval(sample_every);
     let mut report_tick = tokio::time::interval_at(tokio::time::Instant::now() + report_every, report_every);
@@ -205,11 +210,7 @@ async fn sampler_loop(shared: &Arc<Daemon>, shutdown: impl Future<Output = ()>) 
                 match source.sample() {
                     Ok(sample) => {
                         let at = started.elapsed();
-                        if let Some(previous) = last_sample.replace((sample.clone(), at)) {
-                            let mut instant = Aggregator::new();
-                            instant.add(previous.0, previous.1);
-                            instant.add(sample.clone(), at);
-                            let now_view = instant.finish();
+                        if let Some(now_view) = instant.step(sample.clone(), at) {
                             for event in thresholds.observe(&now_view, at) {
                                 tracing::info!(?event, "threshold transition");
                                 push(shared, RecordClass::Event, &Payload::Event(event));
@@ -258,15 +259,30 @@ fn sampler_parts(config: &AgentConfig) -> SamplerParts {
     )
 }
 
+/// Queues the interval's heartbeat and shows its figures on the notice page.
 fn heartbeat(shared: &Daemon, aggregator: &mut Aggregator) {
-    drain_diagnosis_outbox(shared);
     let mut health = aggregator.finish();
     health.agent_version = version();
     let config = lock(&shared.config).clone();
     health.cert_not_after = current_not_after(&config);
     *lock(&shared.health) = Some(health.clone());
     push(shared, RecordClass::Metric, &Payload::Heartbeat(health));
-    // Put the block back if something (a firewall reload) removed it.
+}
+
+/// Runs `job` once every heartbeat interval (`[carrier] interval_s`, read
+/// again before each wait, so a SIGHUP reload changes it).
+async fn every_interval(shared: Arc<Daemon>, job: fn(&Daemon)) {
+    loop {
+        let every = Duration::from_secs(lock(&shared.config).carrier.interval_s);
+        tokio::time::sleep(every).await;
+        job(&shared);
+    }
+}
+
+/// Puts the block back if something (a firewall reload) removed it, or
+/// removes a table no order asks for.
+fn reconcile_firewall_tick(shared: &Daemon) {
+    let config = lock(&shared.config).clone();
     reconcile_firewall(&config, false);
 }
 
@@ -571,11 +587,6 @@ fn drain_diagnosis_outbox(shared: &Daemon) {
     }
 }
 
-/// Records a certificate change made by the service in the audit log.
-fn audit_certificate(config: &AgentConfig, detail: serde_json::Value) {
-    audit::record_or_log(&config.state_dir, config.audit, AuditKind::Certificate, detail);
-}
-
 async fn renewal_loop(shared: Arc<Daemon>) {
     loop {
         let config = lock(&shared.config).clone();
@@ -593,8 +604,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                     match renew_if_due(&ctx, crate::clock::now(), false).await {
                         Ok(RenewOutcome::Renewed(generation)) => {
                             tracing::info!(%generation, "identity renewed");
-                            audit_certificate(
-                                &config,
+                            audit::record_or_log(
+                                &config.state_dir,
+                                config.audit,
+                                AuditKind::Certificate,
                                 serde_json::json!({ "event": "renewed", "generation": generation }),
                             );
                             *lock(&shared.client) = None;
@@ -603,8 +616,10 @@ async fn renewal_loop(shared: Arc<Daemon>) {
                         Err(e) => {
                             tracing::error!(error = %e, "certificate renewal failed; will retry");
                             if let RenewError::ProofFailed(reason) = &e {
-                                audit_certificate(
-                                    &config,
+                                audit::record_or_log(
+                                    &config.state_dir,
+                                    config.audit,
+                                    AuditKind::Certificate,
                                     serde_json::json!({ "event": "renewal_rolled_back", "reason": reason }),
                                 );
                             }

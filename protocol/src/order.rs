@@ -88,6 +88,21 @@ pub enum OrderKind {
     Drill,
 }
 
+impl OrderKind {
+    /// The kind's one name, as the carrier stores and prints it and as the
+    /// device writes it in its audit log: `stop`, `resume`, `notice`,
+    /// `key_rotation`, `drill`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Resume => "resume",
+            Self::Notice => "notice",
+            Self::KeyRotation { .. } => "key_rotation",
+            Self::Drill => "drill",
+        }
+    }
+}
+
 /// A compliance order, as the carrier signs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -280,6 +295,21 @@ pub fn decode_signed(bytes: &[u8]) -> Result<SignedOrder, OrderDecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_name() {
+        let kinds = [
+            OrderKind::Stop,
+            OrderKind::Resume,
+            OrderKind::Notice,
+            OrderKind::KeyRotation { new_key: [0; 32], retire: Vec::new() },
+            OrderKind::Drill,
+        ];
+        let names: std::collections::HashSet<&str> = kinds.iter().map(OrderKind::name).collect();
+        assert_eq!(names.len(), kinds.len());
+        assert_eq!(u32::try_from(kinds.len()).ok(), Some(ORDER_KIND_COUNT));
+        assert_eq!(kinds[3].name(), "key_rotation");
+    }
 
     fn order(kind: OrderKind) -> Order {
         Order {

@@ -25,6 +25,7 @@ use clap::Parser;
 use cpe_common::institution::InstitutionCode;
 use cpe_protocol::{Event, Health, InterfaceStats, Level, Payload, Record, ReportBatch};
 use cpe_provision::alerts::AlertSink;
+use cpe_provision::clock::now_ms;
 use cpe_provision::server::{self, ingest_record, ServeConfig};
 use cpe_provision::store::{Database, DeviceSeen};
 use cpe_provision::{CertificationBody, IssueRequest, Validity};
@@ -87,12 +88,6 @@ fn record(seq: u64) -> Record {
         Payload::Heartbeat(health(seq))
     };
     Record { seq, at_unix_ms: 1_800_000_000_000, payload }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Requests each client sends: `reports / clients / batch`, at least one.

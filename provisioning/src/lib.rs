@@ -5,21 +5,32 @@
 //! the carrier's tooling for that step, as a library (for tests of other
 //! crates and, later, the provisioning server) and as the `cpe-provision` CLI:
 //!
-//! Each capability has one place, and the imports run one way
-//! (`cli` → `server` → `compliance` / `alerts` / `pki` → `store`):
+//! Each capability has one place, and the imports run one way — the
+//! command line over the use cases, the use cases over the rules and the
+//! store, never back (the tree, one line per module, and the picture of
+//! who uses whom are in `provisioning/ARCHITECTURE.md`):
 //!
+//! ```text
+//! cli ─► server ─► alerts, compliance::receipts, pki ─┐
+//!  ├──► compliance (use cases ─► flow, order_keys) ──┼─► store
+//!  ├──► devices (use cases) ─────────────────────────┘
+//!  └──► pki
+//! ```
+//!
+//! - [`compliance`]: the §2.2 use cases (case steps, stop, resume, drills,
+//!   key rotation), the flow rules, order-signing keys, receipts, and
+//!   re-verification of an order and its receipt.
+//! - [`devices`]: the use cases on devices outside the flow.
+//! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
+//!   report ingest, command long-poll, acknowledgements, enrolment).
+//! - [`alerts`]: the alert policy (pure) and delivery.
 //! - [`pki`]: the test certification body, issuing, CSR signing, PKCS#12,
 //!   the server certificate, subjects, validity periods.
-//! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
-//!   report ingest, command long-poll, liveness).
-//! - [`store`]: the storage interface, its migrations, one module per backend
-//!   (SQLite, PostgreSQL), and the storage of cases and orders.
-//! - [`compliance`]: the §2.2 case flow, order-signing keys, receipts, and
-//!   re-verification of an order and its receipt.
-//! - [`alerts`]: where alerts go.
-//! - [`clock`]: Unix-millisecond times as text.
+//! - [`store`]: the storage interface, its migrations, each query written
+//!   once, one module per backend (SQLite, PostgreSQL).
+//! - [`clock`]: the wall clock at the edges; Unix milliseconds as text.
 //!
-//! The command line (`src/main.rs` and `src/cli/`, argument definitions and
+//! The command line (`src/main.rs` and `src/cli/`: argument definitions and
 //! views) is the binary's, not the library's.
 //!
 //! ```no_run
@@ -37,6 +48,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod compliance;
+pub mod devices;
 pub mod pki;
 pub mod server;
 pub mod store;

@@ -115,6 +115,8 @@ both!(
     case_trail_orders_delivery_and_receipts,
     order_sequences_strictly_increase_across_processes,
     incidents_stored_once_latest_shown,
+    concurrent_operators_open_one_case_and_issue_one_stop,
+    stored_key_rotation_orders_take_the_one_spelling,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -565,7 +567,7 @@ fn futures_are_send(db: &Database) {
 }
 
 fn case_event(
-    step: cpe_provision::compliance::flow::Step,
+    step: cpe_provision::store::Step,
     text: &str,
     at_ms: i64,
 ) -> cpe_provision::store::NewCaseEvent {
@@ -652,7 +654,7 @@ fn receipt_for(
 async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
     use cpe_protocol::order::{decode_order, decode_signed, signed_message, OrderKind};
     use cpe_protocol::receipt::ServiceState;
-    use cpe_provision::compliance::flow::Step;
+    use cpe_provision::store::Step;
     let db = b.open().await;
     let other = b.open().await;
     let dev = "1312345678/cpe-01";
@@ -712,7 +714,7 @@ async fn case_trail_orders_delivery_and_receipts(b: &Backend) {
     let row = other.order(issued.order_id).await.unwrap().unwrap();
     assert_eq!((row.state(), row.delivered_at_ms, row.deliveries), ("delivered", Some(T0 + 10), 1));
     assert_eq!(row.order_hash, cpe_provision::compliance::receipts::order_hash(&signed.order_bytes).to_vec());
-    assert_eq!(row.key_id, cpe_provision::order_keys::hex(&key.key_id()));
+    assert_eq!(row.key_id, cpe_common::hex::encode(&key.key_id()));
 
     // Applied with a receipt: recorded once; the device shows the recommendation.
     assert!(db.order_by_command("1312345678/cpe-02", issued.command_id).await.unwrap().is_none());
@@ -868,4 +870,131 @@ async fn incidents_stored_once_latest_shown(b: &Backend) {
     let latest = db.device(dev).await.unwrap().unwrap().latest_incident.unwrap();
     assert_eq!((latest.incident_id.as_str(), latest.summary.as_str()), ("diag-3", "uplink fault"));
     assert!(db.incidents("1312345678/none", 10).await.unwrap().is_empty());
+}
+
+/// Operators opening a case for one device and then stopping it at once,
+/// through two "processes": the flow allows one open case and one stop, and
+/// exactly one case and one stop order result — also for an
+/// operator whose check of the trail passed before the other's stop was
+/// stored, because the rule is checked again inside the issuing transaction.
+async fn concurrent_operators_open_one_case_and_issue_one_stop(b: &Backend) {
+    use cpe_provision::compliance::flow::{self, Refusal, Trail};
+    use cpe_provision::compliance::order_keys::{order_signer, KeyStore};
+    use cpe_provision::compliance::orders::{self, Actor, ReasonText, Signing};
+    use cpe_provision::compliance::{cases, ComplianceError};
+    use cpe_provision::store::Step;
+    let a = b.open().await;
+    let c = b.open().await;
+    let dev = "1312345678/cpe-01";
+    a.ingest(&device(dev), records([1]), T0).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    KeyStore::new(keys.path()).init().unwrap();
+    let actor = || Actor {
+        operator: "tanaka".into(),
+        now: time::OffsetDateTime::from_unix_timestamp(T0 / 1000).unwrap(),
+    };
+    // Two operators opening a case for the device at once: one case.
+    let opening: Vec<_> = (0..6)
+        .map(|i| {
+            let (db, actor) = (if i % 2 == 0 { a.clone() } else { c.clone() }, actor());
+            tokio::spawn(async move {
+                cases::open(&db, dev, "data leaving through an unauthorised VPN", &actor).await
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for task in opening {
+        match task.await.unwrap() {
+            Ok(id) => opened.push(id),
+            Err(ComplianceError::Refused(Refusal::CaseOpen { .. })) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let case = opened[0];
+    assert_eq!(a.latest_case(dev).await.unwrap().unwrap().case.id, case);
+
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let db = if i % 2 == 0 { a.clone() } else { c.clone() };
+        let (dir, actor) = (keys.path().to_owned(), actor());
+        tasks.push(tokio::spawn(async move {
+            let signing = Signing { keys: KeyStore::new(&dir), valid_days: 7 };
+            let reason =
+                ReasonText { both: Some("緊急停止 / urgent stop".into()), ..ReasonText::default() };
+            orders::stop(&db, dev, &reason, Some("patient data leaking".into()), &signing, &actor).await
+        }));
+    }
+    let mut issued = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(order) => issued.push(order),
+            Err(ComplianceError::Refused(Refusal::AlreadyStopped { case: refused })) => {
+                assert_eq!(refused, case);
+            }
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    let detail = c.case(case).await.unwrap().unwrap();
+    assert_eq!(detail.orders.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>(), ["stop"]);
+    assert_eq!(detail.events.iter().filter(|e| e.step == Step::Stop).count(), 1);
+
+    // An issuer whose check passed on the trail before the stop (read then),
+    // issuing after it: refused inside the transaction, nothing stored.
+    let before_stop = Trail { case_id: case, events: Trail::of(&detail).events[..1].to_vec() };
+    flow::may_stop(&before_stop, T0, Some("again")).unwrap();
+    let now_ms = T0;
+    let rule = orders::case_rule(move |trail| flow::may_stop(trail, now_ms, Some("again")).map(drop));
+    let key = KeyStore::new(keys.path()).current().unwrap();
+    let mut late = new_order(dev, Some(case), cpe_protocol::order::OrderKind::Stop, T0 + 1);
+    late.justification = Some("again".into());
+    let refused = a
+        .issue_case_order(late, Some(case_event(Step::Stop, "again", T0 + 1)), order_signer(key), rule)
+        .await;
+    assert!(
+        matches!(&refused, Err(DbError::Refused(e)) if e.to_string().contains("already has a stop order")),
+        "{refused:?}"
+    );
+    let after = a.case(case).await.unwrap().unwrap();
+    assert_eq!((after.orders.len(), after.events.len()), (1, 2));
+    assert_eq!(a.take_commands(dev, T0 + 10).await.unwrap().len(), 1);
+}
+
+/// Runs `sql` on the backend directly, as an older build or an operator would.
+async fn raw(b: &Backend, sql: &str) {
+    if b.pg.is_some() {
+        admin(&b.url).await.batch_execute(sql).await.unwrap();
+    } else {
+        let path = b.url.strip_prefix("sqlite:").unwrap();
+        rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+    }
+}
+
+/// A database written by a build that spelled the kind `key-rotation`
+/// (schema version 2) is migrated to the one spelling of
+/// `OrderKind::name`, which the devices also use.
+async fn stored_key_rotation_orders_take_the_one_spelling(b: &Backend) {
+    use cpe_protocol::order::OrderKind;
+    let dev = "1312345678/cpe-01";
+    {
+        let db = b.open().await;
+        db.ingest(&device(dev), records([1]), T0).await.unwrap();
+        let key = cpe_provision::order_keys::OrderSigningKey::generate().unwrap();
+        let rotation = OrderKind::KeyRotation { new_key: [7; 32], retire: vec![[1; 8]] };
+        db.issue_order(new_order(dev, None, rotation, T0), None, signer(&key)).await.unwrap();
+        assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
+    }
+    raw(
+        b,
+        "UPDATE orders SET kind = 'key-rotation';
+         UPDATE commands SET kind = 'order:key-rotation';
+         DELETE FROM schema_migrations WHERE version = 3;",
+    )
+    .await;
+    let db = b.open().await;
+    assert_eq!(db.schema_versions().await.unwrap(), [1, 2, 3]);
+    assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
+    let detail = db.device(dev).await.unwrap().unwrap();
+    assert_eq!(detail.recent_commands[0].kind, "order:key_rotation");
 }

@@ -538,10 +538,10 @@ async fn orders_flow(database: Option<String>) {
         panic!("{:?}", rotation.kind)
     };
     assert_eq!(rotation.sequence, 4);
-    let hex = cpe_provision::order_keys::hex(&announced);
+    let hex = cpe_common::hex::encode(&announced);
     assert_eq!(hex, new_key);
     assert_eq!(retire.len(), 1);
-    assert_eq!(cpe_provision::order_keys::hex(&retire[0]), shown[1]["key_id"].as_str().unwrap());
+    assert_eq!(cpe_common::hex::encode(&retire[0]), shown[1]["key_id"].as_str().unwrap());
     let ack = CommandAck {
         id: rotation_command,
         ok: true,

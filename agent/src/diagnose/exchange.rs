@@ -14,11 +14,73 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpe_protocol::Pong;
 use rustls::pki_types::ServerName;
 use rustls::AlertDescription;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::probes::{ConnectFailure, Exchange, ExchangeLimits, ExchangeOutcome};
+/// How a TCP connection attempt to the carrier ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// The host answered with a reset: nothing listens on the port.
+    Refused,
+    /// No answer in time.
+    Timeout,
+    /// Unreachable or another OS error.
+    Other(String),
+}
+
+/// How the TLS handshake and the `/v1/ping` call ended, once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeOutcome {
+    /// TCP did not connect.
+    NotConnected(ConnectFailure),
+    /// TLS could not be attempted (no identity or no carrier CA on the device).
+    NoTls(String),
+    /// The server's certificate was not accepted by the device.
+    ServerCertificate(String),
+    /// The server ended the handshake with an alert about our certificate
+    /// (`CertificateExpired`, `BadCertificate`, `UnknownCA`, …).
+    CertificateRefused {
+        /// The alert, as rustls names it.
+        alert: String,
+    },
+    /// The handshake broke off otherwise (reset, EOF, another alert, timeout).
+    TlsBroken(String),
+    /// The server answered the HTTP request.
+    Answered {
+        /// HTTP status.
+        status: u16,
+        /// The decoded `/v1/ping` answer on success.
+        pong: Option<Pong>,
+        /// First bytes of an error body.
+        message: String,
+    },
+    /// Connected and TLS completed, but no (readable) answer came.
+    NoAnswer(String),
+}
+
+/// A carrier exchange with its timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// What happened.
+    pub outcome: ExchangeOutcome,
+    /// TCP connect time, when connected.
+    pub connect_ms: Option<u64>,
+    /// TLS handshake time, when completed.
+    pub handshake_ms: Option<u64>,
+    /// Negotiated TLS version, when completed.
+    pub tls_version: Option<String>,
+}
+
+/// Time limits of one carrier exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeLimits {
+    /// TCP connect.
+    pub connect: Duration,
+    /// TLS handshake plus the HTTP exchange.
+    pub tls: Duration,
+}
 
 /// Most bytes read of the `/v1/ping` answer.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
@@ -176,7 +238,7 @@ pub fn parse_answer(bytes: &[u8]) -> ExchangeOutcome {
         })
     });
     let body = if chunked { dechunk(body) } else { body.to_vec() };
-    let pong = (status == 200).then(|| cpe_protocol::decode::<cpe_protocol::Pong>(&body).ok()).flatten();
+    let pong = (status == 200).then(|| cpe_protocol::decode::<Pong>(&body).ok()).flatten();
     let message = if status == 200 {
         String::new()
     } else {
@@ -209,7 +271,7 @@ mod tests {
 
     #[test]
     fn answers_are_parsed_with_status_and_pong() {
-        let pong = cpe_protocol::Pong { device_id: "1312345678/cpe-1".into(), server_unix: 1_800_000_000 };
+        let pong = Pong { device_id: "1312345678/cpe-1".into(), server_unix: 1_800_000_000 };
         let body = cpe_protocol::encode(&pong);
         let mut ok = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
         ok.extend(&body);

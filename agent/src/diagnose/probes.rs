@@ -22,6 +22,8 @@
 //!   ([`crate::identity::tls::client_config`]), then `GET /v1/ping`, each
 //!   step's failure kept apart (refused, server certificate, our certificate
 //!   refused by alert, HTTP status).
+//! - **Firewall**: whether the agent's nftables table exists, asked through
+//!   [`crate::orders::firewall::Firewall`], which owns everything nftables.
 //!
 //! Blocking socket work runs on tokio's blocking pool; every probe is
 //! bounded by its own request (counts, windows) and the runner's timeouts.
@@ -29,21 +31,28 @@
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpe_common::durable::OsStorage;
-use cpe_protocol::Pong;
-use rustix::net::{ipproto, AddressFamily, RecvFlags, SendFlags, SocketType};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self as socket, sockopt, AddressFamily, LinkAddr, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+    SockType, SockaddrStorage,
+};
+use nix::sys::time::{TimeVal, TimeValLike};
 use time::OffsetDateTime;
 
+use super::exchange::{Exchange, ExchangeLimits};
 use super::observe::{self, IcmpMessage, Inet6Address, InterfaceState, Lease, Neighbour, RouteV4};
 use crate::config::AgentConfig;
 use crate::identity::status::{self, CertStatus};
 use crate::identity::store::IdentityStore;
 use crate::metrics::{parse, CpuTimes, MemInfo};
+use crate::orders::firewall::{Firewall, FirewallError, NftFirewall};
 
 /// One ICMP echo series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,69 +96,6 @@ impl PingOutcome {
     pub fn received(&self) -> usize {
         self.rtts_us.len()
     }
-}
-
-/// How a TCP connection attempt to the carrier ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectFailure {
-    /// The host answered with a reset: nothing listens on the port.
-    Refused,
-    /// No answer in time.
-    Timeout,
-    /// Unreachable or another OS error.
-    Other(String),
-}
-
-/// How the TLS handshake and the `/v1/ping` call ended, once connected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExchangeOutcome {
-    /// TCP did not connect.
-    NotConnected(ConnectFailure),
-    /// TLS could not be attempted (no identity or no carrier CA on the device).
-    NoTls(String),
-    /// The server's certificate was not accepted by the device.
-    ServerCertificate(String),
-    /// The server ended the handshake with an alert about our certificate
-    /// (`CertificateExpired`, `BadCertificate`, `UnknownCA`, …).
-    CertificateRefused {
-        /// The alert, as rustls names it.
-        alert: String,
-    },
-    /// The handshake broke off otherwise (reset, EOF, another alert, timeout).
-    TlsBroken(String),
-    /// The server answered the HTTP request.
-    Answered {
-        /// HTTP status.
-        status: u16,
-        /// The decoded `/v1/ping` answer on success.
-        pong: Option<Pong>,
-        /// First bytes of an error body.
-        message: String,
-    },
-    /// Connected and TLS completed, but no (readable) answer came.
-    NoAnswer(String),
-}
-
-/// A carrier exchange with its timings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exchange {
-    /// What happened.
-    pub outcome: ExchangeOutcome,
-    /// TCP connect time, when connected.
-    pub connect_ms: Option<u64>,
-    /// TLS handshake time, when completed.
-    pub handshake_ms: Option<u64>,
-    /// Negotiated TLS version, when completed.
-    pub tls_version: Option<String>,
-}
-
-/// Time limits of one carrier exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExchangeLimits {
-    /// TCP connect.
-    pub connect: Duration,
-    /// TLS handshake plus the HTTP exchange.
-    pub tls: Duration,
 }
 
 /// Free space of the state partition.
@@ -223,6 +169,7 @@ pub struct SystemProbes {
     code_field: cpe_common::institution::CodeField,
     renewal: crate::identity::renewal::RenewalPolicy,
     tls: Result<Arc<rustls::ClientConfig>, String>,
+    firewall: NftFirewall,
 }
 
 impl SystemProbes {
@@ -238,6 +185,7 @@ impl SystemProbes {
             code_field: config.institution_code_field,
             renewal: config.renewal.clone(),
             tls: tls_config(config).map(Arc::new),
+            firewall: NftFirewall::default(),
         }
     }
 }
@@ -303,11 +251,15 @@ impl Probes for SystemProbes {
     }
 
     fn disk(&self) -> Result<DiskSpace, String> {
-        let stat = rustix::fs::statvfs(&self.state_dir)
-            .map_err(|e| format!("cannot stat {}: {e}", self.state_dir.display()))?;
+        let stat = nix::sys::statvfs::statvfs(&self.state_dir)
+            .map_err(|e| format!("cannot stat {}: {}", self.state_dir.display(), io::Error::from(e)))?;
+        // The C types are 32 bits wide on 32-bit targets, 64 on others.
+        #[allow(clippy::useless_conversion)]
+        let (available, total, fragment) =
+            (u64::from(stat.blocks_available()), u64::from(stat.blocks()), u64::from(stat.fragment_size()));
         Ok(DiskSpace {
-            available_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
-            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+            available_bytes: available.saturating_mul(fragment),
+            total_bytes: total.saturating_mul(fragment),
         })
     }
 
@@ -336,24 +288,12 @@ impl Probes for SystemProbes {
     }
 
     fn firewall_table(&self, table: &str) -> impl Future<Output = Result<bool, String>> + Send {
-        let words: Vec<String> = table.split_ascii_whitespace().map(str::to_owned).collect();
+        let (firewall, table) = (self.firewall.clone(), table.to_owned());
         blocking(move || {
-            let output = std::process::Command::new("nft")
-                .arg("list")
-                .arg("table")
-                .args(&words)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run nft: {e}"))?;
-            if output.status.success() {
-                return Ok(true);
-            }
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if stderr.contains("No such file or directory") {
-                Ok(false)
-            } else {
-                Err(format!("nft list table failed: {}", stderr.lines().next().unwrap_or("").trim()))
-            }
+            firewall.has_table(&table).map_err(|e| match e {
+                // The text `nft` gave: the check's evidence shows it as is.
+                FirewallError::Nft(why) | FirewallError::Config(why) => why,
+            })
         })
     }
 
@@ -462,20 +402,48 @@ fn next_echo_id() -> u16 {
 
 /// A raw ICMP socket (IPv4 raw sockets deliver the IP header too), else an
 /// unprivileged ICMP datagram socket.
-fn open_icmp(v6: bool) -> io::Result<(rustix::fd::OwnedFd, bool)> {
-    let (family, protocol) =
-        if v6 { (AddressFamily::INET6, ipproto::ICMPV6) } else { (AddressFamily::INET, ipproto::ICMP) };
-    match rustix::net::socket(family, SocketType::RAW, Some(protocol)) {
+fn open_icmp(v6: bool) -> io::Result<(OwnedFd, bool)> {
+    let (family, protocol) = if v6 {
+        (AddressFamily::Inet6, SockProtocol::IcmpV6)
+    } else {
+        (AddressFamily::Inet, SockProtocol::Icmp)
+    };
+    match socket::socket(family, SockType::Raw, SockFlag::empty(), protocol) {
         Ok(fd) => Ok((fd, true)),
-        Err(raw_error) => rustix::net::socket(family, SocketType::DGRAM, Some(protocol))
+        Err(raw_error) => socket::socket(family, SockType::Datagram, SockFlag::empty(), protocol)
             .map(|fd| (fd, false))
             .map_err(|dgram_error| {
                 io::Error::other(format!(
-                    "cannot open an ICMP socket (raw: {raw_error}; datagram: {dgram_error}); run as root or \
-                     allow ping sockets (net.ipv4.ping_group_range)"
+                    "cannot open an ICMP socket (raw: {}; datagram: {}); run as root or \
+                     allow ping sockets (net.ipv4.ping_group_range)",
+                    io::Error::from(raw_error),
+                    io::Error::from(dgram_error)
                 ))
             }),
     }
+}
+
+/// Sets the receive timeout of `fd` (at least one microsecond: zero would
+/// mean "wait forever").
+fn set_receive_timeout(fd: &impl AsFd, wait: Duration) -> Result<(), Errno> {
+    let micros = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX).max(1);
+    socket::setsockopt(fd, sockopt::ReceiveTimeout, &TimeVal::microseconds(micros))
+}
+
+/// "Don't fragment" for path MTU probes (`IP_MTU_DISCOVER` /
+/// `IPV6_MTU_DISCOVER` = `DO`). nix has no safe wrapper for these two
+/// options on Linux and a hand-written one needs `unsafe`, so they are the
+/// agent's only rustix calls.
+fn set_dont_fragment(fd: &impl AsFd, v6: bool) -> io::Result<()> {
+    use rustix::net::sockopt::{
+        set_ip_mtu_discover, set_ipv6_mtu_discover, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery,
+    };
+    if v6 {
+        set_ipv6_mtu_discover(fd, Ipv6PathMtuDiscovery::DO)?;
+    } else {
+        set_ip_mtu_discover(fd, Ipv4PathMtuDiscovery::DO)?;
+    }
+    Ok(())
 }
 
 fn ping_blocking(target: IpAddr, request: PingRequest) -> PingOutcome {
@@ -489,19 +457,14 @@ fn ping_blocking(target: IpAddr, request: PingRequest) -> PingOutcome {
         }
     };
     if request.dont_fragment {
-        let set = if v6 {
-            rustix::net::sockopt::set_ipv6_mtu_discover(&fd, rustix::net::sockopt::Ipv6PathMtuDiscovery::DO)
-        } else {
-            rustix::net::sockopt::set_ip_mtu_discover(&fd, rustix::net::sockopt::Ipv4PathMtuDiscovery::DO)
-        };
-        if let Err(e) = set {
+        if let Err(e) = set_dont_fragment(&fd, v6) {
             out.error = Some(format!("cannot set don't-fragment: {e}"));
             return out;
         }
     }
     let id = next_echo_id();
     let icmp_len = request.packet_size.saturating_sub(if v6 { 40 } else { 20 }).max(8);
-    let addr = SocketAddr::new(target, 0);
+    let addr = SockaddrStorage::from(SocketAddr::new(target, 0));
     let count = usize::from(request.count);
     let mut sent_at: Vec<Option<Instant>> = vec![None; count];
     let mut rtts: Vec<Option<u64>> = vec![None; count];
@@ -515,14 +478,15 @@ fn ping_blocking(target: IpAddr, request: PingRequest) -> PingOutcome {
         if next < count && now >= due {
             let seq = u16::try_from(next).unwrap_or(u16::MAX);
             let packet = observe::echo_request(v6, id, seq, icmp_len);
-            match rustix::net::sendto(&fd, &packet, SendFlags::empty(), &addr) {
+            match socket::sendto(fd.as_raw_fd(), &packet, &addr, MsgFlags::empty()) {
                 Ok(_) => {
                     sent_at[next] = Some(now);
                     out.sent += 1;
                 }
-                Err(rustix::io::Errno::MSGSIZE) => out.local_too_big = true,
+                Err(Errno::EMSGSIZE) => out.local_too_big = true,
                 Err(e) => {
-                    out.error.get_or_insert_with(|| format!("cannot send to {target}: {e}"));
+                    out.error
+                        .get_or_insert_with(|| format!("cannot send to {target}: {}", io::Error::from(e)));
                 }
             }
             next += 1;
@@ -537,20 +501,22 @@ fn ping_blocking(target: IpAddr, request: PingRequest) -> PingOutcome {
         }
         let wake = if next < count { due } else { deadline };
         let wait = wake.saturating_duration_since(now).max(Duration::from_millis(1));
-        if rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(wait))
-            .is_err()
-        {
+        if set_receive_timeout(&fd, wait).is_err() {
             break;
         }
-        let (len, from) = match rustix::net::recvfrom(&fd, &mut buf[..], RecvFlags::empty()) {
-            Ok((len, _, from)) => (len, from),
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => continue,
+        let (len, from) = match socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), &mut buf[..]) {
+            Ok(received) => received,
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
             Err(e) => {
-                out.error.get_or_insert_with(|| format!("receive failed: {e}"));
+                out.error.get_or_insert_with(|| format!("receive failed: {}", io::Error::from(e)));
                 break;
             }
         };
-        let from_ip = from.and_then(|a| SocketAddr::try_from(a).ok()).map(|a| a.ip());
+        let from_ip = from.as_ref().and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        });
         match observe::parse_icmp(v6, raw && !v6, buf.get(..len).unwrap_or_default()) {
             Some(IcmpMessage::EchoReply { id: reply_id, seq })
                 if from_ip == Some(target) && (!raw || reply_id == id) =>
@@ -594,24 +560,34 @@ pub fn neighbour_delete_message(ip: Ipv4Addr, ifindex: i32) -> Vec<u8> {
 }
 
 fn flush_neighbour(ip: Ipv4Addr, ifindex: i32) {
-    let Ok(fd) = rustix::net::socket(AddressFamily::NETLINK, SocketType::RAW, None) else { return };
-    let kernel = rustix::net::netlink::SocketAddrNetlink::new(0, 0);
-    if rustix::net::sendto(&fd, &neighbour_delete_message(ip, ifindex), SendFlags::empty(), &kernel).is_ok() {
+    let Ok(fd) =
+        socket::socket(AddressFamily::Netlink, SockType::Raw, SockFlag::empty(), SockProtocol::NetlinkRoute)
+    else {
+        return;
+    };
+    let kernel = NetlinkAddr::new(0, 0);
+    let message = neighbour_delete_message(ip, ifindex);
+    if socket::sendto(fd.as_raw_fd(), &message, &kernel, MsgFlags::empty()).is_ok() {
         // Wait briefly for the acknowledgement so the deletion is done
         // before the kernel is asked to resolve the address again.
         let mut ack = [0u8; 512];
-        let _ = rustix::net::sockopt::set_socket_timeout(
-            &fd,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(Duration::from_millis(200)),
-        );
-        let _ = rustix::net::recv(&fd, &mut ack[..], RecvFlags::empty());
+        let _ = set_receive_timeout(&fd, Duration::from_millis(200));
+        let _ = socket::recv(fd.as_raw_fd(), &mut ack[..], MsgFlags::empty());
     }
 }
 
+/// The link-layer protocol number of ARP (`ETH_P_ARP`).
+const ETH_P_ARP: u16 = 0x0806;
+
 fn arp_claimants_blocking(ip: Ipv4Addr, flush: Option<i32>, window: Duration) -> Result<Vec<String>, String> {
-    let fd = rustix::net::socket(AddressFamily::PACKET, SocketType::DGRAM, Some(rustix::net::eth::ARP))
-        .map_err(|e| format!("cannot listen to ARP packets ({e}); needs CAP_NET_RAW"))?;
+    // nix names no `ETH_P_ARP` socket protocol: the socket takes every
+    // protocol and the loop keeps the ARP packets (by their link-layer
+    // protocol), which is what an `ETH_P_ARP` socket would have delivered.
+    let fd =
+        socket::socket(AddressFamily::Packet, SockType::Datagram, SockFlag::empty(), SockProtocol::EthAll)
+            .map_err(|e| {
+                format!("cannot listen to ARP packets ({}); needs CAP_NET_RAW", io::Error::from(e))
+            })?;
     if let Some(ifindex) = flush {
         flush_neighbour(ip, ifindex);
     }
@@ -628,19 +604,20 @@ fn arp_claimants_blocking(ip: Ipv4Addr, flush: Option<i32>, window: Duration) ->
         if left.is_zero() {
             break;
         }
-        rustix::net::sockopt::set_socket_timeout(&fd, rustix::net::sockopt::Timeout::Recv, Some(left))
-            .map_err(|e| format!("cannot set a receive timeout: {e}"))?;
-        match rustix::net::recv(&fd, &mut buf[..], RecvFlags::empty()) {
-            Ok((len, _)) => {
-                if let Some((_, mac, sender)) = observe::parse_arp_packet(buf.get(..len).unwrap_or_default())
-                {
+        set_receive_timeout(&fd, left)
+            .map_err(|e| format!("cannot set a receive timeout: {}", io::Error::from(e)))?;
+        match socket::recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf[..]) {
+            Ok((len, from)) => {
+                let arp = from.is_some_and(|link| u16::from_be(link.protocol()) == ETH_P_ARP);
+                let packet = if arp { buf.get(..len).unwrap_or_default() } else { &[] };
+                if let Some((_, mac, sender)) = observe::parse_arp_packet(packet) {
                     if sender == ip && !claimants.contains(&mac) {
                         claimants.push(mac);
                     }
                 }
             }
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(format!("receive failed: {e}")),
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(e) => return Err(format!("receive failed: {}", io::Error::from(e))),
         }
     }
     Ok(claimants)

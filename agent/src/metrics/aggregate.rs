@@ -232,6 +232,32 @@ impl Aggregator {
     }
 }
 
+/// The view over the latest step alone (the two most recent samples): what
+/// the thresholds judge after every sample, so that a transition is known
+/// at once, while the [`Aggregator`] collects the whole report interval.
+#[derive(Debug, Default)]
+pub struct InstantView {
+    last: Option<(RawSample, Duration)>,
+}
+
+impl InstantView {
+    /// No sample yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the sample made at monotonic time `at` and returns the report
+    /// over the step from the previous sample to it; `None` for the first
+    /// sample, which is only a baseline.
+    pub fn step(&mut self, sample: RawSample, at: Duration) -> Option<Health> {
+        let (previous, previous_at) = self.last.replace((sample.clone(), at))?;
+        let mut step = Aggregator::new();
+        step.add(previous, previous_at);
+        step.add(sample, at);
+        Some(step.finish())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::float_cmp)]
 mod tests {
@@ -257,6 +283,23 @@ mod tests {
 
     fn only<'a>(health: &'a Health, name: &str) -> &'a InterfaceStats {
         health.interfaces.iter().find(|i| i.name == name).unwrap()
+    }
+
+    #[test]
+    fn the_instant_view_covers_the_latest_step_only() {
+        let mut view = InstantView::new();
+        assert_eq!(
+            view.step(with(vec![iface("eth0", 0, 0)]), secs(0)),
+            None,
+            "the first sample is a baseline"
+        );
+        let first = view.step(with(vec![iface("eth0", 1_000, 0)]), secs(1)).unwrap();
+        assert_eq!(only(&first, "eth0").rx_bps, 8_000.0);
+        // The next step alone, not the mean since the start.
+        let second = view.step(with(vec![iface("eth0", 1_000, 0)]), secs(2)).unwrap();
+        assert_eq!(only(&second, "eth0").rx_bps, 0.0);
+        let third = view.step(with(vec![iface("eth0", 5_000, 0)]), secs(4)).unwrap();
+        assert_eq!(only(&third, "eth0").rx_bps, 16_000.0);
     }
 
     #[test]

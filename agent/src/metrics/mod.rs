@@ -15,7 +15,8 @@
 //! - [`sample`]: the raw reading ([`RawSample`]) and counter arithmetic.
 //! - [`aggregate`]: the pure [`Aggregator`] turning the samples of one report
 //!   interval (e.g. every 5 s for 60 s, with monotonic times) into rates,
-//!   maxima, 95th percentiles and deltas.
+//!   maxima, 95th percentiles and deltas; and [`InstantView`], the view
+//!   over the latest step alone that the thresholds judge after each sample.
 //! - [`uplink`]: the pure [`UplinkWatch`] turning default-route changes into
 //!   failover events.
 //!
@@ -34,7 +35,7 @@ pub mod uplink;
 
 use std::path::PathBuf;
 
-pub use aggregate::Aggregator;
+pub use aggregate::{Aggregator, InstantView};
 pub use sample::{CpuTimes, IfaceCounters, InterfaceSample, MemInfo, RawSample};
 pub use source::{MetricSource, ProcSource, SystemPaths};
 pub use uplink::{UplinkRole, UplinkWatch};

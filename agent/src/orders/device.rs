@@ -103,7 +103,7 @@ impl DeviceOrders {
             signer,
             signer_problem,
             initial_keys: config.orders.public_keys(),
-            plan: BlockPlan::from_config(config),
+            plan: block_plan(config),
         })
     }
 
@@ -151,6 +151,18 @@ pub fn current_state(config: &AgentConfig) -> Result<OrderState, StateError> {
     let store = StateStore::new(OsStorage, &config.state_dir);
     let candidates = [(FloorSource::BuildTime, crate::clock::build_time().unix_timestamp())];
     load_or_initial(&store, &config.orders.public_keys(), &candidates)
+}
+
+/// The interfaces a suspension is expressed with: `[network] lan` and the
+/// uplinks (`[system] primary_uplink`, `backup_uplink`), and where LAN HTTP
+/// is redirected to (`[notice] listen`).
+pub fn block_plan(config: &AgentConfig) -> BlockPlan {
+    let wan = [&config.system.primary_uplink, &config.system.backup_uplink]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    BlockPlan { lan: config.network.lan.clone(), wan, notice: config.notice.listen.clone() }
 }
 
 /// The suspension in force, for the diagnosis verdict ("suspended by order
@@ -207,7 +219,7 @@ pub fn apply_state(
     }
     let Some(state) = loaded.state else { return Ok(None) };
     let blocked = state.service.blocks_forwarding();
-    let result = enforce(firewall, &BlockPlan::from_config(config), blocked);
+    let result = enforce(firewall, &block_plan(config), blocked);
     if (blocked && record_block) || result.is_err() {
         let detail = serde_json::json!({
             "source": "apply-state",

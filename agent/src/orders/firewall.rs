@@ -26,6 +26,9 @@
 //! Without configured uplinks the block covers every forwarded packet from
 //! the LAN that does not go back to the LAN. A drill installs nothing
 //! (see [`super::state::ServiceRecord::blocks_forwarding`]).
+//!
+//! The interfaces come in a [`BlockPlan`] ([`super::device::block_plan`]
+//! makes it from the configuration): this module reads no configuration.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -41,6 +44,9 @@ pub trait Firewall {
     fn install(&self, ruleset: &str) -> Result<(), FirewallError>;
     /// Removes the agent's table if it exists; nothing else.
     fn remove(&self) -> Result<(), FirewallError>;
+    /// Whether `table` (family and name, e.g. [`TABLE`]) exists: what the
+    /// diagnosis checks against the order state.
+    fn has_table(&self, table: &str) -> Result<bool, FirewallError>;
 }
 
 /// Why the firewall could not be changed.
@@ -65,18 +71,6 @@ pub struct BlockPlan {
     /// redirected to the first IPv4 and the first IPv6 address; empty: no
     /// redirection.
     pub notice: Vec<SocketAddr>,
-}
-
-impl BlockPlan {
-    /// The plan from the agent configuration.
-    pub fn from_config(config: &crate::config::AgentConfig) -> Self {
-        let wan = [&config.system.primary_uplink, &config.system.backup_uplink]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
-        Self { lan: config.network.lan.clone(), wan, notice: config.notice.listen.clone() }
-    }
 }
 
 /// Interface names as the kernel allows them (at most 15 bytes, no quotes,
@@ -228,6 +222,27 @@ impl Firewall for NftFirewall {
     fn remove(&self) -> Result<(), FirewallError> {
         self.run(&removal_ruleset())
     }
+
+    fn has_table(&self, table: &str) -> Result<bool, FirewallError> {
+        let output = Command::new(&self.nft_path)
+            .args(["list", "table"])
+            .args(table.split_ascii_whitespace())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| FirewallError::Nft(format!("cannot run {}: {e}", self.nft_path)))?;
+        if output.status.success() {
+            return Ok(true);
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No such file or directory") {
+            Ok(false)
+        } else {
+            Err(FirewallError::Nft(format!(
+                "nft list table failed: {}",
+                stderr.lines().next().unwrap_or("").trim()
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +287,13 @@ pub(crate) mod fake {
                 return Err(FirewallError::Nft("injected".into()));
             }
             Ok(())
+        }
+
+        fn has_table(&self, _table: &str) -> Result<bool, FirewallError> {
+            if self.fail {
+                return Err(FirewallError::Nft("injected".into()));
+            }
+            Ok(self.blocked())
         }
     }
 }
@@ -360,6 +382,45 @@ mod tests {
     #[test]
     fn removal_touches_only_the_agent_table() {
         assert_eq!(removal_ruleset(), "table inet cpe_agent {}\ndelete table inet cpe_agent\n");
+    }
+
+    /// An `nft` stand-in: a shell script in `dir` (retried while another
+    /// test's fork still holds the new file open: "text file busy").
+    fn fake_nft(dir: &std::path::Path, name: &str, script: &str) -> impl Fn() -> Result<bool, FirewallError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let nft = NftFirewall::with_binary(path.to_str().unwrap());
+        move || loop {
+            match nft.has_table(TABLE) {
+                Err(FirewallError::Nft(why)) if why.contains("Text file busy") => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    #[test]
+    fn table_presence_comes_from_nft_list_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = fake_nft(dir.path(), "present", "[ \"$*\" = 'list table inet cpe_agent' ] || exit 3");
+        assert_eq!(present(), Ok(true));
+        let absent =
+            fake_nft(dir.path(), "absent", "echo 'Error: No such file or directory; list table' >&2; exit 1");
+        assert_eq!(absent(), Ok(false));
+        let broken = fake_nft(
+            dir.path(),
+            "broken",
+            "echo 'Error: Operation not permitted' >&2; echo more >&2; exit 1",
+        );
+        assert_eq!(
+            broken(),
+            Err(FirewallError::Nft("nft list table failed: Error: Operation not permitted".into()))
+        );
+        let missing = NftFirewall::with_binary("/nonexistent/nft").has_table(TABLE).unwrap_err();
+        assert!(missing.to_string().contains("cannot run /nonexistent/nft"), "{missing}");
     }
 
     #[test]

@@ -32,40 +32,7 @@ pub use verify::{
     TimeFloor, TimeJudgement, TrustedKey, Verified, VerifyContext, MAX_CLOCK_LEAD_SECS,
 };
 
-/// Parses a 32-byte key written as 64 hex characters.
-pub fn parse_key_hex(text: &str) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    cpe_common::hex::decode(text)
-        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-        .ok_or_else(|| format!("order key {text:?} is not 64 hex characters (an Ed25519 public key)"))
-}
-
 /// Stable lower-case name of an order kind.
 pub fn kind_name(kind: &OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Stop => "stop",
-        OrderKind::Resume => "resume",
-        OrderKind::Notice => "notice",
-        OrderKind::KeyRotation { .. } => "key_rotation",
-        OrderKind::Drill => "drill",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_hex_round_trips_and_refuses_bad_text() {
-        let key: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap());
-        assert_eq!(parse_key_hex(&cpe_common::hex::encode(&key)).unwrap(), key);
-        assert_eq!(
-            parse_key_hex(&format!(" {} ", cpe_common::hex::encode(&key).to_uppercase())).unwrap(),
-            key
-        );
-        assert!(parse_key_hex(&"0".repeat(63)).is_err());
-        assert!(parse_key_hex(&"g".repeat(64)).is_err());
-        assert!(parse_key_hex(&"é".repeat(32)).is_err());
-        assert!(parse_key_hex("+1").is_err());
-    }
+    kind.name()
 }

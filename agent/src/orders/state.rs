@@ -342,7 +342,7 @@ mod hex32 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(deserializer)?;
-        crate::orders::parse_key_hex(&text).map_err(serde::de::Error::custom)
+        crate::config::parse_order_key(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,37 +1,26 @@
 //! The compliance commands of `cpe-provision` (guideline §2.2, issue 6) and
 //! the incident list (issue 4): `keys`, `case`, `order`, `incidents`.
-//! Parsing, checking the flow rules of [`cpe_provision::compliance`] against
-//! the stored trail, and printing; storage and signing are in the library.
+//! Parsing and printing only: each command calls one use case of
+//! [`cpe_provision::compliance`] (flow rules, signing, storage).
 //!
 //! Every refusal exits with status 1 and says why and what to run instead.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use cpe_protocol::order::{Order, OrderKind, ORDER_VERSION};
-use cpe_provision::compliance::flow::{self as compliance, Step};
-use cpe_provision::compliance::order_keys::{order_signer, KeyStore, OrderSigningKey};
-use cpe_provision::store::orders::target_of;
-use cpe_provision::store::{CaseDetail, Database, DbError, IssuedOrder, NewCaseEvent, NewOrder};
+use cpe_common::hex;
+use cpe_provision::clock::{rfc3339_ms, unix_ms};
+use cpe_provision::compliance::cases::{self, Hearing};
+use cpe_provision::compliance::order_keys::KeyStore;
+use cpe_provision::compliance::orders::{self, Actor, ReasonText, DEFAULT_ORDER_DAYS, ROTATION_ORDER_DAYS};
+use cpe_provision::compliance::reverify;
+use cpe_provision::devices;
+use cpe_provision::store::{Database, IssuedOrder};
 use time::OffsetDateTime;
 
 use super::support::{open_database, parse_time, runtime, DEFAULT_DATABASE};
 use super::views;
-
-/// Default validity of an order, days: long enough for a device that is
-/// offline over a long weekend, short enough that a lost order dies.
-pub const DEFAULT_ORDER_DAYS: u32 = 7;
-
-/// Default validity of key-rotation orders, days: a device that is offline
-/// for long must still be able to apply the rotation, or it could verify no
-/// later order (a late rotation is harmless: it only adds the new key and
-/// retires the old one, and its sequence number stops replays).
-pub const ROTATION_ORDER_DAYS: u32 = 365;
-
-/// How far before "now" an order becomes valid, seconds, so that a device
-/// whose trusted clock is a little behind still accepts it.
-const NOT_BEFORE_BACKDATE_S: i64 = 300;
 
 /// Store and operator of a command that records something.
 #[derive(Debug, Args)]
@@ -81,13 +70,20 @@ pub struct ReasonArgs {
 }
 
 impl ReasonArgs {
-    fn texts(&self, default: Option<(&str, &str)>) -> Result<(String, String)> {
-        let ja = self.reason_ja.clone().or_else(|| self.reason.clone()).or(default.map(|d| d.0.to_owned()));
-        let en = self.reason_en.clone().or_else(|| self.reason.clone()).or(default.map(|d| d.1.to_owned()));
-        match (ja, en) {
-            (Some(ja), Some(en)) if !ja.trim().is_empty() && !en.trim().is_empty() => Ok((ja, en)),
-            _ => bail!("give the reason shown on the device: --reason \"…\" (both languages), or both --reason-ja and --reason-en"),
-        }
+    fn text(&self) -> ReasonText {
+        ReasonText { both: self.reason.clone(), ja: self.reason_ja.clone(), en: self.reason_en.clone() }
+    }
+}
+
+impl Recorder {
+    fn actor(&self, now: OffsetDateTime) -> Actor {
+        Actor { operator: self.operator.clone(), now }
+    }
+}
+
+impl Signing {
+    fn signing(&self) -> orders::Signing {
+        orders::Signing { keys: KeyStore::new(&self.keys), valid_days: self.valid_days }
     }
 }
 
@@ -301,96 +297,14 @@ pub enum OrderCommand {
     },
 }
 
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
-}
-
 async fn open(database: &str) -> Result<Database> {
     open_database(database).await
 }
 
-fn unknown_device(e: DbError) -> anyhow::Error {
-    match e {
-        DbError::UnknownDevice(device) => anyhow::anyhow!(
-            "no device {device:?}: it has never reported to this carrier server; list them with `cpe-provision devices`"
-        ),
-        other => other.into(),
-    }
-}
-
-fn event(step: Step, recorder: &Recorder, text: &str, now: OffsetDateTime) -> NewCaseEvent {
-    NewCaseEvent {
-        step,
-        operator: recorder.operator.clone(),
-        text: text.to_owned(),
-        deadline_ms: None,
-        corrected: None,
-        justification: None,
-        recipient: None,
-        at_ms: unix_ms(now),
-    }
-}
-
-async fn load_case(db: &Database, case_id: u64) -> Result<CaseDetail> {
-    db.case(case_id).await?.with_context(|| {
-        format!("no case {case_id}; open one with `cpe-provision case open --device ID --fact \"…\"`")
-    })
-}
-
-async fn device_case(db: &Database, device: &str) -> Result<CaseDetail> {
-    db.latest_case(device).await?.with_context(|| {
-        format!("no compliance case for {device}; open one first with `cpe-provision case open --device {device} --fact \"…\"`")
-    })
-}
-
-/// What an order says, before the store gives it an id and sequence.
-struct OrderSpec<'a> {
-    device: &'a str,
-    case_id: Option<u64>,
-    kind: OrderKind,
-    reason: (String, String),
-    deadline: Option<i64>,
-    justification: Option<String>,
-    valid_days: u32,
-}
-
-async fn issue(
-    db: &Database,
-    key: OrderSigningKey,
-    spec: OrderSpec<'_>,
-    operator: &str,
-    event: Option<NewCaseEvent>,
-    now: OffsetDateTime,
-) -> Result<IssuedOrder> {
-    let issued_at = now.unix_timestamp();
-    let expires_at = issued_at.saturating_add(i64::from(spec.valid_days) * 86_400);
-    let template = Order {
-        version: ORDER_VERSION,
-        id: 0,
-        target: target_of(spec.device),
-        kind: spec.kind,
-        sequence: 0,
-        issued_at,
-        not_before: issued_at - NOT_BEFORE_BACKDATE_S,
-        expires_at,
-        reason_ja: spec.reason.0,
-        reason_en: spec.reason.1,
-        deadline: spec.deadline,
-    };
-    let new = NewOrder {
-        order: template,
-        case_id: spec.case_id,
-        operator: operator.to_owned(),
-        justification: spec.justification,
-        now_ms: unix_ms(now),
-    };
-    db.issue_order(new, event, order_signer(key)).await.map_err(unknown_device)
-}
-
-fn print_issued(issued: &IssuedOrder, label: &str, device: &str) {
+fn print_issued(issued: &IssuedOrder, device: &str) {
     println!(
-        "queued {label} order {} (sequence {}) for {device} as command {}; it is delivered on the device's next poll (follow it with `cpe-provision order show {}`)",
-        issued.order_id, issued.sequence, issued.command_id, issued.order_id
+        "queued {} order {} (sequence {}) for {device} as command {}; it is delivered on the device's next poll (follow it with `cpe-provision order show {}`)",
+        issued.kind, issued.order_id, issued.sequence, issued.command_id, issued.order_id
     );
 }
 
@@ -401,9 +315,9 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
             let key = KeyStore::new(&dir).init()?;
             println!(
                 "created order-signing key {} in {}\npublic key (provision devices with it): {}",
-                cpe_provision::compliance::order_keys::hex(&key.key_id()),
+                hex::encode(&key.key_id()),
                 dir.display(),
-                cpe_provision::compliance::order_keys::hex(&key.public_key())
+                hex::encode(&key.public_key())
             );
             Ok(())
         }
@@ -413,33 +327,17 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
         }
         KeysCommand::Rotate { dir, recorder, valid_days } => runtime()?.block_on(async {
             let db = open(&recorder.database).await?;
-            let store = KeyStore::new(&dir);
-            let devices = db.devices().await?;
-            let (old, new) = store.begin_rotation()?;
-            let mut queued = 0usize;
-            for device in &devices {
-                let key = OrderSigningKey::from_pkcs8(old.pkcs8_der())?;
-                let spec = OrderSpec {
-                    device: &device.id,
-                    case_id: None,
-                    kind: OrderKind::KeyRotation { new_key: new.public_key(), retire: vec![old.key_id()] },
-                    reason: ("命令署名鍵の更新".into(), "order-signing key rotation".into()),
-                    deadline: None,
-                    justification: None,
-                    valid_days,
-                };
-                let issued = issue(&db, key, spec, &recorder.operator, None, now).await.with_context(|| {
-                    format!("queuing the rotation for {} failed after {queued} of {} devices; the rotation is unfinished (see `cpe-provision order list`)", device.id, devices.len())
-                })?;
-                print_issued(&issued, "key-rotation", &device.id);
-                queued += 1;
-            }
-            store.finish_rotation(&new)?;
+            let rotation =
+                orders::rotate_keys(&db, &KeyStore::new(&dir), valid_days, &recorder.actor(now), |device, issued| {
+                    print_issued(issued, device);
+                })
+                .await?;
             println!(
-                "rotated order-signing key {} → {} ({queued} devices get a key-rotation order signed by the old key; the old public key is kept as retired)\nnew public key: {}",
-                cpe_provision::compliance::order_keys::hex(&old.key_id()),
-                cpe_provision::compliance::order_keys::hex(&new.key_id()),
-                cpe_provision::compliance::order_keys::hex(&new.public_key())
+                "rotated order-signing key {} → {} ({} devices get a key-rotation order signed by the old key; the old public key is kept as retired)\nnew public key: {}",
+                hex::encode(&rotation.old.key_id()),
+                hex::encode(&rotation.new.key_id()),
+                rotation.queued,
+                hex::encode(&rotation.new.public_key())
             );
             Ok(())
         }),
@@ -447,87 +345,44 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
 }
 
 /// `cpe-provision case …`.
-#[allow(clippy::too_many_lines)]
 pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
-    let now_ms = unix_ms(now);
     runtime()?.block_on(async {
         match command {
             CaseCommand::Open { device, fact, recorder } => {
                 let db = open(&recorder.database).await?;
-                if let Some(previous) = db.latest_case(&device).await? {
-                    let state = compliance::CaseState::of(&previous.trail());
-                    if !state.closed() {
-                        bail!(
-                            "{device} already has open case {} ({}); continue it (`cpe-provision case show {}`)",
-                            previous.case.id,
-                            state.label(),
-                            previous.case.id
-                        );
-                    }
-                }
-                let id = db.open_case(&device, event(Step::Fact, &recorder, &fact, now)).await.map_err(unknown_device)?;
+                let id = cases::open(&db, &device, &fact, &recorder.actor(now)).await?;
                 println!("opened case {id} for {device}; next: `cpe-provision case hearing --case {id} --summary \"…\"`");
             }
             CaseCommand::Hearing { case_id, summary, skip_urgent, justification, recorder } => {
                 let db = open(&recorder.database).await?;
-                compliance::may_hear(&load_case(&db, case_id).await?.trail())?;
-                let (step, text) = if skip_urgent {
-                    (Step::HearingSkipped, "hearing skipped: urgent".to_owned())
-                } else {
-                    (Step::Hearing, summary.unwrap_or_default())
+                // clap: --skip-urgent and --justification require each other and exclude --summary.
+                let hearing = match (skip_urgent, justification) {
+                    (true, Some(j)) => Hearing::SkippedUrgent(j),
+                    _ => Hearing::Held(summary.unwrap_or_default()),
                 };
-                if let Some(j) = &justification {
-                    if j.trim().is_empty() {
-                        return Err(compliance::Refusal::EmptyJustification.into());
-                    }
-                }
-                let mut e = event(step, &recorder, &text, now);
-                e.justification = justification;
-                db.add_case_event(case_id, e).await?;
+                let step = cases::hear(&db, case_id, hearing, &recorder.actor(now)).await?;
                 println!("case {case_id}: {step} recorded; next: `cpe-provision case report --case {case_id} --to \"platform operator\" --text \"…\"`");
             }
             CaseCommand::Report { case_id, to, text, recorder } => {
                 let db = open(&recorder.database).await?;
-                compliance::may_report(&load_case(&db, case_id).await?.trail())?;
-                let mut e = event(Step::Report, &recorder, &text, now);
-                e.recipient = Some(to);
-                db.add_case_event(case_id, e).await?;
+                cases::report(&db, case_id, &to, &text, &recorder.actor(now)).await?;
                 println!("case {case_id}: report recorded; next: `cpe-provision case recommend --case {case_id} --deadline RFC3339 --text \"…\"`");
             }
             CaseCommand::Recommend { case_id, deadline, text, text_ja, text_en, signing, recorder } => {
                 let db = open(&recorder.database).await?;
-                let case = load_case(&db, case_id).await?;
-                let deadline_ms = unix_ms(deadline);
-                compliance::may_recommend(&case.trail(), deadline_ms, now_ms)?;
-                let reason = ReasonArgs { reason: text, reason_ja: text_ja, reason_en: text_en }.texts(None).map_err(|_| {
-                    anyhow::anyhow!("give the recommendation: --text \"…\" (both languages), or both --text-ja and --text-en")
-                })?;
-                let key = KeyStore::new(&signing.keys).current()?;
-                let mut e = event(Step::Recommend, &recorder, &reason.1, now);
-                e.deadline_ms = Some(deadline_ms);
-                let spec = OrderSpec {
-                    device: &case.case.device_id,
-                    case_id: Some(case_id),
-                    kind: OrderKind::Notice,
-                    reason,
-                    deadline: Some(deadline.unix_timestamp()),
-                    justification: None,
-                    valid_days: signing.valid_days,
-                };
-                let issued = issue(&db, key, spec, &recorder.operator, Some(e), now).await?;
+                let text = ReasonText { both: text, ja: text_ja, en: text_en };
+                let (case, issued) =
+                    cases::recommend(&db, case_id, deadline, &text, &signing.signing(), &recorder.actor(now)).await?;
                 println!(
                     "case {case_id}: corrective recommendation recorded, deadline {}",
-                    cpe_provision::clock::rfc3339_ms(deadline_ms)
+                    rfc3339_ms(unix_ms(deadline))
                 );
-                print_issued(&issued, "notice", &case.case.device_id);
+                print_issued(&issued, &case.case.device_id);
             }
             CaseCommand::Check { case_id, corrected, note, recorder } => {
                 let db = open(&recorder.database).await?;
                 let corrected = corrected == "yes";
-                compliance::may_check(&load_case(&db, case_id).await?.trail(), corrected, now_ms)?;
-                let mut e = event(Step::Check, &recorder, &note, now);
-                e.corrected = Some(corrected);
-                db.add_case_event(case_id, e).await?;
+                cases::check(&db, case_id, corrected, &note, &recorder.actor(now)).await?;
                 if corrected {
                     println!("case {case_id}: correction confirmed; lift the notice or suspension with `cpe-provision order resume --device ID`");
                 } else {
@@ -536,7 +391,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
             }
             CaseCommand::Show { case_id, viewer } => {
                 let db = open(&viewer.database).await?;
-                print!("{}", views::render_case(&load_case(&db, case_id).await?, viewer.json));
+                print!("{}", views::render_case(&cases::load(&db, case_id).await?, viewer.json));
             }
         }
         Ok(())
@@ -545,72 +400,42 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
 
 /// `cpe-provision order …`.
 pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
-    let now_ms = unix_ms(now);
     runtime()?.block_on(async {
         match command {
             OrderCommand::Stop { device, reason, urgent, justification, signing, recorder } => {
                 let db = open(&recorder.database).await?;
-                let case = device_case(&db, &device).await?;
-                let urgent_justification = if urgent { justification.as_deref() } else { None };
-                compliance::may_stop(&case.trail(), now_ms, urgent_justification)?;
-                let reason = reason.texts(None)?;
-                let key = KeyStore::new(&signing.keys).current()?;
-                let mut e = event(Step::Stop, &recorder, &reason.1, now);
-                e.justification.clone_from(&justification);
-                let spec = OrderSpec {
-                    device: &device,
-                    case_id: Some(case.case.id),
-                    kind: OrderKind::Stop,
-                    reason,
-                    deadline: None,
-                    justification,
-                    valid_days: signing.valid_days,
-                };
-                let issued = issue(&db, key, spec, &recorder.operator, Some(e), now).await?;
-                print_issued(&issued, "stop", &device);
+                let urgent_justification = if urgent { justification } else { None };
+                let issued = orders::stop(
+                    &db,
+                    &device,
+                    &reason.text(),
+                    urgent_justification,
+                    &signing.signing(),
+                    &recorder.actor(now),
+                )
+                .await?;
+                print_issued(&issued, &device);
             }
             OrderCommand::Resume { device, reason, justification, signing, recorder } => {
                 let db = open(&recorder.database).await?;
-                let case = device_case(&db, &device).await?;
-                compliance::may_resume(&case.trail(), justification.as_deref())?;
-                let reason = reason.texts(Some((
-                    "是正が確認されたため、サービスを再開しました",
-                    "service resumed: the correction was confirmed",
-                )))?;
-                let key = KeyStore::new(&signing.keys).current()?;
-                let mut e = event(Step::Resume, &recorder, &reason.1, now);
-                e.justification.clone_from(&justification);
-                let spec = OrderSpec {
-                    device: &device,
-                    case_id: Some(case.case.id),
-                    kind: OrderKind::Resume,
-                    reason,
-                    deadline: None,
+                let (case_id, issued) = orders::resume(
+                    &db,
+                    &device,
+                    &reason.text(),
                     justification,
-                    valid_days: signing.valid_days,
-                };
-                let issued = issue(&db, key, spec, &recorder.operator, Some(e), now).await?;
-                print_issued(&issued, "resume", &device);
-                println!("case {} is closed", case.case.id);
+                    &signing.signing(),
+                    &recorder.actor(now),
+                )
+                .await?;
+                print_issued(&issued, &device);
+                println!("case {case_id} is closed");
             }
             OrderCommand::Drill { device, reason, signing, recorder } => {
                 let db = open(&recorder.database).await?;
-                let reason = reason.texts(Some((
-                    "停止訓練です（実際の通信は止まっていません）",
-                    "suspension drill: no traffic is blocked",
-                )))?;
-                let key = KeyStore::new(&signing.keys).current()?;
-                let spec = OrderSpec {
-                    device: &device,
-                    case_id: None,
-                    kind: OrderKind::Drill,
-                    reason,
-                    deadline: None,
-                    justification: None,
-                    valid_days: signing.valid_days,
-                };
-                let issued = issue(&db, key, spec, &recorder.operator, None, now).await?;
-                print_issued(&issued, "drill", &device);
+                let issued =
+                    orders::drill(&db, &device, &reason.text(), &signing.signing(), &recorder.actor(now))
+                        .await?;
+                print_issued(&issued, &device);
             }
             OrderCommand::List { device, limit, viewer } => {
                 let db = open(&viewer.database).await?;
@@ -618,15 +443,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
             }
             OrderCommand::Verify { id, keys, viewer } => {
                 let db = open(&viewer.database).await?;
-                let (Some(order), Some(evidence)) = (db.order(id).await?, db.order_evidence(id).await?)
-                else {
-                    bail!("no order {id}; list them with `cpe-provision order list`");
-                };
-                let checks = cpe_provision::compliance::reverify::audit_order(
-                    &order,
-                    &evidence,
-                    &KeyStore::new(&keys).list()?,
-                );
+                let checks = reverify::verify_stored(&db, id, &KeyStore::new(&keys)).await?;
                 print!("{}", views::render_audit(id, &checks, viewer.json));
                 if checks.iter().any(|c| c.result == "failed") {
                     bail!("order {id} did not verify; see the failed checks above");
@@ -634,10 +451,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
             }
             OrderCommand::Show { id, viewer } => {
                 let db = open(&viewer.database).await?;
-                let Some(order) = db.order(id).await? else {
-                    bail!("no order {id}; list them with `cpe-provision order list`");
-                };
-                print!("{}", views::render_order(&order, viewer.json));
+                print!("{}", views::render_order(&orders::load(&db, id).await?, viewer.json));
             }
         }
         Ok(())
@@ -648,10 +462,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
 pub fn incidents(device: &str, limit: u32, viewer: &Viewer) -> Result<()> {
     runtime()?.block_on(async {
         let db = open(&viewer.database).await?;
-        if db.device(device).await?.is_none() {
-            bail!("no device {device:?}; list them with `cpe-provision devices`");
-        }
-        print!("{}", views::render_incidents(&db.incidents(device, limit).await?, viewer.json));
+        print!("{}", views::render_incidents(&devices::incidents(&db, device, limit).await?, viewer.json));
         Ok(())
     })
 }

@@ -1,11 +1,13 @@
 //! The device views and command pushing of `cpe-provision`: `devices`,
 //! `device show`, `alerts`, `command`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
+use cpe_provision::clock::now_ms;
+use cpe_provision::devices;
 use cpe_provision::store::Database;
 
-use super::support::{now_ms, open_database, runtime, DEFAULT_DATABASE};
+use super::support::{open_database, runtime, DEFAULT_DATABASE};
 use super::views;
 
 /// Read-only operator views and command pushing.
@@ -57,9 +59,7 @@ pub fn devices(db: &DbArgs) -> Result<()> {
 pub fn device(command: &DeviceCommand) -> Result<()> {
     let DeviceCommand::Show { id, db } = command;
     runtime()?.block_on(async {
-        let Some(detail) = open(db).await?.device(id).await? else {
-            bail!("no device {id:?}; list them with `cpe-provision devices`");
-        };
+        let detail = devices::detail(&open(db).await?, id).await?;
         print!("{}", views::render_device(&detail, now_ms(), db.json));
         Ok(())
     })
@@ -81,12 +81,7 @@ pub fn push_command(db: &DbArgs, device: &str, kind: PushKind) -> Result<()> {
         PushKind::Diagnose => cpe_protocol::CommandKind::Diagnose,
     };
     runtime()?.block_on(async {
-        let database = open(db).await?;
-        if database.device(device).await?.is_none() {
-            bail!("no device {device:?}; list them with `cpe-provision devices`");
-        }
-        let body = postcard::to_stdvec(&kind).context("encode command")?;
-        let id = database.enqueue_command(device, &format!("{kind:?}"), body, now_ms()).await?;
+        let id = devices::push_command(&open(db).await?, device, &kind, now_ms()).await?;
         println!("queued command {id} ({kind:?}) for {device}; it is delivered on the device's next poll");
         Ok(())
     })

@@ -3,7 +3,6 @@
 //! status 2), the tokio runtime of one command, and file helpers.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use cpe_common::durable::{write_atomic, OsStorage};
@@ -31,13 +30,6 @@ pub async fn open_database(url: &str) -> Result<Database> {
 
 /// Default store: an SQLite file in the working directory.
 pub const DEFAULT_DATABASE: &str = "sqlite:carrier.db";
-
-/// The wall clock, Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// The runtime of one CLI command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -17,8 +17,9 @@ use serde_json::Value;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+use cpe_common::hex::encode as hex;
 use cpe_provision::clock::rfc3339_ms;
-use cpe_provision::compliance::order_keys::{hex, KeyInfo};
+use cpe_provision::compliance::order_keys::KeyInfo;
 use cpe_provision::store::{
     AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
 };
@@ -710,7 +711,9 @@ struct CaseJson<'a> {
 
 /// A case's whole trail (who, when, what, why) and its orders.
 pub fn render_case(detail: &CaseDetail, json: bool) -> String {
-    let status = cpe_provision::compliance::flow::CaseState::of(&detail.trail()).label();
+    let status =
+        cpe_provision::compliance::flow::CaseState::of(&cpe_provision::compliance::flow::Trail::of(detail))
+            .label();
     if json {
         return to_json(&CaseJson {
             id: detail.case.id,
@@ -1116,7 +1119,7 @@ ID  DEVICE             KIND    SEQ  STATE                ISSUED                E
 
     #[test]
     fn case_trail_text_and_json() {
-        use cpe_provision::compliance::flow::Step;
+        use cpe_provision::store::Step;
         let event = |id: u64, step: Step, text: &str| CaseEventRow {
             id,
             step,

@@ -7,82 +7,17 @@
 //! service resumes once correction is confirmed. An urgent stop (with a
 //! written justification) may skip ②–⑤.
 //!
-//! Nothing here reads a clock or a database: the CLI loads the trail, asks
-//! these functions, and records the step only when they allow it. Every
+//! Nothing here reads a clock or a database: the use cases of
+//! [`super::cases`] and [`super::orders`] load the trail, ask these functions,
+//! and record the step only when they allow it (and ask again inside the
+//! recording transaction). Every
 //! [`Refusal`] says why and which command to run instead.
-
-use std::fmt;
-use std::str::FromStr;
 
 use serde::Serialize;
 
 use crate::clock::rfc3339_ms;
-
-/// One step of a case trail, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    /// ① The fact that opened the case.
-    Fact,
-    /// ② The hearing of the institution.
-    Hearing,
-    /// ② skipped because the matter is urgent (with a justification).
-    HearingSkipped,
-    /// ③ Report to the platform operator.
-    Report,
-    /// ④ Corrective recommendation with a deadline (a notice order goes to the device).
-    Recommend,
-    /// ⑤ Check whether the violation was corrected.
-    Check,
-    /// ⑥ A stop order was issued.
-    Stop,
-    /// The service was resumed (closes the case).
-    Resume,
-}
-
-impl Step {
-    /// Every step, in flow order.
-    pub const ALL: [Self; 8] = [
-        Self::Fact,
-        Self::Hearing,
-        Self::HearingSkipped,
-        Self::Report,
-        Self::Recommend,
-        Self::Check,
-        Self::Stop,
-        Self::Resume,
-    ];
-
-    /// Stable lower-case name, as stored and printed.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Fact => "fact",
-            Self::Hearing => "hearing",
-            Self::HearingSkipped => "hearing-skipped",
-            Self::Report => "report",
-            Self::Recommend => "recommend",
-            Self::Check => "check",
-            Self::Stop => "stop",
-            Self::Resume => "resume",
-        }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Step {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|step| step.as_str() == s)
-            .ok_or_else(|| format!("unknown case step {s:?}"))
-    }
-}
+use crate::store::CaseDetail;
+pub use crate::store::Step;
 
 /// What the rules need of one trail entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,9 +41,40 @@ pub struct Trail {
     pub events: Vec<TrailEvent>,
 }
 
+impl Trail {
+    /// The trail of a stored case, which the rules judge.
+    pub fn of(case: &CaseDetail) -> Self {
+        Self {
+            case_id: case.case.id,
+            events: case
+                .events
+                .iter()
+                .map(|e| TrailEvent {
+                    step: e.step,
+                    at_ms: e.at_ms,
+                    deadline_ms: e.deadline_ms,
+                    corrected: e.corrected,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Why a step is not allowed now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// ① while the device's latest case is not closed.
+    #[error(
+        "{device} already has open case {case} ({state}); continue it (`cpe-provision case show {case}`)"
+    )]
+    CaseOpen {
+        /// The device.
+        device: String,
+        /// Its open case.
+        case: u64,
+        /// Where that case stands ([`CaseState::label`]).
+        state: &'static str,
+    },
     /// The service was resumed: the case is over.
     #[error("case {case} is closed (the service was resumed); open a new case with `cpe-provision case open --device ID --fact \"…\"`")]
     Closed {
@@ -265,6 +231,18 @@ fn open(trail: &Trail) -> Result<CaseState, Refusal> {
         return Err(Refusal::Closed { case: trail.case_id });
     }
     Ok(state)
+}
+
+/// ① needs the device's latest case, if any, to be closed.
+pub fn may_open(device: &str, latest: Option<&Trail>) -> Result<(), Refusal> {
+    match latest {
+        Some(trail) if !CaseState::of(trail).closed() => Err(Refusal::CaseOpen {
+            device: device.to_owned(),
+            case: trail.case_id,
+            state: CaseState::of(trail).label(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// ② may be recorded (or skipped as urgent) while the case is open.
@@ -485,6 +463,13 @@ mod tests {
         assert_eq!(may_resume(&closed, None), Err(Refusal::Closed { case: 4 }));
         assert_eq!(may_stop(&closed, T0 + 6, Some("x")), Err(Refusal::Closed { case: 4 }));
         assert_eq!(may_hear(&closed), Err(Refusal::Closed { case: 4 }));
+        assert_eq!(may_open("d", Some(&closed)), Ok(()));
+        assert_eq!(may_open("d", None), Ok(()));
+        let open = trail(recommended(T0 + DAY));
+        assert_eq!(
+            may_open("d", Some(&open)),
+            Err(Refusal::CaseOpen { device: "d".into(), case: 4, state: "recommended" })
+        );
     }
 
     #[test]

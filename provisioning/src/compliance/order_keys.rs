@@ -29,11 +29,16 @@
 //! Every file is written with [`cpe_common::durable::write_atomic`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cpe_common::durable::{write_atomic, OsStorage, Storage, MODE_PUBLIC, MODE_SECRET};
+use cpe_common::hex;
 use cpe_protocol::order::{encode_order, signed_message, KeyId, Order, OrderEncodeError, SignedOrder};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
+
+use super::receipts::order_hash;
+use crate::store::{OrderSigner, SignedForDevice};
 
 /// Why an order key could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -114,38 +119,22 @@ pub fn sign(order: &Order, key: &OrderSigningKey) -> Result<SignedOrder, OrderKe
 }
 
 /// A signer for [`crate::store::Database::issue_order`] with `key`.
-pub fn order_signer(key: OrderSigningKey) -> std::sync::Arc<crate::store::OrderSigner> {
-    std::sync::Arc::new(move |order: &Order| {
+pub fn order_signer(key: OrderSigningKey) -> Arc<OrderSigner> {
+    Arc::new(move |order: &Order| {
         let signed = sign(order, &key).map_err(|e| e.to_string())?;
         let envelope = cpe_protocol::order::encode_signed(&signed).map_err(|e| e.to_string())?;
-        Ok(crate::store::SignedForDevice {
-            key_id: hex(&signed.key_id),
+        Ok(SignedForDevice {
+            key_id: hex::encode(&signed.key_id),
+            order_hash: order_hash(&signed.order_bytes),
             order_bytes: signed.order_bytes,
             signed: envelope,
         })
     })
 }
 
-/// Lower-case hex of bytes (key ids, public keys, hashes).
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// Parses 64 hex digits as an Ed25519 public key.
 pub fn parse_public_key(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(key)
+    hex::decode(text.trim()).and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
 }
 
 const CURRENT_KEY: &str = "order-key.pk8";
@@ -243,7 +232,7 @@ impl KeyStore {
 
     fn install(&self, key: &OrderSigningKey) -> Result<(), KeyStoreError> {
         self.write(CURRENT_KEY, key.pkcs8_der(), MODE_SECRET)?;
-        self.write(CURRENT_PUB, format!("{}\n", hex(&key.public_key())).as_bytes(), MODE_PUBLIC)
+        self.write(CURRENT_PUB, format!("{}\n", hex::encode(&key.public_key())).as_bytes(), MODE_PUBLIC)
     }
 
     /// The current key, for signing. Refused while a rotation is unfinished.
@@ -271,8 +260,8 @@ impl KeyStore {
         let new = OrderSigningKey::generate()
             .map_err(|source| KeyStoreError::Bad { path: self.dir.join(NEXT_KEY), source })?;
         create_private_dir(&self.dir.join(RETIRED_DIR))?;
-        let retired = format!("{RETIRED_DIR}/{}.pub", hex(&old.key_id()));
-        self.write(&retired, format!("{}\n", hex(&old.public_key())).as_bytes(), MODE_PUBLIC)?;
+        let retired = format!("{RETIRED_DIR}/{}.pub", hex::encode(&old.key_id()));
+        self.write(&retired, format!("{}\n", hex::encode(&old.public_key())).as_bytes(), MODE_PUBLIC)?;
         self.write(NEXT_KEY, new.pkcs8_der(), MODE_SECRET)?;
         Ok((old, new))
     }
@@ -290,8 +279,8 @@ impl KeyStore {
     pub fn list(&self) -> Result<Vec<KeyInfo>, KeyStoreError> {
         let current = self.current()?;
         let mut keys = vec![KeyInfo {
-            key_id: hex(&current.key_id()),
-            public_key: hex(&current.public_key()),
+            key_id: hex::encode(&current.key_id()),
+            public_key: hex::encode(&current.public_key()),
             status: "current",
         }];
         let dir = self.dir.join(RETIRED_DIR);
@@ -308,8 +297,8 @@ impl KeyStore {
                     source: OrderKeyError::BadKey { detail: "not 64 hex digits".into() },
                 })?;
                 retired.push(KeyInfo {
-                    key_id: hex(&key_id(&key)),
-                    public_key: hex(&key),
+                    key_id: hex::encode(&key_id(&key)),
+                    public_key: hex::encode(&key),
                     status: "retired",
                 });
             }
@@ -403,14 +392,14 @@ mod tests {
         assert_eq!(store.current().unwrap().public_key(), new.public_key());
         let list = store.list().unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!((list[0].status, list[0].public_key.clone()), ("current", hex(&new.public_key())));
-        assert_eq!((list[1].status, list[1].key_id.clone()), ("retired", hex(&first.key_id())));
+        assert_eq!((list[0].status, list[0].public_key.clone()), ("current", hex::encode(&new.public_key())));
+        assert_eq!((list[1].status, list[1].key_id.clone()), ("retired", hex::encode(&first.key_id())));
     }
 
     #[test]
     fn hex_round_trip() {
         let key = [0xab; 32];
-        assert_eq!(parse_public_key(&hex(&key)), Some(key));
+        assert_eq!(parse_public_key(&hex::encode(&key)), Some(key));
         assert_eq!(parse_public_key("zz"), None);
         assert_eq!(parse_public_key(&"g".repeat(64)), None);
     }

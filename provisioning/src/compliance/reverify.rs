@@ -9,9 +9,12 @@ use cpe_protocol::order::{decode_order, decode_signed, signed_message};
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::Serialize;
 
-use crate::compliance::order_keys::{hex, parse_public_key, KeyInfo};
-use crate::compliance::receipts::{order_hash, verify_receipt, ExpectedOrder};
-use crate::store::{OrderEvidence, OrderRow};
+use cpe_common::hex::encode as hex;
+
+use super::error::ComplianceError;
+use super::order_keys::{parse_public_key, KeyInfo, KeyStore};
+use super::receipts::{order_hash, verify_receipt, ExpectedOrder};
+use crate::store::{Database, OrderEvidence, OrderRow};
 
 /// One check of an audit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,6 +25,19 @@ pub struct AuditCheck {
     pub result: &'static str,
     /// The evidence.
     pub detail: String,
+}
+
+/// Re-verifies stored order `id` against the public keys (current and
+/// retired) of the key directory `keys`.
+pub async fn verify_stored(
+    db: &Database,
+    id: u64,
+    keys: &KeyStore,
+) -> Result<Vec<AuditCheck>, ComplianceError> {
+    let (Some(order), Some(evidence)) = (db.order(id).await?, db.order_evidence(id).await?) else {
+        return Err(ComplianceError::NoOrder(id));
+    };
+    Ok(audit_order(&order, &evidence, &keys.list()?))
 }
 
 fn check(name: &'static str, ok: bool, detail: String) -> AuditCheck {

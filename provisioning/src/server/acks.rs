@@ -1,14 +1,15 @@
 //! `POST /v1/commands/ack`: a device's acknowledgement of a command, and of
 //! an order with its enforcement receipt.
 
-use cpe_protocol::{decode, CommandAck, Empty, Level};
+use cpe_protocol::{decode, CommandAck, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
-use super::ingest::raise;
+use super::alerting;
 use super::routes::{body, decode_error, read_body, text, Reply};
 use super::tls::{DeviceIdentity, Peer};
 use super::{now_ms, State};
+use crate::alerts::Happened;
 use crate::compliance::receipts::{verify_receipt, ExpectedOrder};
 use crate::store::{OrderOutcome, OrderRow};
 
@@ -84,11 +85,13 @@ pub(super) async fn order_ack(
         .await
         .map_err(|e| storage_unavailable(identity, &e))?;
     if refused && recorded.first {
-        let message = format!(
-            "device refused {} order {} (sequence {}): {} / 命令拒否",
-            order.kind, order.id, order.sequence, ack.detail
-        );
-        raise(state, &identity.id, "order-refused", Level::Warning, message, now).await;
+        let refusal = Happened::OrderRefused {
+            kind: &order.kind,
+            id: order.id,
+            sequence: order.sequence,
+            detail: &ack.detail,
+        };
+        alerting::carry_out(state, &identity.id, &refusal, now).await;
     } else if recorded.first {
         tracing::info!(device = %identity.id, order = order.id, kind = %order.kind, "order applied; receipt verified and recorded");
     }

@@ -1,16 +1,16 @@
 //! `POST /v1/reports`: a batch of a device's records, stored once, and the
 //! alerts its events raise.
 
-use cpe_protocol::{decode, BatchAck, Event, Level, Payload, Record, ReportBatch, MAX_BATCH_RECORDS};
+use cpe_protocol::{decode, BatchAck, Event, Payload, Record, ReportBatch, MAX_BATCH_RECORDS};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
+use super::alerting;
 use super::routes::{body, decode_error, read_body, text, Reply};
 use super::tls::DeviceIdentity;
 use super::{now_ms, State};
-use crate::alerts::Alert;
-use crate::pki::validity::rfc3339;
-use crate::store::{DeviceSeen, IngestRecord, NewAlert, ReportKind};
+use crate::alerts::Happened;
+use crate::store::{DeviceSeen, IngestRecord, ReportKind};
 
 pub(super) async fn reports(
     state: &State,
@@ -51,18 +51,7 @@ pub(super) async fn reports(
         text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later")
     })?;
     if outcome.was_down {
-        let _ = state.db.clear_alerts(&identity.id, "down", now).await;
-        raise(
-            state,
-            &identity.id,
-            "recovered",
-            Level::Normal,
-            "heartbeats resumed / 死活監視: 復旧".into(),
-            now,
-        )
-        .await;
-        // "recovered" is a notice, not a condition: it closes at once.
-        let _ = state.db.clear_alerts(&identity.id, "recovered", now).await;
+        alerting::carry_out(state, &identity.id, &Happened::Recovered, now).await;
     }
     // A batch is stored in one transaction and the agent sends its queue in
     // seq order, so the records stored now are the last `accepted` ones; the
@@ -71,7 +60,10 @@ pub(super) async fn reports(
     let fresh = usize::try_from(outcome.accepted).unwrap_or(usize::MAX).min(batch.records.len());
     for record in &batch.records[batch.records.len() - fresh..] {
         if let Payload::Event(event) = &record.payload {
-            on_event(state, &identity.id, event, now).await;
+            if let Event::Started { agent_version } = event {
+                tracing::info!(device = %identity.id, agent_version, "agent started");
+            }
+            alerting::carry_out(state, &identity.id, &Happened::Event(event), now).await;
         }
     }
     Ok(body(&BatchAck { accepted: outcome.accepted, duplicates: outcome.duplicates, through_seq }))
@@ -117,50 +109,5 @@ pub fn ingest_record(record: &Record) -> IngestRecord {
             Payload::Incident(i) => Some(i.clone()),
             Payload::Heartbeat(_) | Payload::Event(_) => None,
         },
-    }
-}
-
-pub(super) async fn on_event(state: &State, device: &str, event: &Event, now: i64) {
-    match event {
-        Event::Threshold { metric, from, to, value } => {
-            let kind = format!("threshold:{metric}");
-            if *to == Level::Normal || to < from {
-                let _ = state.db.clear_alerts(device, &kind, now).await;
-            }
-            if *to != Level::Normal {
-                let message = format!("{metric} {} → {} ({value:.1})", from.as_str(), to.as_str());
-                raise(state, device, &kind, *to, message, now).await;
-            }
-        }
-        Event::Failover { from, to } => {
-            let name = |u: &Option<String>| u.clone().unwrap_or_else(|| "none".into());
-            let message = format!("uplink failover {} → {} / 回線切替", name(from), name(to));
-            raise(state, device, "failover", Level::Caution, message, now).await;
-        }
-        Event::Started { agent_version } => tracing::info!(device, agent_version, "agent started"),
-    }
-}
-
-pub(super) async fn raise(state: &State, device: &str, kind: &str, level: Level, message: String, now: i64) {
-    let new = NewAlert {
-        device_id: device.to_owned(),
-        kind: kind.to_owned(),
-        level: level.as_str().to_owned(),
-        message: message.clone(),
-        at_ms: now,
-    };
-    match state.db.raise_alert(new.clone()).await {
-        Ok(id) => state.alerts.raise(Alert {
-            id,
-            device_id: new.device_id,
-            kind: new.kind,
-            level: new.level,
-            message,
-            at: rfc3339(
-                time::OffsetDateTime::from_unix_timestamp(now / 1000)
-                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-            ),
-        }),
-        Err(e) => tracing::error!(device, kind, error = %e, "could not record an alert"),
     }
 }

@@ -25,9 +25,11 @@
 //! - `ingest`: `POST /v1/reports` and the alerts its events raise;
 //! - `long_poll`: `GET /v1/commands?wait=S`;
 //! - `acks`: `POST /v1/commands/ack`, with order receipts;
+//! - `alerting`: carries out the actions of the alert policy;
 //! - `enrol`: `POST /v1/enrol`, renewal CSRs.
 
 mod acks;
+mod alerting;
 mod enrol;
 mod ingest;
 mod long_poll;
@@ -38,15 +40,15 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use cpe_protocol::Level;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::alerts::AlertSink;
+use crate::alerts::{AlertSink, Happened};
+use crate::clock::now_ms;
 use crate::pki::ca::CertificationBody;
 use crate::store::Database;
 
@@ -172,12 +174,6 @@ async fn serve_connection(
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 async fn liveness_loop(state: Arc<State>) {
     let mut tick = tokio::time::interval(state.config.liveness_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,12 +183,9 @@ async fn liveness_loop(state: Arc<State>) {
         let now = now_ms();
         match state.db.mark_silent(now - silent_ms, now).await {
             Ok(down) => {
+                let silent = Happened::WentSilent { silent_after: state.config.silent_after };
                 for device in down {
-                    let message = format!(
-                        "no heartbeat for {} s / 死活監視: 応答なし",
-                        state.config.silent_after.as_secs()
-                    );
-                    ingest::raise(&state, &device, "down", Level::Warning, message, now).await;
+                    alerting::carry_out(&state, &device, &silent, now).await;
                 }
             }
             Err(e) => tracing::error!(error = %e, "liveness check failed"),

@@ -59,7 +59,7 @@ pub const PG_RECORD: &str = "INSERT INTO schema_migrations (version, name, appli
     VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)";
 
 /// All migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[V1, V2];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3];
 
 const V1: Migration = Migration {
     version: 1,
@@ -326,14 +326,46 @@ CREATE TABLE incidents (
 ",
 };
 
+/// One spelling of the order kind "key rotation": the carrier stored
+/// `key-rotation` while the devices write `key_rotation` in their audit logs
+/// (which cannot be rewritten); stored orders and their commands take the
+/// devices' spelling, [`cpe_protocol::order::OrderKind::name`].
+const V3: Migration =
+    Migration { version: 3, name: "order kind key_rotation", sqlite: KIND_SPELLING, postgres: KIND_SPELLING };
+
+/// The same statements in both dialects.
+const KIND_SPELLING: &str = "
+UPDATE orders SET kind = 'key_rotation' WHERE kind = 'key-rotation';
+UPDATE commands SET kind = 'order:key_rotation' WHERE kind = 'order:key-rotation';
+";
+
 /// Highest version this build knows.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// The migrations a database with the `applied` versions lacks, in order;
+/// refuses a database migrated by a newer build.
+pub(crate) fn pending(applied: &[i64]) -> Result<Vec<&'static Migration>, super::DbError> {
+    if let Some(&found) = applied.iter().max() {
+        if found > latest_version() {
+            return Err(super::DbError::SchemaTooNew { found, known: latest_version() });
+        }
+    }
+    Ok(MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_are_the_missing_ones_and_newer_databases_are_refused() {
+        assert_eq!(pending(&[]).unwrap().len(), MIGRATIONS.len());
+        assert_eq!(pending(&[1]).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), [2, 3]);
+        assert!(pending(&[1, 2, 3]).unwrap().is_empty());
+        assert!(matches!(pending(&[latest_version() + 1]), Err(super::super::DbError::SchemaTooNew { .. })));
+    }
 
     #[test]
     fn versions_strictly_increase() {

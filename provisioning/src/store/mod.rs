@@ -16,6 +16,10 @@
 //! Every method takes the time it should record (`now_ms`, `at_ms`) from the
 //! caller: nothing here reads a clock, so tests are deterministic.
 //!
+//! Every query is written once (`sql.rs`, a dialect layer: `?N` placeholders
+//! become `$N` for PostgreSQL, row locks are dropped for SQLite) and every
+//! row is read by one function for both backends (`rows.rs`).
+//!
 //! Both backends run the same versioned [`migrations`] when opened
 //! (idempotent; serialised by `BEGIN IMMEDIATE` on SQLite and by
 //! `pg_advisory_xact_lock` on PostgreSQL).
@@ -41,6 +45,8 @@
 
 pub mod migrations;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
 
 use std::fmt;
@@ -50,6 +56,10 @@ use serde::Serialize;
 
 pub use postgres::PostgresDb;
 pub use sqlite::SqliteDb;
+
+/// Most records one group transaction takes, on either backend (a single
+/// larger batch still goes alone).
+pub const MAX_GROUP_RECORDS: usize = 20_000;
 
 /// Commands delivered but not acknowledged for this long are delivered again.
 pub const DEFAULT_REDELIVERY_MS: i64 = 120_000;
@@ -110,6 +120,10 @@ pub enum DbError {
     /// An order could not be signed inside its issuing transaction; nothing was stored.
     #[error("could not sign the order, nothing was stored: {0}")]
     Signing(String),
+    /// The caller's [`CaseRule`] refused the step inside its transaction;
+    /// nothing was stored.
+    #[error("{0}")]
+    Refused(RuleRefusal),
 }
 
 impl DbError {
@@ -137,7 +151,8 @@ impl DbError {
             | Self::SchemaTooNew { .. }
             | Self::OutOfRange { .. }
             | Self::UnknownDevice(_)
-            | Self::Signing(_) => false,
+            | Self::Signing(_)
+            | Self::Refused(_) => false,
         }
     }
 }
@@ -429,8 +444,9 @@ macro_rules! dispatch {
 pub mod orders;
 
 pub use orders::{
-    AckRecorded, CaseDetail, CaseEventRow, CaseRow, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
-    OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, SignedForDevice,
+    AckRecorded, CaseDetail, CaseEventRow, CaseRow, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent,
+    NewOrder, OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, RuleRefusal,
+    SignedForDevice, Step,
 };
 
 /// How often (in `now_ms` terms) [`Database::take_commands`] re-reads when
@@ -518,6 +534,12 @@ pub fn redact_url(url: &str) -> String {
     let userinfo = &authority[..at];
     let Some(colon) = userinfo.find(':') else { return url.to_owned() };
     format!("{}://{}:***{}", &url[..scheme_end], &userinfo[..colon], &rest[at..])
+}
+
+/// An id or sequence number read back: identity columns and CHECKed
+/// sequence numbers are never negative.
+pub(crate) fn id_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or_default()
 }
 
 fn to_i64(what: &'static str, v: u64) -> Result<i64, DbError> {

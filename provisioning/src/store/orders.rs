@@ -2,10 +2,8 @@
 //! with their delivery and the devices' receipts, and the devices' incident
 //! records (self-diagnosis results).
 //!
-//! The SQL is written once (SQLite `?N` placeholders; `pg_sql` turns them
-//! into PostgreSQL's `$N`) and rows are read through `Cols`, implemented
-//! for both backends' row types, so both backends store and return exactly
-//! the same thing.
+//! The SQL is in `store/sql.rs` and rows are read through `store/rows.rs`,
+//! the same for both backends.
 //!
 //! [`Database::issue_order`] is one transaction: it locks the device, takes
 //! the next per-device sequence number (`max + 1`; `UNIQUE (device_id,
@@ -13,16 +11,89 @@
 //! id and sequence it got, queues the signed order as a command and records
 //! the case step, so an order is never half issued and sequence numbers are
 //! strictly increasing per device, across processes.
+//! [`Database::issue_case_order`] and [`Database::add_case_event_if`] also
+//! lock the case and check the caller's [`CaseRule`] on the case as it
+//! stands inside the transaction, so that a step the flow allows once
+//! cannot be taken twice by two operators acting at once.
 
-use cpe_protocol::order::{Order, OrderKind, OrderTarget};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cpe_protocol::order::{Order, OrderTarget};
 use cpe_protocol::receipt::{EnforcementReceipt, ReceiptClock, SignedReceipt};
 use serde::Serialize;
 
-use super::{to_i64, Database, DbError};
-use crate::compliance::flow::{Step, Trail, TrailEvent};
+use super::{id_u64, to_i64, Database, DbError};
 
 /// How many orders [`super::DeviceDetail::recent_orders`] holds at most.
 pub const DETAIL_ORDERS: u32 = 10;
+
+/// One step of a case trail, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// ① The fact that opened the case.
+    Fact,
+    /// ② The hearing of the institution.
+    Hearing,
+    /// ② skipped because the matter is urgent (with a justification).
+    HearingSkipped,
+    /// ③ Report to the platform operator.
+    Report,
+    /// ④ Corrective recommendation with a deadline (a notice order goes to the device).
+    Recommend,
+    /// ⑤ Check whether the violation was corrected.
+    Check,
+    /// ⑥ A stop order was issued.
+    Stop,
+    /// The service was resumed (closes the case).
+    Resume,
+}
+
+impl Step {
+    /// Every step, in flow order.
+    pub const ALL: [Self; 8] = [
+        Self::Fact,
+        Self::Hearing,
+        Self::HearingSkipped,
+        Self::Report,
+        Self::Recommend,
+        Self::Check,
+        Self::Stop,
+        Self::Resume,
+    ];
+
+    /// Stable lower-case name, as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fact => "fact",
+            Self::Hearing => "hearing",
+            Self::HearingSkipped => "hearing-skipped",
+            Self::Report => "report",
+            Self::Recommend => "recommend",
+            Self::Check => "check",
+            Self::Stop => "stop",
+            Self::Resume => "resume",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Step {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|step| step.as_str() == s)
+            .ok_or_else(|| format!("unknown case step {s:?}"))
+    }
+}
 
 /// A step to add to a case trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,25 +163,6 @@ pub struct CaseDetail {
     pub orders: Vec<OrderRow>,
 }
 
-impl CaseDetail {
-    /// The trail the flow rules judge.
-    pub fn trail(&self) -> Trail {
-        Trail {
-            case_id: self.case.id,
-            events: self
-                .events
-                .iter()
-                .map(|e| TrailEvent {
-                    step: e.step,
-                    at_ms: e.at_ms,
-                    deadline_ms: e.deadline_ms,
-                    corrected: e.corrected,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// An order to issue: the order as it will be signed (its `id` and
 /// `sequence` are set by the issuing transaction) and the carrier's own
 /// bookkeeping.
@@ -135,17 +187,6 @@ impl NewOrder {
     }
 }
 
-/// Stable name of an order kind, as stored and printed.
-pub fn kind_label(kind: &OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Stop => "stop",
-        OrderKind::Resume => "resume",
-        OrderKind::Notice => "notice",
-        OrderKind::KeyRotation { .. } => "key-rotation",
-        OrderKind::Drill => "drill",
-    }
-}
-
 /// What the signer returns for the id and sequence the transaction allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedForDevice {
@@ -155,11 +196,20 @@ pub struct SignedForDevice {
     pub order_bytes: Vec<u8>,
     /// `order::encode_signed(SignedOrder)`: what the device receives.
     pub signed: Vec<u8>,
+    /// SHA-256 of `order_bytes` (what receipts quote).
+    pub order_hash: [u8; 32],
 }
 
 /// Signs an order whose id and sequence number the issuing transaction has
 /// just set. May be called again if the transaction is retried.
 pub type OrderSigner = dyn Fn(&Order) -> Result<SignedForDevice, String> + Send + Sync;
+
+/// Why a [`CaseRule`] refused; the store hands it back in [`DbError::Refused`].
+pub type RuleRefusal = Box<dyn std::error::Error + Send + Sync>;
+
+/// A rule checked inside a recording transaction on the case as it stands
+/// there (its trail and orders); an `Err` rolls the transaction back.
+pub type CaseRule = dyn Fn(&CaseDetail) -> Result<(), RuleRefusal> + Send + Sync;
 
 /// What [`Database::issue_order`] allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,6 +220,8 @@ pub struct IssuedOrder {
     pub sequence: u64,
     /// The command that carries it.
     pub command_id: u64,
+    /// Its kind ([`cpe_protocol::order::OrderKind::name`]).
+    pub kind: &'static str,
 }
 
 /// The decoded fields of a verified receipt.
@@ -302,18 +354,6 @@ pub struct OrderEvidence {
     pub receipt_cert: Option<Vec<u8>>,
 }
 
-pub(crate) fn evidence_row(r: &impl Cols) -> Result<OrderEvidence, DbError> {
-    let receipt = match (r.opt_bytes_at(1)?, r.opt_i64_at(2)?, r.opt_bytes_at(3)?) {
-        (Some(receipt_bytes), Some(scheme), Some(signature)) => Some(SignedReceipt {
-            receipt_bytes,
-            scheme: u16::try_from(scheme).unwrap_or_default(),
-            signature,
-        }),
-        _ => None,
-    };
-    Ok(OrderEvidence { signed: r.bytes_at(0)?, receipt, receipt_cert: r.opt_bytes_at(4)? })
-}
-
 /// A stored incident record (a self-diagnosis result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IncidentRow {
@@ -335,189 +375,11 @@ pub struct IncidentRow {
     pub received_at_ms: i64,
 }
 
-/// Reads typed columns from either backend's row.
-pub(crate) trait Cols {
-    fn i64_at(&self, i: usize) -> Result<i64, DbError>;
-    fn opt_i64_at(&self, i: usize) -> Result<Option<i64>, DbError>;
-    fn str_at(&self, i: usize) -> Result<String, DbError>;
-    fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError>;
-    fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError>;
-    fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError>;
-    fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError>;
-}
-
-/// Implements [`Cols`] for a backend's row type with its fallible getter.
-macro_rules! impl_cols {
-    ($row:ty, $get:ident) => {
-        impl Cols for $row {
-            fn i64_at(&self, i: usize) -> Result<i64, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn opt_i64_at(&self, i: usize) -> Result<Option<i64>, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn str_at(&self, i: usize) -> Result<String, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn opt_str_at(&self, i: usize) -> Result<Option<String>, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError> {
-                Ok(self.$get(i)?)
-            }
-            fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
-                Ok(self.$get(i)?)
-            }
-        }
-    };
-}
-
-impl_cols!(rusqlite::Row<'_>, get);
-impl_cols!(tokio_postgres::Row, try_get);
-
-/// The statement in PostgreSQL's placeholder syntax (`?N` → `$N`).
-pub(crate) fn pg_sql(sql: &str) -> String {
-    sql.replace('?', "$")
-}
-
-fn id_u64(v: i64) -> u64 {
-    // Identity columns and CHECKed sequence numbers are never negative.
-    u64::try_from(v).unwrap_or_default()
-}
-
-fn opt_id(v: Option<i64>) -> Option<u64> {
-    v.map(id_u64)
-}
-
-pub(crate) const CASE_SELECT: &str = "SELECT id, device_id, opened_at_ms FROM cases WHERE id = ?1";
-pub(crate) const LATEST_CASE: &str = "SELECT max(id) FROM cases WHERE device_id = ?1";
-pub(crate) const INSERT_CASE: &str = "INSERT INTO cases (device_id, opened_at_ms)
-    SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1) RETURNING id";
-pub(crate) const CASE_EXISTS: &str = "SELECT 1 FROM cases WHERE id = ?1";
-pub(crate) const INSERT_EVENT: &str = "INSERT INTO case_events
-    (case_id, step, at_ms, operator, text, deadline_ms, corrected, justification, recipient, order_id)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id";
-pub(crate) const EVENTS_SELECT: &str = "SELECT id, step, at_ms, operator, text, deadline_ms, corrected,
-    justification, recipient, order_id FROM case_events WHERE case_id = ?1 ORDER BY id";
-pub(crate) const ORDER_SELECT: &str = "SELECT o.id, o.device_id, o.case_id, o.command_id, o.kind, o.sequence,
-    o.key_id, o.issued_at, o.not_before, o.expires_at, o.deadline, o.reason_ja, o.reason_en, o.operator,
-    o.justification, o.created_at_ms, o.order_hash, c.delivered_at_ms, CAST(coalesce(c.deliveries, 0) AS BIGINT),
-    o.outcome, o.outcome_at_ms, o.detail, o.applied_at, o.device_clock, o.time_floor, o.clock,
-    o.resulting_state, o.drill, o.receipt_scheme
-    FROM orders o LEFT JOIN commands c ON c.id = o.command_id";
-pub(crate) const NEXT_SEQUENCE: &str =
-    "SELECT coalesce(max(sequence), 0) + 1 FROM orders WHERE device_id = ?1";
-pub(crate) const INSERT_ORDER: &str =
-    "INSERT INTO orders (device_id, case_id, kind, sequence, key_id, issued_at,
-    not_before, expires_at, deadline, reason_ja, reason_en, operator, justification, order_bytes, signed,
-    order_hash, created_at_ms)
-    VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?13, ?14) RETURNING id";
-pub(crate) const INSERT_ORDER_COMMAND: &str =
-    "INSERT INTO commands (device_id, kind, body, created_at_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id";
-pub(crate) const COMPLETE_ORDER: &str = "UPDATE orders SET key_id = ?2, order_bytes = ?3, signed = ?4,
-    order_hash = ?5, command_id = ?6 WHERE id = ?1";
-pub(crate) const ACK_COMMAND: &str = "UPDATE commands SET acked_at_ms = ?3, ok = ?4, detail = ?5
-    WHERE device_id = ?1 AND id = ?2 AND acked_at_ms IS NULL";
-pub(crate) const COMMAND_KNOWN: &str = "SELECT 1 FROM commands WHERE device_id = ?1 AND id = ?2";
-pub(crate) const RECORD_OUTCOME: &str = "UPDATE orders SET outcome = ?3, outcome_at_ms = ?4, detail = ?5,
-    receipt_bytes = ?6, receipt_scheme = ?7, receipt_signature = ?8, applied_at = ?9, device_clock = ?10,
-    time_floor = ?11, clock = ?12, resulting_state = ?13, drill = ?14, receipt_cert = ?15
-    WHERE device_id = ?1 AND command_id = ?2 AND outcome IS NULL RETURNING id, sequence";
-pub(crate) const SET_SERVICE_STATE: &str = "UPDATE devices SET suspension = ?3 WHERE id = ?1
-    AND NOT EXISTS (SELECT 1 FROM orders WHERE device_id = ?1 AND outcome = 'applied' AND sequence > ?2)";
-pub(crate) const INSERT_INCIDENT: &str =
-    "INSERT INTO incidents (device_id, seq, incident_id, command_id, segment,
-    summary, report_json, recorded_at_ms, received_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-    ON CONFLICT (device_id, seq) DO NOTHING";
-pub(crate) const EVIDENCE_SELECT: &str =
-    "SELECT signed, receipt_bytes, receipt_scheme, receipt_signature, receipt_cert FROM orders WHERE id = ?1";
-pub(crate) const INCIDENTS_SELECT: &str =
-    "SELECT seq, incident_id, command_id, segment, summary, report_json,
-    recorded_at_ms, received_at_ms FROM incidents WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2";
-
-pub(crate) fn case_row(r: &impl Cols) -> Result<CaseRow, DbError> {
-    Ok(CaseRow { id: id_u64(r.i64_at(0)?), device_id: r.str_at(1)?, opened_at_ms: r.i64_at(2)? })
-}
-
-pub(crate) fn event_row(r: &impl Cols) -> Result<CaseEventRow, DbError> {
-    let step = r.str_at(1)?;
-    Ok(CaseEventRow {
-        id: id_u64(r.i64_at(0)?),
-        step: step.parse().map_err(|_| DbError::OutOfRange { what: "case step", value: step })?,
-        at_ms: r.i64_at(2)?,
-        operator: r.str_at(3)?,
-        text: r.str_at(4)?,
-        deadline_ms: r.opt_i64_at(5)?,
-        corrected: r.opt_bool_at(6)?,
-        justification: r.opt_str_at(7)?,
-        recipient: r.opt_str_at(8)?,
-        order_id: opt_id(r.opt_i64_at(9)?),
-    })
-}
-
-pub(crate) fn order_row(r: &impl Cols) -> Result<OrderRow, DbError> {
-    let outcome = r.opt_str_at(19)?;
-    let receipt = match (outcome.as_deref(), r.opt_i64_at(22)?) {
-        (Some("applied"), Some(applied_at)) => Some(ReceiptFields {
-            applied_at,
-            device_clock: r.opt_i64_at(23)?.unwrap_or_default(),
-            time_floor: r.opt_i64_at(24)?.unwrap_or_default(),
-            clock: r.opt_str_at(25)?.unwrap_or_default(),
-            resulting_state: r.opt_str_at(26)?.unwrap_or_default(),
-            drill: r.opt_bool_at(27)?.unwrap_or_default(),
-            scheme: u16::try_from(r.opt_i64_at(28)?.unwrap_or_default()).unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    Ok(OrderRow {
-        id: id_u64(r.i64_at(0)?),
-        device_id: r.str_at(1)?,
-        case_id: opt_id(r.opt_i64_at(2)?),
-        command_id: opt_id(r.opt_i64_at(3)?),
-        kind: r.str_at(4)?,
-        sequence: id_u64(r.i64_at(5)?),
-        key_id: r.str_at(6)?,
-        issued_at: r.i64_at(7)?,
-        not_before: r.i64_at(8)?,
-        expires_at: r.i64_at(9)?,
-        deadline: r.opt_i64_at(10)?,
-        reason_ja: r.str_at(11)?,
-        reason_en: r.str_at(12)?,
-        operator: r.str_at(13)?,
-        justification: r.opt_str_at(14)?,
-        created_at_ms: r.i64_at(15)?,
-        order_hash: r.bytes_at(16)?,
-        delivered_at_ms: r.opt_i64_at(17)?,
-        deliveries: u32::try_from(r.i64_at(18)?).unwrap_or(u32::MAX),
-        outcome,
-        outcome_at_ms: r.opt_i64_at(20)?,
-        detail: r.opt_str_at(21)?,
-        receipt,
-    })
-}
-
-pub(crate) fn incident_row(r: &impl Cols) -> Result<IncidentRow, DbError> {
-    Ok(IncidentRow {
-        seq: id_u64(r.i64_at(0)?),
-        incident_id: r.str_at(1)?,
-        command_id: opt_id(r.opt_i64_at(2)?),
-        segment: r.str_at(3)?,
-        summary: r.str_at(4)?,
-        report_json: r.str_at(5)?,
-        recorded_at_ms: r.i64_at(6)?,
-        received_at_ms: r.i64_at(7)?,
-    })
-}
-
-/// The columns an issued order gets once signed: the signer's output, the
-/// command body the device receives and the order hash.
+/// The columns an issued order gets once signed: the signer's output and
+/// the command the device receives.
 pub(crate) struct SignedColumns {
     pub signed: SignedForDevice,
     pub command_body: Vec<u8>,
-    pub order_hash: Vec<u8>,
     pub command_kind: String,
 }
 
@@ -535,16 +397,10 @@ pub(crate) fn sign_columns(
     let command_body =
         postcard::to_stdvec(&cpe_protocol::CommandKind::Order { signed: signed.signed.clone() })
             .map_err(|e| DbError::Signing(e.to_string()))?;
-    let order_hash = crate::compliance::receipts::order_hash(&signed.order_bytes).to_vec();
-    Ok(SignedColumns {
-        signed,
-        command_body,
-        order_hash,
-        command_kind: format!("order:{}", kind_label(&order.kind)),
-    })
+    Ok(SignedColumns { signed, command_body, command_kind: format!("order:{}", order.kind.name()) })
 }
 
-/// An acknowledgement ready to store: the columns of [`RECORD_OUTCOME`].
+/// An acknowledgement ready to store: the columns of [`super::sql::RECORD_OUTCOME`].
 #[derive(Debug, Clone)]
 pub(crate) struct StoredAck {
     pub device_id: String,
@@ -579,13 +435,38 @@ impl Database {
     /// Opens a case for a device (§2.2 ①) with its fact; returns the case id.
     /// Fails with [`DbError::UnknownDevice`] if the device has never reported.
     pub async fn open_case(&self, device_id: &str, fact: NewCaseEvent) -> Result<u64, DbError> {
-        dispatch!(self, db => db.open_case(device_id.to_owned(), fact).await)
+        dispatch!(self, db => db.open_case(device_id.to_owned(), fact, None).await)
+    }
+
+    /// [`Self::open_case`] if `rule` allows it on the device's latest case
+    /// (if it has one) as it stands inside the transaction (the device is
+    /// locked); a refusal is [`DbError::Refused`] and nothing is stored.
+    pub async fn open_case_if(
+        &self,
+        device_id: &str,
+        fact: NewCaseEvent,
+        rule: Arc<CaseRule>,
+    ) -> Result<u64, DbError> {
+        dispatch!(self, db => db.open_case(device_id.to_owned(), fact, Some(rule)).await)
     }
 
     /// Adds a step to a case; returns the event id, or `None` if there is no such case.
     pub async fn add_case_event(&self, case_id: u64, event: NewCaseEvent) -> Result<Option<u64>, DbError> {
         let case_id = to_i64("case id", case_id)?;
-        dispatch!(self, db => db.add_case_event(case_id, event).await)
+        dispatch!(self, db => db.add_case_event(case_id, event, None).await)
+    }
+
+    /// [`Self::add_case_event`] if `rule` allows it on the case as it stands
+    /// inside the transaction (the case is locked); a refusal is
+    /// [`DbError::Refused`] and nothing is stored.
+    pub async fn add_case_event_if(
+        &self,
+        case_id: u64,
+        event: NewCaseEvent,
+        rule: Arc<CaseRule>,
+    ) -> Result<Option<u64>, DbError> {
+        let case_id = to_i64("case id", case_id)?;
+        dispatch!(self, db => db.add_case_event(case_id, event, Some(rule)).await)
     }
 
     /// A case with its trail and orders.
@@ -610,10 +491,33 @@ impl Database {
         &self,
         order: NewOrder,
         event: Option<NewCaseEvent>,
-        sign: std::sync::Arc<OrderSigner>,
+        sign: Arc<OrderSigner>,
+    ) -> Result<IssuedOrder, DbError> {
+        self.issue(order, event, sign, None).await
+    }
+
+    /// [`Self::issue_order`] for an order of a case, if `rule` allows it on
+    /// the case as it stands inside the issuing transaction (device and case
+    /// locked); a refusal is [`DbError::Refused`] and nothing is stored.
+    pub async fn issue_case_order(
+        &self,
+        order: NewOrder,
+        event: Option<NewCaseEvent>,
+        sign: Arc<OrderSigner>,
+        rule: Arc<CaseRule>,
+    ) -> Result<IssuedOrder, DbError> {
+        self.issue(order, event, sign, Some(rule)).await
+    }
+
+    async fn issue(
+        &self,
+        order: NewOrder,
+        event: Option<NewCaseEvent>,
+        sign: Arc<OrderSigner>,
+        rule: Option<Arc<CaseRule>>,
     ) -> Result<IssuedOrder, DbError> {
         let device_id = order.device_id();
-        let issued = dispatch!(self, db => db.issue_order(order, event, sign).await)?;
+        let issued = dispatch!(self, db => db.issue_order(order, event, sign, rule).await)?;
         self.note_command_queued(&device_id).await;
         Ok(issued)
     }

@@ -3,7 +3,7 @@
 //! **Ingest.** Requests go over a bounded channel to [`DbOptions::pg_writers`]
 //! writer tasks (one by default), each with its own connection. A writer
 //! takes everything queued (up to [`DbOptions::max_group`] requests or
-//! [`super::sqlite::MAX_GROUP_RECORDS`] records) and stores the whole group in
+//! [`super::MAX_GROUP_RECORDS`] records) and stores the whole group in
 //! one transaction of three set-based statements, whatever its size:
 //!
 //! 1. `SELECT … FOR UPDATE` of the group's devices, in id order: their state
@@ -44,19 +44,19 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::migrations::{latest_version, MIGRATIONS, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
+use super::migrations::{pending, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
 use super::orders::{
-    case_row, event_row, evidence_row, incident_row, kind_label, order_row, pg_sql, sign_columns,
-    AckRecorded, CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow,
-    OrderSigner, StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER,
-    DETAIL_ORDERS, EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT,
-    INSERT_INCIDENT, INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT,
-    RECORD_OUTCOME, SET_SERVICE_STATE,
+    sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
+    OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
-use super::sqlite::MAX_GROUP_RECORDS;
+use super::rows::{
+    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
+    report_row, Cols,
+};
+use super::sql::{self, Sql};
 use super::{
-    attribute_group, redact_url, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions,
-    DeviceDetail, DeviceRow, IngestOutcome, IngestRequest, NewAlert, ReportRow, StoredRecord, DETAIL_RECENT,
+    attribute_group, id_u64, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
+    DeviceRow, IngestOutcome, IngestRequest, NewAlert, StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
 
 /// Ingest requests that may wait for a writer before senders wait.
@@ -170,11 +170,6 @@ fn is_conflict(e: &DbError) -> bool {
     }))
 }
 
-fn id_u64(id: i64) -> u64 {
-    // Identity columns and the CHECKed seq column are never negative.
-    u64::try_from(id).unwrap_or_default()
-}
-
 impl PostgresDb {
     pub(crate) async fn open(url: &str, options: DbOptions) -> Result<Self, DbError> {
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| DbError::Url {
@@ -206,9 +201,8 @@ impl PostgresDb {
 
     pub(crate) async fn schema_versions(&self) -> Result<Vec<i64>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows =
-            pooled.conn()?.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        let rows = pooled.conn()?.query(sql::SCHEMA_VERSIONS.postgres, &[]).await?;
+        rows.iter().map(|r| r.i64_at(0)).collect()
     }
 
     pub(crate) async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, DbError> {
@@ -226,18 +220,12 @@ impl PostgresDb {
         let conn = pooled.conn()?;
         let mut attempt = 1;
         loop {
-            let result = conn
-                .query(
-                    "UPDATE devices SET state = 'down', state_since = $2
-                     WHERE state = 'up' AND last_seen < $1 RETURNING id",
-                    &[&silent_before_ms, &now_ms],
-                )
-                .await;
+            let result = conn.query(sql::MARK_SILENT.postgres, &[&silent_before_ms, &now_ms]).await;
             match result {
                 Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
                 Ok(rows) => {
-                    let mut ids = rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>()?;
+                    let mut ids = rows.iter().map(|r| r.str_at(0)).collect::<Result<Vec<String>, _>>()?;
                     ids.sort();
                     return Ok(ids);
                 }
@@ -247,17 +235,13 @@ impl PostgresDb {
 
     pub(crate) async fn raise_alert(&self, alert: NewAlert) -> Result<i64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
+        let a = &alert;
         let rows = pooled
             .conn()?
-            .query(
-                "INSERT INTO alerts (device_id, kind, level, message, raised_at_ms)
-                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1)
-                 RETURNING id",
-                &[&alert.device_id, &alert.kind, &alert.level, &alert.message, &alert.at_ms],
-            )
+            .query(sql::RAISE_ALERT.postgres, &[&a.device_id, &a.kind, &a.level, &a.message, &a.at_ms])
             .await?;
         match rows.first() {
-            Some(row) => Ok(row.try_get(0)?),
+            Some(row) => row.i64_at(0),
             None => Err(DbError::UnknownDevice(alert.device_id)),
         }
     }
@@ -269,69 +253,42 @@ impl PostgresDb {
         at_ms: i64,
     ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        pooled
-            .conn()?
-            .execute(
-                "UPDATE alerts SET cleared_at_ms = $3
-                 WHERE device_id = $1 AND kind = $2 AND cleared_at_ms IS NULL",
-                &[&device_id, &kind, &at_ms],
-            )
-            .await
+        pooled.conn()?.execute(sql::CLEAR_ALERTS.postgres, &[&device_id, &kind, &at_ms]).await
     }
 
     pub(crate) async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<AlertRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows = pooled
-            .conn()?
-            .query(
-                "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
-                 WHERE (NOT $1::boolean OR cleared_at_ms IS NULL)
-                 ORDER BY raised_at_ms DESC, id DESC LIMIT $2",
-                &[&open_only, &i64::from(limit)],
-            )
-            .await?;
+        let rows = pooled.conn()?.query(sql::ALERTS.postgres, &[&open_only, &i64::from(limit)]).await?;
         rows.iter().map(alert_row).collect()
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows = pooled.conn()?.query(concat!(device_select!(), " ORDER BY d.id"), &[]).await?;
+        let rows = pooled.conn()?.query(sql::DEVICES.postgres, &[]).await?;
         rows.iter().map(device_row).collect()
     }
 
     pub(crate) async fn report_seqs(&self, id: String) -> Result<Vec<(u64, i64)>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows = pooled
-            .conn()?
-            .query("SELECT seq, received_at_ms FROM reports WHERE device_id = $1 ORDER BY seq", &[&id])
-            .await?;
-        rows.iter().map(|r| Ok((id_u64(r.try_get(0)?), r.try_get(1)?))).collect()
+        let rows = pooled.conn()?.query(sql::REPORT_SEQS.postgres, &[&id]).await?;
+        rows.iter().map(|r| Ok((id_u64(r.i64_at(0)?), r.i64_at(1)?))).collect()
     }
 
     pub(crate) async fn device(&self, id: String) -> Result<Option<DeviceDetail>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let conn = pooled.conn()?;
-        let stmts = [
-            conn.prepare(concat!(device_select!(), " WHERE d.id = $1")).await?,
-            conn.prepare(
-                "SELECT seq, recorded_at_ms, received_at_ms, kind, summary FROM reports
-                 WHERE device_id = $1 ORDER BY seq DESC LIMIT $2",
-            )
-            .await?,
-            conn.prepare(
-                "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
-                 WHERE device_id = $1 AND cleared_at_ms IS NULL ORDER BY raised_at_ms DESC, id DESC",
-            )
-            .await?,
-            conn.prepare(
-                "SELECT id, kind, created_at_ms, delivered_at_ms, deliveries, acked_at_ms, ok, detail
-                 FROM commands WHERE device_id = $1 ORDER BY id DESC LIMIT $2",
-            )
-            .await?,
+        let queries = [
+            sql::DEVICE,
+            sql::RECENT_REPORTS,
+            sql::OPEN_ALERTS_OF_DEVICE,
+            sql::RECENT_COMMANDS,
+            sql::ORDERS_OF_DEVICE,
+            sql::INCIDENTS,
         ];
-        let orders_sql =
-            pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"));
-        let incidents_sql = pg_sql(INCIDENTS_SELECT);
+        let mut stmts = Vec::with_capacity(queries.len());
+        for q in queries {
+            stmts.push(conn.prepare(q.postgres).await?);
+        }
         let limit = i64::from(DETAIL_RECENT);
         // One read-only REPEATABLE READ transaction: a consistent snapshot.
         let tx = conn
@@ -350,13 +307,13 @@ impl PostgresDb {
         let recent_commands =
             tx.query(&stmts[3], &[&id, &limit]).await?.iter().map(command_row).collect::<Result<_, _>>()?;
         let recent_orders = tx
-            .query(&orders_sql, &[&id, &i64::from(DETAIL_ORDERS)])
+            .query(&stmts[4], &[&id, &i64::from(DETAIL_ORDERS)])
             .await?
             .iter()
             .map(order_row)
             .collect::<Result<_, _>>()?;
         let latest_incident =
-            tx.query_opt(&incidents_sql, &[&id, &1i64]).await?.map(|r| incident_row(&r)).transpose()?;
+            tx.query_opt(&stmts[5], &[&id, &1i64]).await?.map(|r| incident_row(&r)).transpose()?;
         tx.commit().await?;
         Ok(Some(DeviceDetail {
             row,
@@ -376,17 +333,10 @@ impl PostgresDb {
         now_ms: i64,
     ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows = pooled
-            .conn()?
-            .query(
-                "INSERT INTO commands (device_id, kind, body, created_at_ms)
-                 SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $1)
-                 RETURNING id",
-                &[&device_id, &kind, &body, &now_ms],
-            )
-            .await?;
+        let rows =
+            pooled.conn()?.query(sql::ENQUEUE_COMMAND.postgres, &[&device_id, &kind, &body, &now_ms]).await?;
         match rows.first() {
-            Some(row) => Ok(id_u64(row.try_get(0)?)),
+            Some(row) => Ok(id_u64(row.i64_at(0)?)),
             None => Err(DbError::UnknownDevice(device_id)),
         }
     }
@@ -402,15 +352,8 @@ impl PostgresDb {
     /// When each device's next unacknowledged command is due.
     pub(crate) async fn commands_due(&self, redelivery_ms: i64) -> Result<HashMap<String, i64>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows = pooled
-            .conn()?
-            .query(
-                "SELECT device_id, min(coalesce(delivered_at_ms + $1, -9223372036854775808)) FROM commands
-                 WHERE acked_at_ms IS NULL GROUP BY device_id",
-                &[&redelivery_ms],
-            )
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        let rows = pooled.conn()?.query(sql::COMMANDS_DUE.postgres, &[&redelivery_ms]).await?;
+        rows.iter().map(|r| Ok((r.str_at(0)?, r.i64_at(1)?))).collect()
     }
 
     pub(crate) async fn take_commands(
@@ -422,17 +365,11 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled
             .conn()?
-            .query(
-                "UPDATE commands SET delivered_at_ms = $2, deliveries = deliveries + 1
-                 WHERE device_id = $1 AND acked_at_ms IS NULL
-                   AND (delivered_at_ms IS NULL OR delivered_at_ms <= $3)
-                 RETURNING id, body",
-                &[&device_id, &now_ms, &redeliver_before],
-            )
+            .query(sql::TAKE_COMMANDS.postgres, &[&device_id, &now_ms, &redeliver_before])
             .await?;
         let mut out = rows
             .iter()
-            .map(|r| Ok((id_u64(r.try_get(0)?), r.try_get::<_, Vec<u8>>(1)?)))
+            .map(|r| Ok((id_u64(r.i64_at(0)?), r.bytes_at(1)?)))
             .collect::<Result<Vec<_>, DbError>>()?;
         out.sort_by_key(|(id, _)| *id);
         Ok(out)
@@ -448,30 +385,39 @@ impl PostgresDb {
     ) -> Result<bool, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let conn = pooled.conn()?;
-        let n = conn
-            .execute(
-                "UPDATE commands SET acked_at_ms = $3, ok = $4, detail = $5
-                 WHERE device_id = $1 AND id = $2 AND acked_at_ms IS NULL",
-                &[&device_id, &id, &now_ms, &ok, &detail],
-            )
-            .await?;
+        let n = conn.execute(sql::ACK_COMMAND.postgres, &[&device_id, &id, &now_ms, &ok, &detail]).await?;
         if n > 0 {
             return Ok(true);
         }
-        let rows =
-            conn.query("SELECT 1 FROM commands WHERE device_id = $1 AND id = $2", &[&device_id, &id]).await?;
-        Ok(!rows.is_empty())
+        Ok(!conn.query(sql::COMMAND_KNOWN.postgres, &[&device_id, &id]).await?.is_empty())
     }
 }
 
 impl PostgresDb {
-    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+    pub(crate) async fn open_case(
+        &self,
+        device_id: String,
+        fact: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
+    ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
-        let Some(row) = tx.query_opt(&pg_sql(INSERT_CASE), &[&device_id, &fact.at_ms]).await? else {
+        if let Some(rule) = &rule {
+            // The device row lock serialises the opening of its cases across processes.
+            if tx.query_opt(sql::LOCK_DEVICE.postgres, &[&device_id]).await?.is_none() {
+                return Err(DbError::UnknownDevice(device_id));
+            }
+            let latest = tx.query_one(sql::LATEST_CASE.postgres, &[&device_id]).await?.opt_i64_at(0)?;
+            if let Some(id) = latest {
+                if let Some(case) = load_case(&tx, id).await? {
+                    rule(&case).map_err(DbError::Refused)?;
+                }
+            }
+        }
+        let Some(row) = tx.query_opt(sql::INSERT_CASE.postgres, &[&device_id, &fact.at_ms]).await? else {
             return Err(DbError::UnknownDevice(device_id));
         };
-        let id: i64 = row.try_get(0)?;
+        let id = row.i64_at(0)?;
         insert_event(&tx, id, &fact, None).await?;
         tx.commit().await?;
         Ok(id_u64(id))
@@ -481,11 +427,18 @@ impl PostgresDb {
         &self,
         case_id: i64,
         event: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
     ) -> Result<Option<u64>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
-        if tx.query_opt(&pg_sql(CASE_EXISTS), &[&case_id]).await?.is_none() {
+        // The case row lock serialises the steps of one case across processes.
+        if tx.query_opt(sql::LOCK_CASE.postgres, &[&case_id]).await?.is_none() {
             return Ok(None);
+        }
+        if let Some(rule) = &rule {
+            if let Some(case) = load_case(&tx, case_id).await? {
+                rule(&case).map_err(DbError::Refused)?;
+            }
         }
         let id = insert_event(&tx, case_id, &event, None).await?;
         tx.commit().await?;
@@ -502,28 +455,15 @@ impl PostgresDb {
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .start()
             .await?;
-        let Some(case) = tx.query_opt(&pg_sql(CASE_SELECT), &[&case_id]).await? else { return Ok(None) };
-        let case = case_row(&case)?;
-        let events = tx
-            .query(&pg_sql(EVENTS_SELECT), &[&case_id])
-            .await?
-            .iter()
-            .map(event_row)
-            .collect::<Result<_, _>>()?;
-        let orders = tx
-            .query(&pg_sql(&format!("{ORDER_SELECT} WHERE o.case_id = ?1 ORDER BY o.id")), &[&case_id])
-            .await?
-            .iter()
-            .map(order_row)
-            .collect::<Result<_, _>>()?;
+        let case = load_case(&tx, case_id).await?;
         tx.commit().await?;
-        Ok(Some(CaseDetail { case, events, orders }))
+        Ok(case)
     }
 
     pub(crate) async fn latest_case(&self, device_id: String) -> Result<Option<i64>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let row = pooled.conn()?.client.query_one(&pg_sql(LATEST_CASE), &[&device_id]).await?;
-        Ok(row.try_get(0)?)
+        let row = pooled.conn()?.client.query_one(sql::LATEST_CASE.postgres, &[&device_id]).await?;
+        row.opt_i64_at(0)
     }
 
     pub(crate) async fn issue_order(
@@ -531,25 +471,34 @@ impl PostgresDb {
         new: NewOrder,
         event: Option<NewCaseEvent>,
         sign: Arc<OrderSigner>,
+        rule: Option<Arc<CaseRule>>,
     ) -> Result<IssuedOrder, DbError> {
         let device_id = new.device_id();
         let o = &new.order;
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
-        // The device row lock serialises sequence allocation across processes.
-        if tx.query_opt("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", &[&device_id]).await?.is_none() {
+        // The device row lock serialises sequence allocation (and, with the
+        // case lock, the case's steps) across processes.
+        if tx.query_opt(sql::LOCK_DEVICE.postgres, &[&device_id]).await?.is_none() {
             return Err(DbError::UnknownDevice(device_id));
         }
-        let sequence: i64 = tx.query_one(&pg_sql(NEXT_SEQUENCE), &[&device_id]).await?.try_get(0)?;
         let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
+        if let (Some(rule), Some(case_id)) = (&rule, case_id) {
+            if tx.query_opt(sql::LOCK_CASE.postgres, &[&case_id]).await?.is_some() {
+                if let Some(case) = load_case(&tx, case_id).await? {
+                    rule(&case).map_err(DbError::Refused)?;
+                }
+            }
+        }
+        let sequence = tx.query_one(sql::NEXT_SEQUENCE.postgres, &[&device_id]).await?.i64_at(0)?;
         let empty: Vec<u8> = Vec::new();
-        let id: i64 = tx
+        let id = tx
             .query_one(
-                &pg_sql(INSERT_ORDER),
+                sql::INSERT_ORDER.postgres,
                 &[
                     &device_id,
                     &case_id,
-                    &kind_label(&o.kind),
+                    &o.kind.name(),
                     &sequence,
                     &o.issued_at,
                     &o.not_before,
@@ -564,23 +513,23 @@ impl PostgresDb {
                 ],
             )
             .await?
-            .try_get(0)?;
+            .i64_at(0)?;
         let cols = sign_columns(&*sign, &new, id, sequence)?;
-        let command_id: i64 = tx
+        let command_id = tx
             .query_one(
-                &pg_sql(INSERT_ORDER_COMMAND),
+                sql::INSERT_ORDER_COMMAND.postgres,
                 &[&device_id, &cols.command_kind, &cols.command_body, &new.now_ms],
             )
             .await?
-            .try_get(0)?;
+            .i64_at(0)?;
         tx.execute(
-            &pg_sql(COMPLETE_ORDER),
+            sql::COMPLETE_ORDER.postgres,
             &[
                 &id,
                 &cols.signed.key_id,
                 &cols.signed.order_bytes,
                 &cols.signed.signed,
-                &cols.order_hash,
+                &cols.signed.order_hash.as_slice(),
                 &command_id,
             ],
         )
@@ -589,7 +538,12 @@ impl PostgresDb {
             insert_event(&tx, case_id, event, Some(id)).await?;
         }
         tx.commit().await?;
-        Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
+        Ok(IssuedOrder {
+            order_id: id_u64(id),
+            sequence: id_u64(sequence),
+            command_id: id_u64(command_id),
+            kind: o.kind.name(),
+        })
     }
 
     pub(crate) async fn orders(
@@ -598,27 +552,18 @@ impl PostgresDb {
         limit: u32,
     ) -> Result<Vec<OrderRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let client = &pooled.conn()?.client;
+        let conn = pooled.conn()?;
         let limit = i64::from(limit);
         let rows = match device_id {
-            Some(device) => {
-                let sql =
-                    pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"));
-                client.query(&sql, &[&device, &limit]).await?
-            }
-            None => {
-                client
-                    .query(&pg_sql(&format!("{ORDER_SELECT} ORDER BY o.id DESC LIMIT ?1")), &[&limit])
-                    .await?
-            }
+            Some(device) => conn.query(sql::ORDERS_OF_DEVICE.postgres, &[&device, &limit]).await?,
+            None => conn.query(sql::ORDERS.postgres, &[&limit]).await?,
         };
         rows.iter().map(order_row).collect()
     }
 
     pub(crate) async fn order(&self, id: i64) -> Result<Option<OrderRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let sql = pg_sql(&format!("{ORDER_SELECT} WHERE o.id = ?1"));
-        pooled.conn()?.client.query_opt(&sql, &[&id]).await?.map(|r| order_row(&r)).transpose()
+        first(pooled.conn()?, sql::ORDER, &[&id], order_row).await
     }
 
     pub(crate) async fn order_by_command(
@@ -627,29 +572,23 @@ impl PostgresDb {
         command_id: i64,
     ) -> Result<Option<OrderRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let sql = pg_sql(&format!("{ORDER_SELECT} WHERE o.device_id = ?1 AND o.command_id = ?2"));
-        pooled
-            .conn()?
-            .client
-            .query_opt(&sql, &[&device_id, &command_id])
-            .await?
-            .map(|r| order_row(&r))
-            .transpose()
+        first(pooled.conn()?, sql::ORDER_BY_COMMAND, &[&device_id, &command_id], order_row).await
     }
 
     pub(crate) async fn record_order_ack(&self, a: StoredAck) -> Result<AckRecorded, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let tx = pooled.conn()?.client.transaction().await?;
         let n = tx
-            .execute(&pg_sql(ACK_COMMAND), &[&a.device_id, &a.command_id, &a.now_ms, &a.ok, &a.detail])
+            .execute(sql::ACK_COMMAND.postgres, &[&a.device_id, &a.command_id, &a.now_ms, &a.ok, &a.detail])
             .await?;
         if n == 0 {
-            let known = tx.query_opt(&pg_sql(COMMAND_KNOWN), &[&a.device_id, &a.command_id]).await?.is_some();
+            let known =
+                tx.query_opt(sql::COMMAND_KNOWN.postgres, &[&a.device_id, &a.command_id]).await?.is_some();
             return Ok(AckRecorded { known, first: false });
         }
         let updated = tx
             .query_opt(
-                &pg_sql(RECORD_OUTCOME),
+                sql::RECORD_OUTCOME.postgres,
                 &[
                     &a.device_id,
                     &a.command_id,
@@ -670,8 +609,9 @@ impl PostgresDb {
             )
             .await?;
         if let (Some(row), "applied") = (updated, a.outcome) {
-            let (id, sequence): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            tx.execute(&pg_sql(SET_SERVICE_STATE), &[&a.device_id, &sequence, &a.service_state(id)]).await?;
+            let (id, sequence) = (row.i64_at(0)?, row.i64_at(1)?);
+            tx.execute(sql::SET_SERVICE_STATE.postgres, &[&a.device_id, &sequence, &a.service_state(id)])
+                .await?;
         }
         tx.commit().await?;
         Ok(AckRecorded { known: true, first: true })
@@ -679,21 +619,42 @@ impl PostgresDb {
 
     pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        pooled
-            .conn()?
-            .client
-            .query_opt(&pg_sql(EVIDENCE_SELECT), &[&id])
-            .await?
-            .map(|r| evidence_row(&r))
-            .transpose()
+        first(pooled.conn()?, sql::EVIDENCE, &[&id], evidence_row).await
     }
 
     pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows =
-            pooled.conn()?.client.query(&pg_sql(INCIDENTS_SELECT), &[&device_id, &i64::from(limit)]).await?;
+        let rows = pooled.conn()?.query(sql::INCIDENTS.postgres, &[&device_id, &i64::from(limit)]).await?;
         rows.iter().map(incident_row).collect()
     }
+}
+
+/// The first row of `query`, mapped.
+async fn first<T>(
+    conn: &mut PgConn,
+    query: Sql,
+    params: &[&(dyn ToSql + Sync)],
+    map: impl Fn(&Row) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    conn.query(query.postgres, params).await?.first().map(map).transpose()
+}
+
+/// A case with its trail and orders, inside `tx`.
+async fn load_case(
+    tx: &tokio_postgres::Transaction<'_>,
+    case_id: i64,
+) -> Result<Option<CaseDetail>, DbError> {
+    let Some(case) = tx.query_opt(sql::CASE.postgres, &[&case_id]).await? else { return Ok(None) };
+    let case = case_row(&case)?;
+    let events =
+        tx.query(sql::EVENTS.postgres, &[&case_id]).await?.iter().map(event_row).collect::<Result<_, _>>()?;
+    let orders = tx
+        .query(sql::ORDERS_OF_CASE.postgres, &[&case_id])
+        .await?
+        .iter()
+        .map(order_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Some(CaseDetail { case, events, orders }))
 }
 
 async fn insert_event(
@@ -704,7 +665,7 @@ async fn insert_event(
 ) -> Result<i64, DbError> {
     let row = tx
         .query_one(
-            &pg_sql(INSERT_EVENT),
+            sql::INSERT_EVENT.postgres,
             &[
                 &case_id,
                 &e.step.as_str(),
@@ -719,67 +680,7 @@ async fn insert_event(
             ],
         )
         .await?;
-    Ok(row.try_get(0)?)
-}
-
-macro_rules! device_select {
-    () => {
-        "SELECT d.id, d.institution_code, d.first_seen, d.last_seen, d.state, d.state_since,
-                d.cert_not_after, d.last_health, d.suspension,
-                (SELECT count(*) FROM alerts a WHERE a.device_id = d.id AND a.cleared_at_ms IS NULL)
-         FROM devices d"
-    };
-}
-use device_select;
-
-fn device_row(r: &Row) -> Result<DeviceRow, DbError> {
-    Ok(DeviceRow {
-        id: r.try_get(0)?,
-        institution_code: r.try_get(1)?,
-        first_seen_ms: r.try_get(2)?,
-        last_seen_ms: r.try_get(3)?,
-        state: r.try_get::<_, &str>(4)?.parse()?,
-        state_since_ms: r.try_get(5)?,
-        cert_not_after: r.try_get(6)?,
-        last_health: r.try_get(7)?,
-        suspension: r.try_get(8)?,
-        open_alerts: id_u64(r.try_get(9)?),
-    })
-}
-
-fn report_row(r: &Row) -> Result<ReportRow, DbError> {
-    Ok(ReportRow {
-        seq: id_u64(r.try_get(0)?),
-        recorded_at_ms: r.try_get(1)?,
-        received_at_ms: r.try_get(2)?,
-        kind: r.try_get::<_, &str>(3)?.parse()?,
-        summary: r.try_get(4)?,
-    })
-}
-
-fn alert_row(r: &Row) -> Result<AlertRow, DbError> {
-    Ok(AlertRow {
-        id: r.try_get(0)?,
-        device_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        level: r.try_get(3)?,
-        message: r.try_get(4)?,
-        raised_at_ms: r.try_get(5)?,
-        cleared_at_ms: r.try_get(6)?,
-    })
-}
-
-fn command_row(r: &Row) -> Result<CommandRow, DbError> {
-    Ok(CommandRow {
-        id: id_u64(r.try_get(0)?),
-        kind: r.try_get(1)?,
-        created_at_ms: r.try_get(2)?,
-        delivered_at_ms: r.try_get(3)?,
-        deliveries: u32::try_from(r.try_get::<_, i32>(4)?).unwrap_or_default(),
-        acked_at_ms: r.try_get(5)?,
-        ok: r.try_get(6)?,
-        detail: r.try_get(7)?,
-    })
+    row.i64_at(0)
 }
 
 /// Applies missing migrations in one transaction under an advisory lock.
@@ -789,18 +690,13 @@ async fn migrate(conn: &mut PgConn) -> Result<(), DbError> {
     // here and then find nothing left to do. Released at commit/rollback.
     tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")).await?;
     tx.batch_execute(PG_BOOKKEEPING).await?;
-    let applied: Vec<i64> = tx
-        .query("SELECT version FROM schema_migrations", &[])
+    let applied = tx
+        .query(sql::SCHEMA_VERSIONS.postgres, &[])
         .await?
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-    if let Some(&found) = applied.iter().max() {
-        if found > latest_version() {
-            return Err(DbError::SchemaTooNew { found, known: latest_version() });
-        }
-    }
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        .map(|r| r.i64_at(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in pending(&applied)? {
         tx.batch_execute(m.postgres).await?;
         tx.execute(PG_RECORD, &[&m.version, &m.name]).await?;
         tracing::info!(version = m.version, name = m.name, "applied PostgreSQL schema migration");
@@ -1046,7 +942,7 @@ async fn apply_group(conn: &mut PgConn, requests: &[&IngestRequest]) -> Result<V
         }
         let result = client
             .execute(
-                &pg_sql(INSERT_INCIDENT),
+                sql::INSERT_INCIDENT.postgres,
                 &[
                     &dev,
                     &seq,

@@ -4,7 +4,7 @@
 //! (`cpe-db-writer`). Every write (ingest, `mark_silent`, alerts, commands) is
 //! a job sent over a bounded channel; the thread takes the first job, then
 //! everything else already queued (up to [`DbOptions::max_group`] jobs or
-//! [`MAX_GROUP_RECORDS`] records), runs them in one `BEGIN IMMEDIATE`
+//! [`super::MAX_GROUP_RECORDS`] records), runs them in one `BEGIN IMMEDIATE`
 //! transaction, commits once, and only then answers every job through its
 //! oneshot channel. Under load, one commit (one WAL append; no fsync with
 //! `synchronous=NORMAL`) covers many requests, and callers are never told
@@ -29,26 +29,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::types::Type;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::migrations::{latest_version, MIGRATIONS, SQLITE_BOOKKEEPING, SQLITE_RECORD};
+use super::migrations::{pending, SQLITE_BOOKKEEPING, SQLITE_RECORD};
 use super::orders::{
-    case_row, event_row, evidence_row, incident_row, kind_label, order_row, sign_columns, AckRecorded,
-    CaseDetail, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder, OrderEvidence, OrderRow, OrderSigner,
-    StoredAck, ACK_COMMAND, CASE_EXISTS, CASE_SELECT, COMMAND_KNOWN, COMPLETE_ORDER, DETAIL_ORDERS,
-    EVENTS_SELECT, EVIDENCE_SELECT, INCIDENTS_SELECT, INSERT_CASE, INSERT_EVENT, INSERT_INCIDENT,
-    INSERT_ORDER, INSERT_ORDER_COMMAND, LATEST_CASE, NEXT_SEQUENCE, ORDER_SELECT, RECORD_OUTCOME,
-    SET_SERVICE_STATE,
+    sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
+    OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
+use super::rows::{
+    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
+    report_row, Cols,
+};
+use super::sql::{self, Sql};
 use super::{
-    count_u32, to_i64, AlertRow, CommandHints, CommandRow, DbError, DbOptions, DeviceDetail, DeviceRow,
-    IngestOutcome, IngestRequest, NewAlert, ReportRow, DETAIL_RECENT,
+    count_u32, id_u64, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail, DeviceRow,
+    IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
 
-/// Most records one group transaction takes (a single larger batch still goes alone).
-pub const MAX_GROUP_RECORDS: usize = 20_000;
 /// Jobs that may wait for the writer before senders wait (back-pressure).
 const QUEUE_DEPTH: usize = 4096;
 /// How long a connection waits for another process's lock.
@@ -174,12 +172,7 @@ impl SqliteDb {
     }
 
     pub(crate) async fn schema_versions(&self) -> Result<Vec<i64>, DbError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<i64>, _>>()?)
-        })
-        .await
+        self.read(|conn| all(conn, sql::SCHEMA_VERSIONS, [], |r| r.i64_at(0))).await
     }
 
     pub(crate) async fn ingest(&self, req: IngestRequest) -> Result<IngestOutcome, DbError> {
@@ -192,13 +185,7 @@ impl SqliteDb {
         now_ms: i64,
     ) -> Result<Vec<String>, DbError> {
         self.write(1, move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE devices SET state = 'down', state_since = ?2
-                 WHERE state = 'up' AND last_seen < ?1 RETURNING id",
-            )?;
-            let mut ids = stmt
-                .query_map(params![silent_before_ms, now_ms], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+            let mut ids = all(conn, sql::MARK_SILENT, params![silent_before_ms, now_ms], |r| r.str_at(0))?;
             ids.sort();
             Ok(ids)
         })
@@ -207,18 +194,11 @@ impl SqliteDb {
 
     pub(crate) async fn raise_alert(&self, alert: NewAlert) -> Result<i64, DbError> {
         self.write(1, move |conn| {
-            let id: Option<i64> = conn
-                .prepare_cached(
-                    "INSERT INTO alerts (device_id, kind, level, message, raised_at_ms)
-                     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
-                     RETURNING id",
-                )?
-                .query_row(
-                    params![alert.device_id, alert.kind, alert.level, alert.message, alert.at_ms],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            id.ok_or_else(|| DbError::UnknownDevice(alert.device_id.clone()))
+            let a = &alert;
+            first(conn, sql::RAISE_ALERT, params![a.device_id, a.kind, a.level, a.message, a.at_ms], |r| {
+                r.i64_at(0)
+            })?
+            .ok_or_else(|| DbError::UnknownDevice(a.device_id.clone()))
         })
         .await
     }
@@ -229,87 +209,33 @@ impl SqliteDb {
         kind: String,
         at_ms: i64,
     ) -> Result<u64, DbError> {
-        self.write(1, move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE alerts SET cleared_at_ms = ?3
-                     WHERE device_id = ?1 AND kind = ?2 AND cleared_at_ms IS NULL",
-                )?
-                .execute(params![device_id, kind, at_ms])?;
-            Ok(n as u64)
-        })
-        .await
+        self.write(1, move |conn| execute(conn, sql::CLEAR_ALERTS, params![device_id, kind, at_ms])).await
     }
 
     pub(crate) async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<AlertRow>, DbError> {
-        self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
-                 WHERE (?1 = 0 OR cleared_at_ms IS NULL)
-                 ORDER BY raised_at_ms DESC, id DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![open_only, limit], alert_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(move |conn| all(conn, sql::ALERTS, params![open_only, i64::from(limit)], |r| alert_row(r)))
+            .await
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&format!("{DEVICE_SELECT} ORDER BY d.id"))?;
-            let rows = stmt.query_map([], device_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
+        self.read(|conn| all(conn, sql::DEVICES, [], |r| device_row(r))).await
     }
 
     pub(crate) async fn device(&self, id: String) -> Result<Option<DeviceDetail>, DbError> {
         self.read(move |conn| {
-            // One read transaction: a consistent snapshot of the four queries.
+            // One read transaction: a consistent snapshot of the queries.
             let tx = conn.unchecked_transaction()?;
-            let row = tx
-                .prepare_cached(&format!("{DEVICE_SELECT} WHERE d.id = ?1"))?
-                .query_row([&id], device_row)
-                .optional()?;
-            let Some(row) = row else { return Ok(None) };
-            let recent_reports = tx
-                .prepare_cached(
-                    "SELECT seq, recorded_at_ms, received_at_ms, kind, summary FROM reports
-                     WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2",
-                )?
-                .query_map(params![id, DETAIL_RECENT], report_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let open_alerts = tx
-                .prepare_cached(
-                    "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts
-                     WHERE device_id = ?1 AND cleared_at_ms IS NULL ORDER BY raised_at_ms DESC, id DESC",
-                )?
-                .query_map([&id], alert_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let recent_commands = tx
-                .prepare_cached(
-                    "SELECT id, kind, created_at_ms, delivered_at_ms, deliveries, acked_at_ms, ok, detail
-                     FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2",
-                )?
-                .query_map(params![id, DETAIL_RECENT], command_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            let recent_orders = collect(
-                &mut tx.prepare_cached(&format!(
-                    "{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"
-                ))?,
-                params![id, DETAIL_ORDERS],
-                |r| order_row(r),
-            )?;
-            let latest_incident =
-                collect(&mut tx.prepare_cached(INCIDENTS_SELECT)?, params![id, 1], |r| incident_row(r))?
-                    .pop();
+            let Some(row) = first(&tx, sql::DEVICE, [&id], |r| device_row(r))? else { return Ok(None) };
+            let recent = i64::from(DETAIL_RECENT);
             Ok(Some(DeviceDetail {
                 row,
-                recent_reports,
-                open_alerts,
-                recent_commands,
-                recent_orders,
-                latest_incident,
+                recent_reports: all(&tx, sql::RECENT_REPORTS, params![id, recent], |r| report_row(r))?,
+                open_alerts: all(&tx, sql::OPEN_ALERTS_OF_DEVICE, [&id], |r| alert_row(r))?,
+                recent_commands: all(&tx, sql::RECENT_COMMANDS, params![id, recent], |r| command_row(r))?,
+                recent_orders: all(&tx, sql::ORDERS_OF_DEVICE, params![id, i64::from(DETAIL_ORDERS)], |r| {
+                    order_row(r)
+                })?,
+                latest_incident: first(&tx, sql::INCIDENTS, params![id, 1], |r| incident_row(r))?,
             }))
         })
         .await
@@ -317,11 +243,7 @@ impl SqliteDb {
 
     pub(crate) async fn report_seqs(&self, id: String) -> Result<Vec<(u64, i64)>, DbError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, received_at_ms FROM reports WHERE device_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt.query_map([&id], |r| Ok((id_u64(r.get(0)?), r.get(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            all(conn, sql::REPORT_SEQS, [&id], |r| Ok((id_u64(r.i64_at(0)?), r.i64_at(1)?)))
         })
         .await
     }
@@ -334,16 +256,9 @@ impl SqliteDb {
         now_ms: i64,
     ) -> Result<u64, DbError> {
         self.write(1, move |conn| {
-            let id: Option<i64> = conn
-                .prepare_cached(
-                    "INSERT INTO commands (device_id, kind, body, created_at_ms)
-                     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
-                     RETURNING id",
-                )?
-                .query_row(params![device_id, kind, body, now_ms], |r| r.get(0))
-                .optional()?;
-            let id = id.ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
-            Ok(id_u64(id))
+            let id =
+                first(conn, sql::ENQUEUE_COMMAND, params![device_id, kind, body, now_ms], |r| r.i64_at(0))?;
+            id.map(id_u64).ok_or_else(|| DbError::UnknownDevice(device_id.clone()))
         })
         .await
     }
@@ -359,12 +274,8 @@ impl SqliteDb {
     /// When each device's next unacknowledged command is due.
     pub(crate) async fn commands_due(&self, redelivery_ms: i64) -> Result<HashMap<String, i64>, DbError> {
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT device_id, min(coalesce(delivered_at_ms + ?1, -9223372036854775808)) FROM commands
-                 WHERE acked_at_ms IS NULL GROUP BY device_id",
-            )?;
-            let rows = stmt.query_map([redelivery_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<HashMap<String, i64>, _>>()?)
+            let due = all(conn, sql::COMMANDS_DUE, [redelivery_ms], |r| Ok((r.str_at(0)?, r.i64_at(1)?)))?;
+            Ok(due.into_iter().collect())
         })
         .await
     }
@@ -376,17 +287,9 @@ impl SqliteDb {
     ) -> Result<Vec<(u64, Vec<u8>)>, DbError> {
         let redeliver_before = now_ms.saturating_sub(self.inner.options.redelivery_ms);
         self.write(1, move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE commands SET delivered_at_ms = ?2, deliveries = deliveries + 1
-                 WHERE device_id = ?1 AND acked_at_ms IS NULL
-                   AND (delivered_at_ms IS NULL OR delivered_at_ms <= ?3)
-                 RETURNING id, body",
-            )?;
-            let mut out = stmt
-                .query_map(params![device_id, now_ms, redeliver_before], |r| {
-                    Ok((id_u64(r.get(0)?), r.get::<_, Vec<u8>>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut out = all(conn, sql::TAKE_COMMANDS, params![device_id, now_ms, redeliver_before], |r| {
+                Ok((id_u64(r.i64_at(0)?), r.bytes_at(1)?))
+            })?;
             out.sort_by_key(|(id, _)| *id);
             Ok(out)
         })
@@ -402,33 +305,31 @@ impl SqliteDb {
         now_ms: i64,
     ) -> Result<bool, DbError> {
         self.write(1, move |conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE commands SET acked_at_ms = ?3, ok = ?4, detail = ?5
-                     WHERE device_id = ?1 AND id = ?2 AND acked_at_ms IS NULL",
-                )?
-                .execute(params![device_id, id, now_ms, ok, detail])?;
-            if n > 0 {
+            if execute(conn, sql::ACK_COMMAND, params![device_id, id, now_ms, ok, detail])? > 0 {
                 return Ok(true);
             }
-            let known = conn
-                .prepare_cached("SELECT 1 FROM commands WHERE device_id = ?1 AND id = ?2")?
-                .query_row(params![device_id, id], |_| Ok(()))
-                .optional()?;
-            Ok(known.is_some())
+            Ok(first(conn, sql::COMMAND_KNOWN, params![device_id, id], |_| Ok(()))?.is_some())
         })
         .await
     }
 }
 
 impl SqliteDb {
-    pub(crate) async fn open_case(&self, device_id: String, fact: NewCaseEvent) -> Result<u64, DbError> {
+    pub(crate) async fn open_case(
+        &self,
+        device_id: String,
+        fact: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
+    ) -> Result<u64, DbError> {
         self.write(1, move |conn| {
-            let id: Option<i64> = conn
-                .prepare_cached(INSERT_CASE)?
-                .query_row(params![device_id, fact.at_ms], |r| r.get(0))
-                .optional()?;
-            let id = id.ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
+            if let Some(rule) = &rule {
+                let latest = first(conn, sql::LATEST_CASE, [&device_id], |r| r.opt_i64_at(0))?.flatten();
+                if let Some(case) = latest.map(|id| load_case(conn, id)).transpose()?.flatten() {
+                    rule(&case).map_err(DbError::Refused)?;
+                }
+            }
+            let id = first(conn, sql::INSERT_CASE, params![device_id, fact.at_ms], |r| r.i64_at(0))?
+                .ok_or_else(|| DbError::UnknownDevice(device_id.clone()))?;
             insert_event(conn, id, &fact, None)?;
             Ok(id_u64(id))
         })
@@ -439,11 +340,14 @@ impl SqliteDb {
         &self,
         case_id: i64,
         event: NewCaseEvent,
+        rule: Option<Arc<CaseRule>>,
     ) -> Result<Option<u64>, DbError> {
         self.write(1, move |conn| {
-            let exists = conn.prepare_cached(CASE_EXISTS)?.query_row([case_id], |_| Ok(())).optional()?;
-            if exists.is_none() {
-                return Ok(None);
+            // The writer's transaction (BEGIN IMMEDIATE) already excludes
+            // every other writer: the case read here is the case as stored.
+            let Some(case) = load_case(conn, case_id)? else { return Ok(None) };
+            if let Some(rule) = &rule {
+                rule(&case).map_err(DbError::Refused)?;
             }
             Ok(Some(id_u64(insert_event(conn, case_id, &event, None)?)))
         })
@@ -452,24 +356,15 @@ impl SqliteDb {
 
     pub(crate) async fn case(&self, case_id: i64) -> Result<Option<CaseDetail>, DbError> {
         self.read(move |conn| {
+            // One read transaction: a consistent snapshot of the case.
             let tx = conn.unchecked_transaction()?;
-            let Some(case) = collect(&mut tx.prepare_cached(CASE_SELECT)?, [case_id], |r| case_row(r))?.pop()
-            else {
-                return Ok(None);
-            };
-            let events = collect(&mut tx.prepare_cached(EVENTS_SELECT)?, [case_id], |r| event_row(r))?;
-            let orders = collect(
-                &mut tx.prepare_cached(&format!("{ORDER_SELECT} WHERE o.case_id = ?1 ORDER BY o.id"))?,
-                [case_id],
-                |r| order_row(r),
-            )?;
-            Ok(Some(CaseDetail { case, events, orders }))
+            load_case(&tx, case_id)
         })
         .await
     }
 
     pub(crate) async fn latest_case(&self, device_id: String) -> Result<Option<i64>, DbError> {
-        self.read(move |conn| Ok(conn.prepare_cached(LATEST_CASE)?.query_row([device_id], |r| r.get(0))?))
+        self.read(move |conn| Ok(first(conn, sql::LATEST_CASE, [device_id], |r| r.opt_i64_at(0))?.flatten()))
             .await
     }
 
@@ -478,8 +373,9 @@ impl SqliteDb {
         order: NewOrder,
         event: Option<NewCaseEvent>,
         sign: Arc<OrderSigner>,
+        rule: Option<Arc<CaseRule>>,
     ) -> Result<IssuedOrder, DbError> {
-        self.write(1, move |conn| issue_order_tx(conn, &order, event.as_ref(), &*sign)).await
+        self.write(1, move |conn| issue_order_tx(conn, &order, event.as_ref(), &*sign, rule.as_deref())).await
     }
 
     pub(crate) async fn orders(
@@ -487,31 +383,16 @@ impl SqliteDb {
         device_id: Option<String>,
         limit: u32,
     ) -> Result<Vec<OrderRow>, DbError> {
+        let limit = i64::from(limit);
         self.read(move |conn| match device_id {
-            Some(device) => collect(
-                &mut conn.prepare_cached(&format!(
-                    "{ORDER_SELECT} WHERE o.device_id = ?1 ORDER BY o.id DESC LIMIT ?2"
-                ))?,
-                params![device, limit],
-                |r| order_row(r),
-            ),
-            None => collect(
-                &mut conn.prepare_cached(&format!("{ORDER_SELECT} ORDER BY o.id DESC LIMIT ?1"))?,
-                params![limit],
-                |r| order_row(r),
-            ),
+            Some(device) => all(conn, sql::ORDERS_OF_DEVICE, params![device, limit], |r| order_row(r)),
+            None => all(conn, sql::ORDERS, params![limit], |r| order_row(r)),
         })
         .await
     }
 
     pub(crate) async fn order(&self, id: i64) -> Result<Option<OrderRow>, DbError> {
-        self.read(move |conn| {
-            Ok(collect(&mut conn.prepare_cached(&format!("{ORDER_SELECT} WHERE o.id = ?1"))?, [id], |r| {
-                order_row(r)
-            })?
-            .pop())
-        })
-        .await
+        self.read(move |conn| first(conn, sql::ORDER, [id], |r| order_row(r))).await
     }
 
     pub(crate) async fn order_by_command(
@@ -520,14 +401,7 @@ impl SqliteDb {
         command_id: i64,
     ) -> Result<Option<OrderRow>, DbError> {
         self.read(move |conn| {
-            Ok(collect(
-                &mut conn.prepare_cached(&format!(
-                    "{ORDER_SELECT} WHERE o.device_id = ?1 AND o.command_id = ?2"
-                ))?,
-                params![device_id, command_id],
-                |r| order_row(r),
-            )?
-            .pop())
+            first(conn, sql::ORDER_BY_COMMAND, params![device_id, command_id], |r| order_row(r))
         })
         .await
     }
@@ -535,49 +409,39 @@ impl SqliteDb {
     pub(crate) async fn record_order_ack(&self, ack: StoredAck) -> Result<AckRecorded, DbError> {
         self.write(1, move |conn| {
             let a = &ack;
-            let n = conn.prepare_cached(ACK_COMMAND)?.execute(params![
-                a.device_id,
-                a.command_id,
-                a.now_ms,
-                a.ok,
-                a.detail
-            ])?;
+            let n = execute(
+                conn,
+                sql::ACK_COMMAND,
+                params![a.device_id, a.command_id, a.now_ms, a.ok, a.detail],
+            )?;
             if n == 0 {
-                let known = conn
-                    .prepare_cached(COMMAND_KNOWN)?
-                    .query_row(params![a.device_id, a.command_id], |_| Ok(()))
-                    .optional()?;
+                let known = first(conn, sql::COMMAND_KNOWN, params![a.device_id, a.command_id], |_| Ok(()))?;
                 return Ok(AckRecorded { known: known.is_some(), first: false });
             }
-            let updated: Option<(i64, i64)> = conn
-                .prepare_cached(RECORD_OUTCOME)?
-                .query_row(
-                    params![
-                        a.device_id,
-                        a.command_id,
-                        a.outcome,
-                        a.now_ms,
-                        a.detail,
-                        a.receipt_bytes,
-                        a.scheme,
-                        a.signature,
-                        a.applied_at,
-                        a.device_clock,
-                        a.time_floor,
-                        a.clock,
-                        a.resulting_state,
-                        a.drill,
-                        a.cert
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let (Some((id, sequence)), "applied") = (updated, a.outcome) {
-                conn.prepare_cached(SET_SERVICE_STATE)?.execute(params![
+            let updated = first(
+                conn,
+                sql::RECORD_OUTCOME,
+                params![
                     a.device_id,
-                    sequence,
-                    a.service_state(id)
-                ])?;
+                    a.command_id,
+                    a.outcome,
+                    a.now_ms,
+                    a.detail,
+                    a.receipt_bytes,
+                    a.scheme,
+                    a.signature,
+                    a.applied_at,
+                    a.device_clock,
+                    a.time_floor,
+                    a.clock,
+                    a.resulting_state,
+                    a.drill,
+                    a.cert
+                ],
+                |r| Ok((r.i64_at(0)?, r.i64_at(1)?)),
+            )?;
+            if let (Some((id, sequence)), "applied") = (updated, a.outcome) {
+                execute(conn, sql::SET_SERVICE_STATE, params![a.device_id, sequence, a.service_state(id)])?;
             }
             Ok(AckRecorded { known: true, first: true })
         })
@@ -585,28 +449,25 @@ impl SqliteDb {
     }
 
     pub(crate) async fn order_evidence(&self, id: i64) -> Result<Option<OrderEvidence>, DbError> {
-        self.read(move |conn| {
-            Ok(collect(&mut conn.prepare_cached(EVIDENCE_SELECT)?, [id], |r| evidence_row(r))?.pop())
-        })
-        .await
+        self.read(move |conn| first(conn, sql::EVIDENCE, [id], |r| evidence_row(r))).await
     }
 
     pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {
         self.read(move |conn| {
-            collect(&mut conn.prepare_cached(INCIDENTS_SELECT)?, params![device_id, limit], |r| {
-                incident_row(r)
-            })
+            all(conn, sql::INCIDENTS, params![device_id, i64::from(limit)], |r| incident_row(r))
         })
         .await
     }
 }
 
-/// Every row of a query, mapped.
-fn collect<T>(
-    stmt: &mut rusqlite::CachedStatement<'_>,
+/// Every row of `query`, mapped.
+fn all<T>(
+    conn: &Connection,
+    query: Sql,
     params: impl rusqlite::Params,
     map: impl Fn(&Row<'_>) -> Result<T, DbError>,
 ) -> Result<Vec<T>, DbError> {
+    let mut stmt = conn.prepare_cached(query.sqlite)?;
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -615,27 +476,55 @@ fn collect<T>(
     Ok(out)
 }
 
+/// The first row of `query`, mapped.
+fn first<T>(
+    conn: &Connection,
+    query: Sql,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    let mut stmt = conn.prepare_cached(query.sqlite)?;
+    let mut rows = stmt.query(params)?;
+    rows.next()?.map(map).transpose()
+}
+
+/// The one value `query` returns (a count, an id from `RETURNING`).
+fn scalar(conn: &Connection, query: Sql, params: impl rusqlite::Params) -> Result<i64, DbError> {
+    Ok(conn.prepare_cached(query.sqlite)?.query_row(params, |r| r.get(0))?)
+}
+
+/// Runs `query`; returns how many rows it changed.
+fn execute(conn: &Connection, query: Sql, params: impl rusqlite::Params) -> Result<u64, DbError> {
+    Ok(conn.prepare_cached(query.sqlite)?.execute(params)? as u64)
+}
+
+/// A case with its trail and orders.
+fn load_case(conn: &Connection, case_id: i64) -> Result<Option<CaseDetail>, DbError> {
+    let Some(case) = first(conn, sql::CASE, [case_id], |r| case_row(r))? else { return Ok(None) };
+    let events = all(conn, sql::EVENTS, [case_id], |r| event_row(r))?;
+    let orders = all(conn, sql::ORDERS_OF_CASE, [case_id], |r| order_row(r))?;
+    Ok(Some(CaseDetail { case, events, orders }))
+}
+
 fn insert_event(
     conn: &Connection,
     case_id: i64,
     e: &NewCaseEvent,
     order_id: Option<i64>,
 ) -> Result<i64, DbError> {
-    Ok(conn.prepare_cached(INSERT_EVENT)?.query_row(
-        params![
-            case_id,
-            e.step.as_str(),
-            e.at_ms,
-            e.operator,
-            e.text,
-            e.deadline_ms,
-            e.corrected,
-            e.justification,
-            e.recipient,
-            order_id
-        ],
-        |r| r.get(0),
-    )?)
+    let params = params![
+        case_id,
+        e.step.as_str(),
+        e.at_ms,
+        e.operator,
+        e.text,
+        e.deadline_ms,
+        e.corrected,
+        e.justification,
+        e.recipient,
+        order_id
+    ];
+    scalar(conn, sql::INSERT_EVENT, params)
 }
 
 fn issue_order_tx(
@@ -643,23 +532,27 @@ fn issue_order_tx(
     new: &NewOrder,
     event: Option<&NewCaseEvent>,
     sign: &OrderSigner,
+    rule: Option<&CaseRule>,
 ) -> Result<IssuedOrder, DbError> {
     let device_id = new.device_id();
     let o = &new.order;
-    let known = conn
-        .prepare_cached("SELECT 1 FROM devices WHERE id = ?1")?
-        .query_row([&device_id], |_| Ok(()))
-        .optional()?;
-    if known.is_none() {
+    if first(conn, sql::LOCK_DEVICE, [&device_id], |_| Ok(()))?.is_none() {
         return Err(DbError::UnknownDevice(device_id));
     }
-    let sequence: i64 = conn.prepare_cached(NEXT_SEQUENCE)?.query_row([&device_id], |r| r.get(0))?;
     let case_id = new.case_id.map(|c| to_i64("case id", c)).transpose()?;
-    let id: i64 = conn.prepare_cached(INSERT_ORDER)?.query_row(
+    if let (Some(rule), Some(case_id)) = (rule, case_id) {
+        if let Some(case) = load_case(conn, case_id)? {
+            rule(&case).map_err(DbError::Refused)?;
+        }
+    }
+    let sequence = scalar(conn, sql::NEXT_SEQUENCE, params![device_id])?;
+    let id = scalar(
+        conn,
+        sql::INSERT_ORDER,
         params![
             device_id,
             case_id,
-            kind_label(&o.kind),
+            o.kind.name(),
             sequence,
             o.issued_at,
             o.not_before,
@@ -672,89 +565,33 @@ fn issue_order_tx(
             Vec::<u8>::new(),
             new.now_ms
         ],
-        |r| r.get(0),
     )?;
     let cols = sign_columns(sign, new, id, sequence)?;
-    let command_id: i64 = conn
-        .prepare_cached(INSERT_ORDER_COMMAND)?
-        .query_row(params![device_id, cols.command_kind, cols.command_body, new.now_ms], |r| r.get(0))?;
-    conn.prepare_cached(COMPLETE_ORDER)?.execute(params![
-        id,
-        cols.signed.key_id,
-        cols.signed.order_bytes,
-        cols.signed.signed,
-        cols.order_hash,
-        command_id
-    ])?;
+    let command_id = scalar(
+        conn,
+        sql::INSERT_ORDER_COMMAND,
+        params![device_id, cols.command_kind, cols.command_body, new.now_ms],
+    )?;
+    execute(
+        conn,
+        sql::COMPLETE_ORDER,
+        params![
+            id,
+            cols.signed.key_id,
+            cols.signed.order_bytes,
+            cols.signed.signed,
+            cols.signed.order_hash.to_vec(),
+            command_id
+        ],
+    )?;
     if let (Some(case_id), Some(event)) = (case_id, event) {
         insert_event(conn, case_id, event, Some(id))?;
     }
-    Ok(IssuedOrder { order_id: id_u64(id), sequence: id_u64(sequence), command_id: id_u64(command_id) })
-}
-
-const DEVICE_SELECT: &str =
-    "SELECT d.id, d.institution_code, d.first_seen, d.last_seen, d.state, d.state_since,
-        d.cert_not_after, d.last_health, d.suspension,
-        (SELECT count(*) FROM alerts a WHERE a.device_id = d.id AND a.cleared_at_ms IS NULL)
-    FROM devices d";
-
-fn id_u64(id: i64) -> u64 {
-    // Ids come from AUTOINCREMENT and the CHECKed seq column: never negative.
-    u64::try_from(id).unwrap_or_default()
-}
-
-fn parse_col<T: std::str::FromStr<Err = DbError>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
-    let s: String = row.get(idx)?;
-    s.parse().map_err(|e: DbError| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
-}
-
-fn device_row(r: &Row<'_>) -> rusqlite::Result<DeviceRow> {
-    Ok(DeviceRow {
-        id: r.get(0)?,
-        institution_code: r.get(1)?,
-        first_seen_ms: r.get(2)?,
-        last_seen_ms: r.get(3)?,
-        state: parse_col(r, 4)?,
-        state_since_ms: r.get(5)?,
-        cert_not_after: r.get(6)?,
-        last_health: r.get(7)?,
-        suspension: r.get(8)?,
-        open_alerts: id_u64(r.get(9)?),
-    })
-}
-
-fn report_row(r: &Row<'_>) -> rusqlite::Result<ReportRow> {
-    Ok(ReportRow {
-        seq: id_u64(r.get(0)?),
-        recorded_at_ms: r.get(1)?,
-        received_at_ms: r.get(2)?,
-        kind: parse_col(r, 3)?,
-        summary: r.get(4)?,
-    })
-}
-
-fn alert_row(r: &Row<'_>) -> rusqlite::Result<AlertRow> {
-    Ok(AlertRow {
-        id: r.get(0)?,
-        device_id: r.get(1)?,
-        kind: r.get(2)?,
-        level: r.get(3)?,
-        message: r.get(4)?,
-        raised_at_ms: r.get(5)?,
-        cleared_at_ms: r.get(6)?,
-    })
-}
-
-fn command_row(r: &Row<'_>) -> rusqlite::Result<CommandRow> {
-    Ok(CommandRow {
-        id: id_u64(r.get(0)?),
-        kind: r.get(1)?,
-        created_at_ms: r.get(2)?,
-        delivered_at_ms: r.get(3)?,
-        deliveries: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
-        acked_at_ms: r.get(5)?,
-        ok: r.get(6)?,
-        detail: r.get(7)?,
+    Ok(IssuedOrder {
+        order_id: id_u64(id),
+        sequence: id_u64(sequence),
+        command_id: id_u64(command_id),
+        kind: o.kind.name(),
     })
 }
 
@@ -787,7 +624,7 @@ fn ingest_one(conn: &Connection, req: &IngestRequest) -> Result<IngestOutcome, D
         if n == 1 {
             accepted += 1;
             if let Some(i) = &r.incident {
-                conn.prepare_cached(INSERT_INCIDENT)?.execute(params![
+                conn.prepare_cached(sql::INSERT_INCIDENT.sqlite)?.execute(params![
                     dev.id,
                     r.seq,
                     i.id,
@@ -871,16 +708,8 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let result = (|| {
         conn.execute_batch(SQLITE_BOOKKEEPING)?;
-        let applied: Vec<i64> = conn
-            .prepare("SELECT version FROM schema_migrations")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if let Some(&found) = applied.iter().max() {
-            if found > latest_version() {
-                return Err(DbError::SchemaTooNew { found, known: latest_version() });
-            }
-        }
-        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let applied = all(conn, sql::SCHEMA_VERSIONS, [], |r| r.i64_at(0))?;
+        for m in pending(&applied)? {
             conn.execute_batch(m.sqlite)?;
             conn.execute(SQLITE_RECORD, params![m.version, m.name])?;
             tracing::info!(version = m.version, name = m.name, "applied SQLite schema migration");

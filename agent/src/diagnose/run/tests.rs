@@ -9,10 +9,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::judge::local::{
+    judge_bridge, judge_certificate, judge_clock, judge_firewall, judge_lease, judge_speed,
+};
+use super::judge::path::judge_exchange;
 use super::*;
-use crate::diagnose::observe::{ErrorCounters, Inet6Address, Lease, Neighbour};
-use crate::diagnose::probes::DiskSpace;
+use crate::config::DiagnoseConfig;
+use crate::diagnose::exchange::{ConnectFailure, Exchange, ExchangeLimits, ExchangeOutcome};
+use crate::diagnose::observe::{ErrorCounters, Inet6Address, InterfaceState, Lease, Neighbour, RouteV4};
+use crate::diagnose::probes::{DiskSpace, PingOutcome, PingRequest, Probes};
+use crate::diagnose::{checks, CheckResult, CheckStatus, Evidence, Segment};
 use crate::diagnose::{verdict, VerdictSegment};
+use crate::identity::renewal::CertState;
 use crate::identity::status::CertStatus;
 use crate::metrics::{CpuTimes, MemInfo};
 
