@@ -526,7 +526,7 @@ mod tests {
                 audit: Recorder::default(),
                 signer: ReceiptSigner::new(&der).unwrap(),
                 device_public: pair.public_key_raw().to_vec(),
-                plan: BlockPlan { lan: vec!["br-lan".into()], wan: vec!["wan0".into()] },
+                plan: BlockPlan { lan: vec!["br-lan".into()], wan: vec!["wan0".into()], notice: Vec::new() },
             }
         }
 

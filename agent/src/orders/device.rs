@@ -154,14 +154,15 @@ pub fn current_state(config: &AgentConfig) -> Result<OrderState, StateError> {
 }
 
 /// The interfaces a suspension is expressed with: `[network] lan` and the
-/// uplinks (`[system] primary_uplink`, `backup_uplink`).
+/// uplinks (`[system] primary_uplink`, `backup_uplink`), and where LAN HTTP
+/// is redirected to (`[notice] listen`).
 pub fn block_plan(config: &AgentConfig) -> BlockPlan {
     let wan = [&config.system.primary_uplink, &config.system.backup_uplink]
         .into_iter()
         .flatten()
         .cloned()
         .collect();
-    BlockPlan { lan: config.network.lan.clone(), wan }
+    BlockPlan { lan: config.network.lan.clone(), wan, notice: config.notice.listen.clone() }
 }
 
 /// The suspension in force, for the diagnosis verdict ("suspended by order
