@@ -135,6 +135,7 @@ async fn https(db: Database, args: &Args, run: i64) -> anyhow::Result<(u64, Dura
         long_poll_max: Duration::from_secs(1),
         enrol_ca: None,
         enrol_days: 1,
+        limits: server::limits::ConnectionLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -1,13 +1,26 @@
 //! `POST /v1/enrol`: a renewal CSR signed by the enrolment CA.
+//!
+//! A renewal keeps exactly the device identity of the certificate that
+//! authenticated the request: the institution code *and* the unit (OU), as
+//! [`identity_from_certificate`] reads them, so what `/v1/ping` answers with
+//! the new certificate is what it answered with the old one. A CSR for any
+//! other identity (a sibling unit of the same institution, another
+//! institution) is refused with 403, nothing is handed out, and an
+//! `enrol-refused` alert is raised for the requesting device: a genuine
+//! router never asks for that, so it is an impersonation attempt or a
+//! misconfigured device, and an operator must look.
 
 use cpe_protocol::{decode, EnrolRequest, EnrolResponse};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 
+use super::alerting::carry_out;
 use super::routes::{body, decode_error, read_body, text, Reply};
-use super::tls::DeviceIdentity;
-use super::State;
+use super::tls::{identity_from_certificate, DeviceIdentity};
+use super::{now_ms, State};
+use crate::alerts::Happened;
 use crate::pki::validity::Validity;
+use crate::ProvisionError;
 
 pub(super) async fn enrol(
     state: &State,
@@ -25,11 +38,34 @@ pub(super) async fn enrol(
     let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
     let validity = Validity::new(now, state.config.enrol_days)
         .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    match ca.sign_csr(&request.csr_pem, validity, Some(&code)) {
-        Ok(signed) => {
-            tracing::info!(device = %identity.id, serial = %signed.serial_hex(), "renewal certificate issued");
-            Ok(body(&EnrolResponse { chain_pem: signed.chain_pem }))
+    let signed = match ca.sign_csr(&request.csr_pem, validity, Some(&code)) {
+        Ok(signed) => signed,
+        Err(ProvisionError::CodeMismatch { found, .. }) => {
+            return Err(refuse_other_identity(state, identity, &format!("institution {found}")).await);
         }
-        Err(e) => Err(text(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(e) => return Err(text(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+    };
+    // The issued certificate is checked, not the CSR: its identity is read
+    // exactly as every later request will read it.
+    let issued = identity_from_certificate(&signed.cert_der)
+        .map_err(|e| text(StatusCode::UNPROCESSABLE_ENTITY, format!("renewal refused: {e}")))?;
+    if issued.id != identity.id {
+        return Err(refuse_other_identity(state, identity, &issued.id).await);
     }
+    tracing::info!(device = %identity.id, serial = %signed.serial_hex(), "renewal certificate issued");
+    Ok(body(&EnrolResponse { chain_pem: signed.chain_pem }))
+}
+
+/// Refuses a renewal that asks for `asked` (another device identity),
+/// logging and alerting it; nothing is issued.
+async fn refuse_other_identity(state: &State, identity: &DeviceIdentity, asked: &str) -> Reply {
+    tracing::warn!(device = %identity.id, asked, "renewal CSR asks for another device identity; refused");
+    let message = format!(
+        "renewal refused: the CSR asks for {asked}, but the client certificate is for {}; a renewal keeps the \
+         device identity (institution code and unit) / 証明書更新を拒否: CSR が {asked} を求めていますが、\
+         クライアント証明書は {} のものです（更新では機関コードとユニットを変えられません）",
+        identity.id, identity.id
+    );
+    carry_out(state, &identity.id, &Happened::EnrolRefused { asked }, now_ms()).await;
+    text(StatusCode::FORBIDDEN, message)
 }
