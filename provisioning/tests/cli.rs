@@ -280,3 +280,31 @@ fn csr_sign_signs_an_openssl_csr_for_the_right_institution_only() {
     let stderr = provision_err(&["csr", "sign", "--ca", "ca", "nocode.csr", "--out", "x.crt"], dir.path());
     assert!(stderr.contains("no institution code"), "{stderr}");
 }
+
+#[test]
+fn operator_commands_refuse_a_missing_store_and_create_one_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let url = format!("sqlite:{}", db.display());
+    for args in [
+        vec!["devices", "--database", &url],
+        vec!["order", "list", "--database", &url],
+        vec!["device", "show", "1312345678/x", "--database", &url],
+        vec!["case", "show", "1", "--database", &url],
+    ] {
+        let out = provision(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} must not run: {stderr}");
+        assert!(stderr.contains("no store at") && stderr.contains("--create"), "{args:?}: {stderr}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+    // The default store (carrier.db in the working directory) is not created either.
+    assert_eq!(provision(&["alerts"], dir.path()).status.code(), Some(2));
+    assert!(!dir.path().join("carrier.db").exists());
+
+    // An explicit --create makes an empty store; afterwards no flag is needed.
+    let out = provision_ok(&["devices", "--json", "--create", "--database", &url], dir.path());
+    assert_eq!(out.trim(), "[]", "{out}");
+    assert!(db.exists());
+    provision_ok(&["order", "list", "--database", &url], dir.path());
+}

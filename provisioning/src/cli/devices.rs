@@ -7,15 +7,14 @@ use cpe_provision::clock::now_ms;
 use cpe_provision::devices;
 use cpe_provision::store::Database;
 
-use super::support::{open_database, runtime, DEFAULT_DATABASE};
+use super::support::{runtime, StoreArgs};
 use super::views;
 
 /// Read-only operator views and command pushing.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// Store (same as `serve --database`).
-    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
-    database: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -43,7 +42,7 @@ pub enum PushKind {
 }
 
 async fn open(db: &DbArgs) -> Result<Database> {
-    open_database(&db.database).await
+    db.store.open().await
 }
 
 /// `cpe-provision devices`.

@@ -13,7 +13,7 @@ use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::support::{open_database, runtime, DEFAULT_DATABASE};
+use super::support::{create_or_open_database, runtime, DEFAULT_DATABASE};
 
 /// `cpe-provision serve`.
 #[derive(Debug, Args)]
@@ -142,7 +142,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         enrol_days: args.enrol_days,
     };
     runtime()?.block_on(async {
-        let db = open_database(&args.database).await?;
+        let db = create_or_open_database(&args.database).await?;
         let alerts = AlertSink::start(mail, webhook)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

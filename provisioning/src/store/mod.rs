@@ -82,6 +82,16 @@ pub enum DbError {
         /// What is wrong with it.
         detail: String,
     },
+    /// An operator command named a SQLite store that does not exist (only
+    /// `serve` or an explicit `--create` creates one).
+    #[error(
+        "no store at {path}: check --database (or CPE_DATABASE); a new store is created only by \
+         `cpe-provision serve` or with --create / ストアがありません: --database を確認してください"
+    )]
+    Missing {
+        /// The SQLite file that does not exist.
+        path: String,
+    },
     /// An error reported by SQLite.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -148,6 +158,7 @@ impl DbError {
                     })
             }
             Self::Url { .. }
+            | Self::Missing { .. }
             | Self::SchemaTooNew { .. }
             | Self::OutOfRange { .. }
             | Self::UnknownDevice(_)
@@ -563,6 +574,19 @@ impl Database {
             DbUrl::Sqlite(path) => Ok(Self::Sqlite(SqliteDb::open(&path, options).await?)),
             DbUrl::Postgres(url) => Ok(Self::Postgres(PostgresDb::open(&url, options).await?)),
         }
+    }
+
+    /// Opens (and migrates) an existing store: a SQLite file that does not
+    /// exist is [`DbError::Missing`] instead of a new empty store, so that a
+    /// mistyped `--database` of an operator command is not silently a fresh
+    /// carrier. (A PostgreSQL database is always created by its administrator.)
+    pub async fn open_existing(url: &str) -> Result<Self, DbError> {
+        if let DbUrl::Sqlite(path) = DbUrl::parse(url)? {
+            if !path.exists() {
+                return Err(DbError::Missing { path: path.display().to_string() });
+            }
+        }
+        Self::open(url).await
     }
 
     /// `sqlite` or `postgres`.
