@@ -1,4 +1,5 @@
-//! `POST /v1/enrol`: a renewal CSR signed by the enrolment CA.
+//! `POST /v1/enrol`: a renewal CSR, turned into a certificate by the
+//! server's [`Enroller`](crate::enrol::Enroller) (test CA or EST).
 
 use cpe_protocol::{decode, EnrolRequest, EnrolResponse};
 use hyper::body::Incoming;
@@ -7,7 +8,7 @@ use hyper::{Request, StatusCode};
 use super::routes::{body, decode_error, read_body, text, Reply};
 use super::tls::DeviceIdentity;
 use super::State;
-use crate::pki::validity::Validity;
+use crate::enrol::{EnrolError, EnrolmentRequest};
 
 pub(super) async fn enrol(
     state: &State,
@@ -15,21 +16,31 @@ pub(super) async fn enrol(
     req: Request<Incoming>,
 ) -> Result<Reply, Reply> {
     let request: EnrolRequest = decode(&read_body(req).await?).map_err(|e| decode_error(&e))?;
-    let Some(ca) = &state.config.enrol_ca else {
-        return Err(text(StatusCode::NOT_IMPLEMENTED, "this server does not sign renewals (no --enrol-ca)"));
+    let Some(enroller) = &state.config.enroller else {
+        return Err(text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server does not handle renewals (started without --enrol-est or --enrol-test-ca)",
+        ));
     };
     let code = identity
         .institution_code
         .parse()
         .map_err(|_| text(StatusCode::FORBIDDEN, "client certificate has no institution code"))?;
-    let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
-    let validity = Validity::new(now, state.config.enrol_days)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    match ca.sign_csr(&request.csr_pem, validity, Some(&code)) {
-        Ok(signed) => {
-            tracing::info!(device = %identity.id, serial = %signed.serial_hex(), "renewal certificate issued");
-            Ok(body(&EnrolResponse { chain_pem: signed.chain_pem }))
+    let enrolment =
+        EnrolmentRequest { csr_pem: &request.csr_pem, institution_code: &code, device: &identity.id };
+    match enroller.enrol(&enrolment).await {
+        Ok(issued) => {
+            tracing::info!(device = %identity.id, serial = %issued.serial_hex, "renewal certificate issued");
+            Ok(body(&EnrolResponse { chain_pem: issued.chain_pem }))
         }
-        Err(e) => Err(text(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(e) => {
+            tracing::warn!(device = %identity.id, error = %e, "renewal not issued");
+            let status = match e {
+                EnrolError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                EnrolError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                EnrolError::BadAnswer(_) => StatusCode::BAD_GATEWAY,
+            };
+            Err(text(status, e.to_string()))
+        }
     }
 }

@@ -26,7 +26,7 @@
 //! - `long_poll`: `GET /v1/commands?wait=S`;
 //! - `acks`: `POST /v1/commands/ack`, with order receipts;
 //! - `alerting`: carries out the actions of the alert policy;
-//! - `enrol`: `POST /v1/enrol`, renewal CSRs.
+//! - `enrol`: `POST /v1/enrol`, renewal CSRs (handed to [`crate::enrol`]).
 
 mod acks;
 mod alerting;
@@ -49,7 +49,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::alerts::{AlertSink, Happened};
 use crate::clock::now_ms;
-use crate::pki::ca::CertificationBody;
+use crate::enrol::Enroller;
 use crate::store::Database;
 
 pub use ingest::ingest_record;
@@ -70,10 +70,8 @@ pub struct ServeConfig {
     pub liveness_every: Duration,
     /// Longest a command long-poll is held open.
     pub long_poll_max: Duration,
-    /// CA that signs renewal CSRs (`/v1/enrol`); `None` refuses enrolment.
-    pub enrol_ca: Option<CertificationBody>,
-    /// Validity of certificates issued by enrolment, in days.
-    pub enrol_days: u32,
+    /// Who issues renewal certificates (`/v1/enrol`); `None` refuses renewals.
+    pub enroller: Option<Enroller>,
 }
 
 /// Why the server could not start.
