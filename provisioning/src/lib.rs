@@ -21,6 +21,7 @@
 //!   key rotation), the flow rules, order-signing keys, receipts, and
 //!   re-verification of an order and its receipt.
 //! - [`devices`]: the use cases on devices outside the flow.
+//! - [`expiry`]: the fleet's certificates by expiry and alert threshold (pure, injected clock).
 //! - [`enrol`]: who issues renewal certificates — the certification body
 //!   over EST, or a test CA for labs — behind one interface.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
@@ -52,6 +53,7 @@ pub mod clock;
 pub mod compliance;
 pub mod devices;
 pub mod enrol;
+pub mod expiry;
 pub mod pki;
 pub mod server;
 pub mod store;
