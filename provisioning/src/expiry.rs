@@ -6,13 +6,22 @@
 //! mutual-TLS connections) and an injected `now`; [`fleet_expiry`] reads the
 //! store. A device whose certificate renews moves out of its bucket by
 //! itself the next time it connects.
+//!
+//! Operators get one fleet summary per UTC day ([`daily_summary`]) instead of
+//! one mail per device: the first server process to claim the day in the
+//! store sends it, so several servers sharing one PostgreSQL send it once.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
+use cpe_protocol::Level;
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::store::{Database, DbError, DeviceRow};
+
+/// Alert kind (and store key) of the daily fleet summary.
+pub const SUMMARY_KIND: &str = "cert-expiry";
 
 /// Default alert thresholds, days left.
 pub const DEFAULT_ALERT_DAYS: [u32; 3] = [60, 30, 7];
@@ -108,6 +117,62 @@ pub fn report(devices: &[DeviceRow], now: OffsetDateTime, thresholds: &[u32]) ->
     ExpiryReport { by_month, expired, due, unknown }
 }
 
+/// The operator's text of a report that needs attention (Japanese and
+/// English), and its level: warning when a certificate has expired or is
+/// within the smallest threshold, caution otherwise; `None` when nothing is due.
+pub fn summary(report: &ExpiryReport) -> Option<(Level, String)> {
+    if !report.needs_attention() {
+        return None;
+    }
+    let urgent = !report.expired.is_empty() || report.due.last().is_some_and(|b| !b.devices.is_empty());
+    let mut text = String::from("証明書の有効期限 / institution certificates expiring\n");
+    let mut list = |title: String, devices: &[CertExpiry]| {
+        if devices.is_empty() {
+            return;
+        }
+        let _ = writeln!(text, "{title}: {}", devices.len());
+        for e in devices {
+            let _ = writeln!(text, "  {} ({} days left / 残り{}日)", e.device, e.days_left, e.days_left);
+        }
+    };
+    list("期限切れ / expired".to_owned(), &report.expired);
+    for bucket in report.due.iter().rev() {
+        list(
+            format!("残り{}日以内 / within {} days", bucket.within_days, bucket.within_days),
+            &bucket.devices,
+        );
+    }
+    Some((if urgent { Level::Warning } else { Level::Caution }, text))
+}
+
+/// Today's fleet summary, claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSummary {
+    /// Its id in the store.
+    pub id: i64,
+    /// The UTC day it is for, `YYYY-MM-DD`.
+    pub day: String,
+    /// Caution or warning.
+    pub level: Level,
+    /// The text.
+    pub text: String,
+}
+
+/// The fleet summary to send at `now`, if something needs attention and no
+/// process has sent today's yet (the claim is recorded in the store).
+pub async fn daily_summary(
+    db: &Database,
+    now: OffsetDateTime,
+    thresholds: &[u32],
+) -> Result<Option<FleetSummary>, DbError> {
+    let report = fleet_expiry(db, now, thresholds).await?;
+    let Some((level, text)) = summary(&report) else { return Ok(None) };
+    let day = format!("{:04}-{:02}-{:02}", now.year(), u8::from(now.month()), now.day());
+    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let claimed = db.claim_fleet_summary(SUMMARY_KIND, &day, &text, now_ms).await?;
+    Ok(claimed.map(|id| FleetSummary { id, day, level, text }))
+}
+
 /// The report of every device in the store at `now`.
 pub async fn fleet_expiry(
     db: &Database,
@@ -188,6 +253,27 @@ mod tests {
         assert_eq!(at(datetime!(2027-06-29 00:00 UTC)), Some(7));
         assert!(report(&fleet, datetime!(2027-07-01 00:00 UTC), &thresholds).expired.len() == 1);
         assert!(!report(&fleet, datetime!(2027-01-01 00:00 UTC), &thresholds).needs_attention());
+    }
+
+    #[test]
+    fn summary_lists_the_urgent_first_and_says_nothing_when_nothing_is_due() {
+        let now = datetime!(2027-01-15 12:00 UTC);
+        let days = |d: i64| Some(now + time::Duration::days(d) + time::Duration::hours(1));
+        let thresholds = alert_days(DEFAULT_ALERT_DAYS.to_vec()).unwrap();
+        let calm = report(&[device("a", days(100)), device("n", None)], now, &thresholds);
+        assert_eq!(summary(&calm), None);
+        let (level, text) = summary(&report(&[device("a", days(45))], now, &thresholds)).unwrap();
+        assert_eq!(level, Level::Caution);
+        assert!(text.contains("within 60 days: 1\n  a (45 days left"), "{text}");
+        let fleet = [device("a", days(45)), device("b", days(2)), device("c", days(-1))];
+        let (level, text) = summary(&report(&fleet, now, &thresholds)).unwrap();
+        assert_eq!(level, Level::Warning);
+        let (expired, seven, sixty) = (
+            text.find("expired: 1").unwrap(),
+            text.find("within 7 days: 1").unwrap(),
+            text.find("within 60").unwrap(),
+        );
+        assert!(expired < seven && seven < sixty, "{text}");
     }
 
     #[test]

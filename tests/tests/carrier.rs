@@ -100,6 +100,8 @@ impl World {
             "noc@carrier.example",
             "--webhook",
             &self.webhook.url,
+            "--cert-check-every",
+            "1",
         ]);
         let args = cpe_e2e::serve_args(self.dir.path(), listen, &self.database, &extra);
         let mut server = Proc::spawn("cpe-provision", &args, &self.path(log)).unwrap();
@@ -706,6 +708,34 @@ server:
         (events.len() >= 2).then_some(events)
     });
     assert_eq!(events.unwrap_or_default(), ["imported", "renewed"]);
+}
+
+/// Certificate expiry at the carrier: a device whose certificate has a day
+/// left is in the daily fleet summary (mail, warning) — once, although the
+/// server looks every second — and in `cert expiry`.
+#[test]
+fn expiry_summary_once_a_day_and_expiry_report() {
+    let mut world = World::new(None);
+    install_short_certificate(&mut world, r#"["ca/ca.pem"]"#);
+    // Renewal at the default 2/3 of the life: not due during the test.
+    world.extra_config = String::new();
+    world.write_agent_config();
+    let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
+    let _agent = world.start_agent();
+    world.wait_state("up", "first report");
+    let mail = world.wait_mail("kind: cert-expiry");
+    assert!(mail.contains("device: fleet") && mail.contains("level: warning"), "{mail}");
+    assert!(mail.contains(&format!("{} (0 days left", world.device)), "{mail}");
+    assert!(mail.contains("within 7 days"), "{mail}");
+    std::thread::sleep(Duration::from_secs(3));
+    let summaries = world.mails().into_iter().filter(|m| m.contains("kind: cert-expiry")).count();
+    assert_eq!(summaries, 1, "{:?}", world.mails());
+
+    let report: Value =
+        serde_json::from_str(&provision(&["cert", "expiry", "--json", "--database", &world.database]))
+            .unwrap();
+    let within_7 = report["due"].as_array().unwrap().iter().find(|b| b["within_days"] == 7).unwrap();
+    assert_eq!(within_7["devices"][0]["device"], world.device.as_str(), "{report}");
 }
 
 /// Two server processes share one PostgreSQL: a device that falls silent is

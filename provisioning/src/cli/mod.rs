@@ -46,7 +46,7 @@ pub enum Command {
     #[command(subcommand)]
     Csr(pki::CsrCommand),
     /// Run the carrier server: report ingest, liveness alerts, commands, renewals.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// List devices: state up/down, last seen, certificate expiry, open alerts.
     Devices(devices::DbArgs),
     /// Inspect one device.

@@ -11,6 +11,7 @@ use cpe_provision::alerts::{AlertSink, MailConfig, WebhookConfig};
 use cpe_provision::enrol::est::{self, EstClient, EstConfig};
 use cpe_provision::enrol::test_ca::TestCaSigner;
 use cpe_provision::enrol::Enroller;
+use cpe_provision::expiry::{self, DEFAULT_ALERT_DAYS};
 use cpe_provision::server::{self, ServeConfig};
 use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
@@ -60,6 +61,13 @@ pub struct ServeArgs {
     /// Validity of certificates the test CA signs, days.
     #[arg(long, default_value_t = 825)]
     enrol_days: u32,
+    /// Certificate-expiry alert thresholds, days left (comma-separated): one
+    /// fleet summary a day lists the devices at each.
+    #[arg(long, value_name = "DAYS", value_delimiter = ',', default_values_t = DEFAULT_ALERT_DAYS)]
+    cert_alert_days: Vec<u32>,
+    /// How often to look at certificate expiry, seconds (a summary goes out once a day).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    cert_check_every: u64,
     /// A device silent this many seconds is "down" (alert); back → "recovered".
     #[arg(long, default_value_t = 180)]
     silent_after: u64,
@@ -182,6 +190,9 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         liveness_every: Duration::from_secs(args.check_every.max(1)),
         long_poll_max: Duration::from_secs(args.long_poll_max),
         enroller,
+        cert_alert_days: expiry::alert_days(args.cert_alert_days.clone())
+            .map_err(|e| anyhow::anyhow!("--cert-alert-days: {e}"))?,
+        cert_check_every: Duration::from_secs(args.cert_check_every.max(1)),
     };
     runtime()?.block_on(async {
         let db = create_or_open_database(&args.database).await?;

@@ -19,7 +19,8 @@
 //! [`run`] takes a bound listener and a shutdown future, so tests run it on
 //! `127.0.0.1:0` and stop it at will.
 //!
-//! - this module: the listener, one task per connection, the liveness watcher;
+//! - this module: the listener, one task per connection, the liveness
+//!   watcher, the certificate-expiry watcher (one fleet summary a day);
 //! - `tls`: the rustls configuration and the identity a client certificate gives;
 //! - `routes`: which handler serves which endpoint, reply and body helpers;
 //! - `ingest`: `POST /v1/reports` and the alerts its events raise;
@@ -47,9 +48,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::alerts::{AlertSink, Happened};
+use crate::alerts::{Alert, AlertSink, Happened};
 use crate::clock::now_ms;
 use crate::enrol::Enroller;
+use crate::expiry;
+use crate::pki::validity::rfc3339;
 use crate::store::Database;
 
 pub use ingest::ingest_record;
@@ -72,6 +75,11 @@ pub struct ServeConfig {
     pub long_poll_max: Duration,
     /// Who issues renewal certificates (`/v1/enrol`); `None` refuses renewals.
     pub enroller: Option<Enroller>,
+    /// Certificate-expiry alert thresholds, days left (largest first,
+    /// checked by [`crate::expiry::alert_days`]).
+    pub cert_alert_days: Vec<u32>,
+    /// How often the expiry watcher looks (it sends at most one fleet summary a day).
+    pub cert_check_every: Duration,
 }
 
 /// Why the server could not start.
@@ -91,7 +99,7 @@ struct State {
     config: ServeConfig,
 }
 
-/// Serves until `shutdown` completes. Also runs the liveness watcher.
+/// Serves until `shutdown` completes. Also runs the liveness and expiry watchers.
 pub async fn run(
     listener: TcpListener,
     config: ServeConfig,
@@ -102,6 +110,7 @@ pub async fn run(
     let acceptor = TlsAcceptor::from(Arc::new(tls::tls_config(&config)?));
     let state = Arc::new(State { db, alerts, config });
     let watcher = tokio::spawn(liveness_loop(state.clone()));
+    let expiry_watcher = tokio::spawn(expiry_loop(state.clone()));
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -122,6 +131,7 @@ pub async fn run(
         }
     }
     watcher.abort();
+    expiry_watcher.abort();
     // Give in-flight requests a moment, then drop the rest.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while connections.join_next().await.is_some() {}
@@ -169,6 +179,29 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(tls), service);
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Once a day at most, a fleet summary of the certificates at an alert
+/// threshold ([`crate::expiry::daily_summary`]), delivered like an alert.
+async fn expiry_loop(state: Arc<State>) {
+    let mut tick = tokio::time::interval(state.config.cert_check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = time::OffsetDateTime::now_utc();
+        match expiry::daily_summary(&state.db, now, &state.config.cert_alert_days).await {
+            Ok(Some(summary)) => state.alerts.raise(Alert {
+                id: summary.id,
+                device_id: "fleet".to_owned(),
+                kind: expiry::SUMMARY_KIND.to_owned(),
+                level: summary.level.as_str().to_owned(),
+                message: summary.text,
+                at: rfc3339(now),
+            }),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "certificate expiry check failed"),
+        }
     }
 }
 

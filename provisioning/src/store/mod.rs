@@ -651,6 +651,19 @@ impl Database {
         dispatch!(self, db => db.raise_alert(alert).await)
     }
 
+    /// Records that the fleet summary `kind` of `day` is being sent, with
+    /// its `body`; returns its id, or `None` when another process (or an
+    /// earlier run) already sent that day's. Exactly one caller gets it.
+    pub async fn claim_fleet_summary(
+        &self,
+        kind: &str,
+        day: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        dispatch!(self, db => db.claim_fleet_summary(kind.to_owned(), day.to_owned(), body.to_owned(), now_ms).await)
+    }
+
     /// Clears the open alerts of `kind` for the device; returns how many.
     pub async fn clear_alerts(&self, device_id: &str, kind: &str, at_ms: i64) -> Result<u64, DbError> {
         dispatch!(self, db => db.clear_alerts(device_id.to_owned(), kind.to_owned(), at_ms).await)
