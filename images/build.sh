@@ -35,9 +35,11 @@ done
 # (nft-expr-*, nft-chain-* aliases) from the modules shipped below.
 BOOT_MODULES=(virtio_pci virtio_blk virtio_net virtio_rng ext4 crc32c_generic nf_tables)
 # Shipped for autoloading: the agent's suspension ruleset (inet table, meta
-# iifname/oifname, counter: built into nf_tables; reject: nft_reject_inet),
-# conntrack and NAT for a LAN behind the device, veth for a test LAN.
-EXTRA_MODULES=(nft_reject_inet nft_ct nft_nat nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet veth)
+# iifname/oifname, counter: built into nf_tables; reject: nft_reject_inet; its
+# HTTP redirect to the notice page: nft_chain_nat, nft_nat, nft_redir for a
+# wildcard [notice] listen, nft_fib_inet for `fib daddr type`), conntrack and
+# NAT for a LAN behind the device, veth for a test LAN.
+EXTRA_MODULES=(nft_reject_inet nft_ct nft_nat nft_redir nft_masq nft_chain_nat nft_limit nft_log nft_fib_inet veth)
 
 # --- 1. the agent -------------------------------------------------------------
 if [ -n "${AGENT_BIN:-}" ]; then

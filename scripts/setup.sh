@@ -50,6 +50,9 @@ fi
 # code needs its headers, so it is listed explicitly. file/curl/ca-certificates
 # are used by cross/build.sh and the rustup bootstrap; the firmware image
 # (images/) needs cpio, e2fsprogs, qemu-system-arm and, for its lint, shellcheck.
+# The notice page's browser test (tests/tests/orders_netns.rs) needs Debian's
+# chromium and the Japanese fonts (fonts-noto-cjk: without them Chromium draws
+# tofu for the Japanese half).
 APT_PACKAGES=(
     build-essential pkg-config
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -58,6 +61,7 @@ APT_PACKAGES=(
     nftables iproute2 iputils-ping openssl postgresql
     file curl ca-certificates
     cpio e2fsprogs shellcheck
+    chromium fonts-noto-cjk
 )
 
 is_installed() {
@@ -195,6 +199,26 @@ else
     fi
     cargo +nightly fuzz --version >/dev/null 2>&1 || die "cargo +nightly fuzz still does not run"
     step "nightly + cargo-fuzz" "ready ($(cargo +nightly fuzz --version 2>/dev/null))"
+fi
+
+# ---------------------------------------------------------------------------
+# 5. playwright-core for the browser test (tests/browser, npm ci from the lock)
+# ---------------------------------------------------------------------------
+# Node.js and npm are the machine's own (Node.js >= 20: playwright-core needs it);
+# the browser is Debian's /usr/bin/chromium (step 1), never a download.
+BROWSER_DIR="$ROOT/tests/browser"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    die "node and npm are needed for the browser test (tests/browser); install Node.js >= 20"
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 20 ] || die "Node.js $(node --version) is too old for playwright-core (needs >= 20)"
+want_pw="$(node -p "require('$BROWSER_DIR/package-lock.json').packages['node_modules/playwright-core'].version")"
+have_pw="$(node -p "try { require('$BROWSER_DIR/node_modules/playwright-core/package.json').version } catch { '' }")"
+if [ "$have_pw" = "$want_pw" ]; then
+    step "playwright-core $want_pw" "already present"
+else
+    step "playwright-core $want_pw" "npm ci in tests/browser${have_pw:+ (had $have_pw)}"
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund </dev/null)
 fi
 
 step "done" "setup complete"

@@ -562,6 +562,12 @@ impl Netns {
         self.start_helper(&["tcp-echo".to_owned(), "--listen".to_owned(), listen.to_string()], log)
     }
 
+    /// Starts a web server on `listen` answering every request with `body`.
+    pub fn start_http(&self, listen: SocketAddr, body: &str, log: &Path) -> Result<Service, NetnsError> {
+        let args = ["http", "--listen", &listen.to_string(), "--body", body].map(str::to_owned);
+        self.start_helper(&args, log)
+    }
+
     /// Starts a relay on `listen` forwarding to `to` with `delay_ms` added
     /// in each direction (TCP, or UDP when `udp`).
     pub fn start_relay(

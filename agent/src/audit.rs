@@ -54,6 +54,10 @@ pub const MAX_DETAIL_BYTES: usize = 32 * 1024;
 /// Largest line the verifier accepts in an export.
 const MAX_LINE_BYTES: usize = MAX_DETAIL_BYTES + 1024;
 
+/// Largest export file `cpe-agent log verify` reads (32 times the default
+/// `[audit] max_bytes`).
+pub const MAX_EXPORT_BYTES: usize = 64 * 1024 * 1024;
+
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -180,7 +184,9 @@ impl AuditLog {
     ) -> Result<ExportSummary, AuditError> {
         let mut lines: Vec<String> = Vec::new();
         for (_, path) in self.segments()? {
-            let text = fs::read_to_string(&path).map_err(io(&path))?;
+            let text = String::from_utf8(self.read_segment(&path)?).map_err(|_| {
+                io(&path)(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+            })?;
             // A torn final line (no newline) is not part of the chain.
             let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
             lines.extend(complete.lines().map(str::to_string));
@@ -215,6 +221,25 @@ impl AuditLog {
             source: std::io::Error::other(e.to_string()),
         })?;
         Ok(summary)
+    }
+
+    /// The detail of the newest kept entry of `kind`, searching the
+    /// segments newest first (`None`: no kept entry of that kind; rotation
+    /// may have dropped older ones). Lines that do not parse are skipped.
+    pub fn last_of_kind(&self, kind: AuditKind) -> Result<Option<serde_json::Value>, AuditError> {
+        for (_, path) in self.segments()?.iter().rev() {
+            let text = self.read_segment(path)?;
+            let found = String::from_utf8_lossy(&text)
+                .lines()
+                .rev()
+                .filter_map(|line| parse_line(line).ok())
+                .find(|(_, body)| body.kind == kind)
+                .map(|(_, body)| body.detail);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     fn write_entry(
@@ -293,7 +318,7 @@ impl AuditLog {
     /// The chain head after the last complete line of `path`, cutting off a
     /// torn final line (returned as its length).
     fn head_of(&self, path: &Path) -> Result<(Head, Option<usize>), AuditError> {
-        let text = fs::read(path).map_err(io(path))?;
+        let text = self.read_segment(path)?;
         let complete_len = text.iter().rposition(|b| *b == b'\n').map_or(0, |end| end + 1);
         let torn = (complete_len < text.len()).then(|| text.len() - complete_len);
         if torn.is_some() {
@@ -322,6 +347,14 @@ impl AuditLog {
             Some((_, path)) => self.head_of(path).map(|(head, _)| head),
             None => Ok(Head { next_index: 0, hash: GENESIS.to_string() }),
         }
+    }
+
+    /// Reads a segment, at most the configured bound plus one line: a
+    /// segment never legitimately holds more.
+    fn read_segment(&self, path: &Path) -> Result<Vec<u8>, AuditError> {
+        let bound = self.config.max_bytes.max(self.config.segment_bytes);
+        let limit = usize::try_from(bound).unwrap_or(usize::MAX).saturating_add(MAX_LINE_BYTES);
+        cpe_common::bounded::read_file(path, limit).map_err(io(path))
     }
 
     fn damaged(&self, line: usize, detail: String) -> AuditError {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cpe_protocol::{
     decode, encode, BatchAck, CommandAck, CommandList, Empty, EnrolRequest, EnrolResponse, Pong, Record,
-    ReportBatch, CONTENT_TYPE,
+    ReportBatch, CONTENT_TYPE, MAX_BODY_BYTES,
 };
 use rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
@@ -193,10 +193,17 @@ impl CarrierClient {
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_http_date);
-        let bytes = response
-            .bytes()
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| ChannelError::Unreachable { url: url.clone(), detail: error_chain(&e) })?;
+            .map_err(|e| ChannelError::Unreachable { url: url.clone(), detail: error_chain(&e) })?
+        {
+            // Never more than the protocol's body limit in memory.
+            cpe_common::bounded::extend_within(&mut bytes, &chunk, MAX_BODY_BYTES)
+                .map_err(|e| ChannelError::Decode { url: url.clone(), detail: e.to_string() })?;
+        }
         if !status.is_success() {
             let message = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             return Err(ChannelError::Status { url, status: status.as_u16(), message });

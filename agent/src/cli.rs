@@ -306,7 +306,7 @@ fn export_log(config: &AgentConfig, out: &Path, lang: Lang) -> Result<(), Failur
 }
 
 fn verify_log(file: &Path, json: bool, lang: Lang) -> Result<(), Failure> {
-    let bytes = std::fs::read(file).map_err(|e| {
+    let bytes = cpe_common::bounded::read_file(file, audit::MAX_EXPORT_BYTES).map_err(|e| {
         Failure::cannot_run(
             format!("cannot read {}: {e}", file.display()),
             format!("{} を読めません: {e}", file.display()),
@@ -363,7 +363,8 @@ fn required_code(config: &AgentConfig) -> Result<&cpe_common::institution::Insti
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|source| ImportError::Read { path: path.to_owned(), source }.into())
+    cpe_common::bounded::read_file(path, identity::material::MAX_INPUT_BYTES)
+        .map_err(|source| ImportError::Read { path: path.to_owned(), source }.into())
 }
 
 fn import(

@@ -112,7 +112,7 @@ pub fn parse_order_key(text: &str) -> Result<[u8; 32], String> {
 }
 
 /// `[notice]`: the local notice page (§2.2 ⑦).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NoticeConfig {
     /// Addresses to serve it on, e.g. `["192.168.1.1:80"]` (the LAN
@@ -122,6 +122,19 @@ pub struct NoticeConfig {
     pub contact_ja: String,
     /// The carrier's contact, English.
     pub contact_en: String,
+    /// Least seconds between two starts of the page's self-check (60).
+    pub self_check_interval_s: u64,
+}
+
+impl Default for NoticeConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            contact_ja: String::new(),
+            contact_en: String::new(),
+            self_check_interval_s: 60,
+        }
+    }
 }
 
 /// `[diagnose]`: how `cpe-agent diagnose` probes and judges. The defaults
@@ -445,8 +458,11 @@ impl AgentConfig {
     }
 }
 
+/// Largest configuration file (or drop-in) read.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| {
+    let text = cpe_common::bounded::read_text(path, MAX_CONFIG_BYTES).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             ConfigError::NotFound { path: path.to_owned() }
         } else {
@@ -565,6 +581,9 @@ mod tests {
         assert_eq!(config.orders.time_synced_flag, Some(dir.path().join("run/synced")));
         assert_eq!(config.notice.listen, vec!["192.168.1.1:80".parse().unwrap()]);
         assert_eq!(config.notice.contact_ja, "電話");
+        assert_eq!(config.notice.self_check_interval_s, 60, "once a minute unless configured");
+        std::fs::write(&main, "[notice]\nself_check_interval_s = 5\n").unwrap();
+        assert_eq!(AgentConfig::load(&main).unwrap().notice.self_check_interval_s, 5);
         std::fs::write(&main, "[orders]\nkeys = [\"abcd\"]\n").unwrap();
         assert!(AgentConfig::load(&main).unwrap_err().to_string().contains("[orders] keys"));
     }

@@ -11,7 +11,9 @@
 //! - the command poller (long-poll): compliance orders go through the
 //!   order pipeline ([`crate::orders`]) and are acknowledged with the
 //!   signed receipt or the refusal class; and the renewal check;
-//! - the notice page on `[notice] listen` ([`crate::notice`]).
+//! - the notice page on `[notice] listen` ([`crate::notice`]), which sees
+//!   the sender's delivery record and whose self-check button runs the
+//!   remote-diagnosis path.
 //!
 //! Before any of it, the persisted order state is enforced (a suspended
 //! device is blocked again at once). Two more jobs have their own tick of
@@ -36,13 +38,14 @@ use tokio::sync::Notify;
 use crate::audit::{self, AuditKind, AuditLog};
 use crate::channel::{Backoff, CarrierClient};
 use crate::config::AgentConfig;
-use crate::diagnose::{session, store, Segment};
+use crate::diagnose::run::Progress;
+use crate::diagnose::{session, store, DiagnosisReport, Segment};
 use crate::identity::store::IdentityStore;
 use crate::identity::{self, validate};
 use crate::metrics::source::{MetricSource, ProcSource, SystemPaths};
 use crate::metrics::uplink::UplinkWatch;
 use crate::metrics::{Aggregator, InstantView};
-use crate::notice::{self, HealthSlot, NoticeSource};
+use crate::notice::{self, HealthSlot, LinkSlot, NoticeSource, SelfCheck};
 use crate::orders;
 use crate::orders::apply::ApplyError;
 use crate::orders::device::DeviceOrders;
@@ -92,6 +95,8 @@ struct Daemon {
     report_now: Notify,
     /// The latest heartbeat figures, for the notice page.
     health: HealthSlot,
+    /// The sender's delivery record, for the notice page.
+    link: LinkSlot,
 }
 
 /// Runs the agent until `shutdown` completes.
@@ -106,16 +111,7 @@ pub async fn run(
     // The persisted order state first: a suspended device is blocked again
     // before anything else runs (also done earlier by `cpe-agent apply-state`).
     reconcile_firewall(&config, true);
-    let health = HealthSlot::default();
-    let notice = (!config.notice.listen.is_empty()).then(|| {
-        let source = NoticeSource {
-            state_dir: config.state_dir.clone(),
-            contact_ja: config.notice.contact_ja.clone(),
-            contact_en: config.notice.contact_en.clone(),
-            health: health.clone(),
-        };
-        tokio::spawn(notice::serve(config.notice.listen.clone(), source))
-    });
+    let notice_listen = config.notice.listen.clone();
     let shared = Arc::new(Daemon {
         config_path: config_path.to_owned(),
         config: Mutex::new(config),
@@ -123,8 +119,11 @@ pub async fn run(
         client: Mutex::new(None),
         wake_sender: Notify::new(),
         report_now: Notify::new(),
-        health,
+        health: HealthSlot::default(),
+        link: LinkSlot::default(),
     });
+    let notice = (!notice_listen.is_empty())
+        .then(|| tokio::spawn(notice::serve(notice_listen, notice_source(&shared))));
     push(&shared, RecordClass::Event, &Payload::Event(Event::Started { agent_version: version() }));
     drain_diagnosis_outbox(&shared);
     let tasks = [
@@ -146,6 +145,30 @@ pub async fn run(
     }
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The notice page's view of the daemon; its self-check button runs
+/// [`diagnose_and_report`], the remote-diagnosis path.
+fn notice_source(shared: &Arc<Daemon>) -> NoticeSource {
+    let config = lock(&shared.config).clone();
+    let daemon = shared.clone();
+    let runner: notice::selfcheck::Runner = Arc::new(move |progress| {
+        let daemon = daemon.clone();
+        Box::pin(async move { diagnose_and_report(&daemon, None, progress).await })
+    });
+    NoticeSource {
+        state_dir: config.state_dir.clone(),
+        contact_ja: config.notice.contact_ja.clone(),
+        contact_en: config.notice.contact_en.clone(),
+        health: shared.health.clone(),
+        link: shared.link.clone(),
+        self_check: Some(Arc::new(SelfCheck::new(
+            runner,
+            Duration::from_secs(config.notice.self_check_interval_s),
+            config.network.lan.clone(),
+            &config.system.proc_root,
+        ))),
+    }
 }
 
 fn version() -> String {
@@ -371,7 +394,13 @@ async fn sender_loop(shared: Arc<Daemon>) {
         let last = batch.last().map_or(0, |r| r.seq);
         let result = match client(&shared) {
             Ok(client) if !records.is_empty() => {
-                client.send_batch(records).await.map_err(|e| (e.is_retryable(), e.to_string()))
+                let sent = client.send_batch(records).await.map_err(|e| (e.is_retryable(), e.to_string()));
+                let at = crate::clock::now().unix_timestamp();
+                match &sent {
+                    Ok(_) => lock(&shared.link).delivered(at),
+                    Err((_, e)) => lock(&shared.link).failed(at, e),
+                }
+                sent
             }
             Ok(_) => Ok(cpe_protocol::BatchAck { accepted: 0, duplicates: 0, through_seq: last }),
             Err(e) => Err((true, e)),
@@ -499,43 +528,52 @@ fn apply_order_command(
     }
 }
 
-/// A remote diagnosis (§1.3.2 ⑤): runs every check, keeps the report on
-/// the device and queues it as an incident carrying the command's id; the
+/// A remote diagnosis (§1.3.2 ⑤) by [`diagnose_and_report`]; the
 /// acknowledgement says the verdict ("suspended" while a stop order is in
 /// force).
 async fn diagnose_remote(shared: &Daemon, id: u64) -> CommandAck {
+    match diagnose_and_report(shared, Some(id), Arc::new(|_| {})).await {
+        Ok(report) => {
+            tracing::info!(diagnosis = %report.id, verdict = %report.verdict.segment, "remote diagnosis done");
+            CommandAck {
+                id,
+                ok: true,
+                detail: format!(
+                    "diagnosis {}: {}: {}",
+                    report.id, report.verdict.segment, report.verdict.summary
+                ),
+                receipt: None,
+            }
+        }
+        Err(e) => CommandAck { id, ok: false, detail: e, receipt: None },
+    }
+}
+
+/// One diagnosis of this device, as the carrier's Diagnose command
+/// (`command_id`) or the notice page's self-check button asks for it: runs
+/// every check, keeps the report on the device and queues it for the
+/// carrier as an incident.
+async fn diagnose_and_report(
+    shared: &Daemon,
+    command_id: Option<u64>,
+    progress: Progress,
+) -> Result<DiagnosisReport, String> {
     let config = lock(&shared.config).clone();
     let segments = Segment::PATH.into_iter().collect();
-    let diagnosis = match session::diagnose_system(
-        &config,
-        segments,
-        None,
-        orders::device::suspension(&config),
-        Arc::new(|_| {}),
-    )
-    .await
-    {
-        Ok(diagnosis) => diagnosis,
-        Err(e) => {
-            return CommandAck { id, ok: false, detail: format!("diagnosis failed: {e}"), receipt: None }
-        }
-    };
-    let report = &diagnosis.report;
-    if let Err(e) = store::record(&config, report, Some(id)) {
+    let diagnosis =
+        session::diagnose_system(&config, segments, None, orders::device::suspension(&config), progress)
+            .await
+            .map_err(|e| format!("diagnosis failed: {e}"))?;
+    let report = diagnosis.report;
+    if let Err(e) = store::record(&config, &report, command_id) {
         tracing::warn!(error = %e, "diagnosis not stored on the device");
     }
     let budget = store::incident_budget(lock(&shared.queue).limits());
-    match store::incident(report, Some(id), budget) {
+    match store::incident(&report, command_id, budget) {
         Ok(incident) => push(shared, RecordClass::Event, &Payload::Incident(incident)),
         Err(e) => tracing::error!(error = %e, "diagnosis could not be queued for the carrier"),
     }
-    tracing::info!(diagnosis = %report.id, verdict = %report.verdict.segment, "remote diagnosis done");
-    CommandAck {
-        id,
-        ok: true,
-        detail: format!("diagnosis {}: {}: {}", report.id, report.verdict.segment, report.verdict.summary),
-        receipt: None,
-    }
+    Ok(report)
 }
 
 /// Moves diagnoses the CLI left in the outbox (while this daemon held the

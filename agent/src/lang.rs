@@ -23,4 +23,12 @@ impl Lang {
             Self::En
         }
     }
+
+    /// The BCP 47 code (`ja`, `en`), for HTML `lang` and ids.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Ja => "ja",
+            Self::En => "en",
+        }
+    }
 }

@@ -383,6 +383,36 @@ fn every_refusal_has_its_error_and_changes_nothing() {
     assert_refused_unchanged(&env, "unreadable_file", |e| {
         identity::load_trust_anchors(&[e.path().join("missing.pem")]).map(|_| unreachable!())
     });
+
+    // A NUL in the common name: shown with the NUL dropped it reads like
+    // another name, so it is refused, as any control character is.
+    for common_name in
+        ["Sakura Clinic\u{0} 1312345678", "Clinic\u{1b}[2J 1312345678", "\u{202e}cinilC 1312345678"]
+    {
+        let sneaky = env.ca.issue(&LeafSpec { common_name: common_name.into(), ..LeafSpec::default() });
+        assert_refused_unchanged(&env, "control_character", |e| {
+            let err = e.import(sneaky.bundle(&e.ca).as_bytes(), None, None);
+            if let Err(ImportError::Invalid(v)) = &err {
+                assert!(v.to_string().contains("CN (commonName)"), "{v}");
+                assert!(v.ja().contains("制御文字"), "{}", v.ja());
+            }
+            err
+        });
+    }
+}
+
+/// A 256 MiB (sparse) file given to `cert import` or as a trust anchor is
+/// refused after reading at most the limit + 1 byte, never read whole.
+#[test]
+fn oversized_certificate_files_are_refused_without_being_read_whole() {
+    let env = Env::new();
+    let big = env.path().join("big.p12");
+    std::fs::File::create(&big).unwrap().set_len(256 << 20).unwrap();
+    let err = identity::load_trust_anchors(std::slice::from_ref(&big)).unwrap_err();
+    assert_eq!(err.code(), "unreadable_file", "{err}");
+    assert!(err.to_string().contains("larger than the limit of 1048576 bytes"), "{err}");
+    let err = identity::read_password_file(&big).unwrap_err();
+    assert!(err.to_string().contains("larger than the limit of 4096 bytes"), "{err}");
 }
 
 #[test]

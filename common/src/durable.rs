@@ -34,6 +34,9 @@ pub trait Storage {
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Reads the whole file `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Reads the file `path`, refusing one larger than `limit` bytes after
+    /// reading at most `limit + 1` (see [`crate::bounded`]).
+    fn read_within(&self, path: &Path, limit: usize) -> io::Result<Vec<u8>>;
 }
 
 /// [`Storage`] on the real file system.
@@ -71,6 +74,10 @@ impl Storage for OsStorage {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         fs::read(path)
+    }
+
+    fn read_within(&self, path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+        crate::bounded::read_file(path, limit)
     }
 }
 
@@ -161,6 +168,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.inner.read(path)
+    }
+
+    fn read_within(&self, path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+        self.inner.read_within(path, limit)
     }
 }
 

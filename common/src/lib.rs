@@ -8,8 +8,13 @@
 //!   directory) behind the [`durable::Storage`] trait, so that tests can inject
 //!   a failure at every step of a write.
 //! - [`hex`]: the lower-case hex text form of hashes, key ids and keys.
+//! - [`text`]: the control characters refused in certificate subject text.
+//! - [`bounded`]: reading files and bodies with a size limit, never more than
+//!   the limit + 1 byte, so an oversized input cannot exhaust a router's memory.
 #![forbid(unsafe_code)]
 
+pub mod bounded;
 pub mod durable;
 pub mod hex;
 pub mod institution;
+pub mod text;

@@ -136,6 +136,7 @@ async fn https(db: Database, args: &Args, run: i64) -> anyhow::Result<(u64, Dura
         enroller: None,
         cert_alert_days: cpe_provision::expiry::DEFAULT_ALERT_DAYS.to_vec(),
         cert_check_every: Duration::from_hours(1),
+        limits: server::limits::ConnectionLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -1,11 +1,13 @@
 //! Small network services the namespace tests run inside a namespace (with
 //! `ip netns exec`, since a thread cannot enter a namespace without unsafe
-//! code): a DNS responder, a TCP echo server and a TCP/UDP relay that adds
-//! a fixed delay (the kernel here has no `tc netem`).
+//! code): a DNS responder, a TCP echo server, a web server answering every
+//! request with one fixed page, and a TCP/UDP relay that adds a fixed delay
+//! (the kernel here has no `tc netem`).
 //!
 //! ```text
 //! netns-helper dns --listen ADDR --name NAME=IPV4 [--name …]
 //! netns-helper tcp-echo --listen ADDR
+//! netns-helper http --listen ADDR --body TEXT
 //! netns-helper relay --listen ADDR --to ADDR --delay-ms N [--udp]
 //! netns-helper connect --to ADDR --timeout-ms N
 //! ```
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use cpe_e2e::netns::dns;
 
 const USAGE: &str = "usage: netns-helper dns --listen ADDR --name NAME=IPV4 … | tcp-echo --listen ADDR | \
+                     http --listen ADDR --body TEXT | \
                      relay --listen ADDR --to ADDR --delay-ms N [--udp] | connect --to ADDR --timeout-ms N";
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn serve(args: &[String]) -> Result<(), String> {
             serve_dns(listen, &records)
         }
         Some("tcp-echo") => serve_tcp_echo(listen),
+        Some("http") => serve_http(listen, value(args, "--body")?),
         Some("relay") => {
             let to = addr(args, "--to")?;
             let delay_ms: u64 = value(args, "--delay-ms")?.parse().map_err(|e| format!("--delay-ms: {e}"))?;
@@ -129,6 +133,33 @@ fn serve_tcp_echo(listen: SocketAddr) -> Result<(), String> {
                 let mut reader = stream;
                 let _ = std::io::copy(&mut reader, &mut writer);
             }
+        });
+    }
+    Ok(())
+}
+
+/// Answers every HTTP request (once its head has arrived) with `body` as
+/// `text/plain`, then closes.
+fn serve_http(listen: SocketAddr, body: &str) -> Result<(), String> {
+    let listener = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    announce(listener.local_addr())?;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for mut stream in listener.incoming().flatten() {
+        let response = response.clone();
+        std::thread::spawn(move || {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream.write_all(response.as_bytes());
         });
     }
     Ok(())

@@ -444,6 +444,81 @@ async fn postgres_bad_input_is_refused_and_nothing_is_stored_twice() {
     }
 }
 
+/// A renewal CSR for `code` and, if given, `unit` (OU), with a fresh key.
+fn renewal_csr(code: &str, unit: Option<&str>) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "Clinic");
+    if let Some(unit) = unit {
+        params.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, unit);
+    }
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("Clinic {code}"));
+    (params.serialize_request(&key).unwrap().pem().unwrap(), key.serialize_pem())
+}
+
+async fn call(client: &reqwest::Client, world: &World, path: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+    let url = format!("https://127.0.0.1:{}{path}", world.port);
+    let request = match body {
+        Some(body) => client.post(url).body(body),
+        None => client.get(url),
+    };
+    let resp = request.send().await.unwrap();
+    (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+}
+
+/// Issue 19, item 1: the router `<code>/main` asked for unit `ward2` and got
+/// a certificate for it. A renewal keeps exactly the code and the unit of
+/// the certificate that authenticated it; anything else is 403 and alerted.
+#[tokio::test]
+async fn renewal_keeps_the_device_identity_and_another_unit_is_refused_and_alerted() {
+    let world = World::new(None);
+    let clinic = client(&world, Some("clinic"));
+    // The device reports first, so the carrier knows it (and shows its alerts).
+    assert_eq!(post(&clinic, &world, batch(&world.device, 1..=1)).await.unwrap().0, 200);
+    let unit = world.device.split_once('/').unwrap().1.to_owned();
+    let enrol = |csr_pem: String| cpe_protocol::encode(&cpe_protocol::EnrolRequest { csr_pem });
+
+    let sibling = renewal_csr(CODE, Some("ward2")).0;
+    let other_code = renewal_csr("2712345678", Some(&unit)).0;
+    let no_unit = renewal_csr(CODE, None).0;
+    for (csr, asked) in [
+        (sibling, format!("{CODE}/ward2")),
+        (other_code, "2712345678".into()),
+        (no_unit, format!("{CODE}/main")),
+    ] {
+        let (status, body) = call(&clinic, &world, "/v1/enrol", Some(enrol(csr))).await;
+        let message = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "{asked}: {message}");
+        assert!(message.contains(&asked) && message.contains(&world.device), "{message}");
+        assert!(message.contains("keeps the device identity") && message.contains("拒否"), "{message}");
+    }
+    let alerts = world.alerts();
+    let alert = alerts
+        .iter()
+        .find(|a| a["kind"] == "enrol-refused")
+        .unwrap_or_else(|| panic!("no alert: {alerts:?}"));
+    assert!(alert["message"].as_str().unwrap().contains("renewal refused"), "{alert}");
+
+    // The same identity is renewed, and the new certificate is that same device.
+    let (csr, key_pem) = renewal_csr(CODE, Some(&unit));
+    let (status, body) = call(&clinic, &world, "/v1/enrol", Some(enrol(csr))).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let renewed: cpe_protocol::EnrolResponse = cpe_protocol::decode(&body).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(world.path("ca/ca.pem")).unwrap()).unwrap();
+    let identity = reqwest::Identity::from_pem(format!("{}{key_pem}", renewed.chain_pem).as_bytes()).unwrap();
+    let renewed_client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .identity(identity)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (status, body) = call(&renewed_client, &world, "/v1/ping", None).await;
+    assert_eq!(status, 200);
+    let pong: cpe_protocol::Pong = cpe_protocol::decode(&body).unwrap();
+    assert_eq!(pong.device_id, world.device);
+}
+
 /// The carrier is away for many report intervals: the agent keeps every
 /// record on disk and, once the carrier is back, delivers each exactly
 /// once and in order. Then the agent is killed with SIGKILL and restarted:

@@ -197,6 +197,35 @@ fn import_status_refusals_csr_rollback_wipe() {
     assert_eq!(verify(&site.s("missing.jsonl")).status.code(), Some(2));
 }
 
+/// Issue 19, item 5: a 256 MiB certificate file (and a 256 MiB
+/// configuration) is refused after reading the limit + 1 byte, not read
+/// whole into a router's memory. The peak RSS of the agent processes of this
+/// test binary is printed.
+#[test]
+fn oversized_certificate_and_configuration_files_are_refused_without_being_read_whole() {
+    let site = Site::new();
+    let big = site.p("big.p12");
+    let chunk = vec![0x30u8; 1 << 20];
+    let mut file = std::fs::File::create(&big).unwrap();
+    for _ in 0..256 {
+        std::io::Write::write_all(&mut file, &chunk).unwrap();
+    }
+    drop(file);
+    let out = site.agent(&["cert", "import", &site.s("big.p12"), "--password-file", &site.s("pw")]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("larger than the limit of 1048576 bytes"), "{stderr}");
+    std::fs::rename(&big, site.p("agent.toml")).unwrap();
+    let out = site.agent(&["cert", "status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("larger than the limit of 262144 bytes"), "{stderr}");
+    let peak_kib =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    println!("cert import / config load of 256 MiB files: peak RSS of the agent processes {peak_kib} KiB");
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB: a file was read whole");
+}
+
 #[test]
 fn help_explains_commands_and_exit_codes() {
     let out = ok(&run("cpe-agent", &["--help"], &[]));

@@ -119,6 +119,38 @@ fn refused_orders_exit_1_and_change_nothing() {
     assert!(device.agent(&["log", "verify", s(&export)]).status.success());
 }
 
+/// Issue 19: a 256 MiB order file used 267 MB of memory in `orders apply`
+/// (read whole before the size check); a router has 128 MiB. Now it is
+/// refused after reading the limit + 1 byte, and audited.
+#[test]
+fn an_oversized_order_file_is_refused_without_being_read_whole() {
+    let device = Device::new(true);
+    let big = device.path("big.order");
+    // Real data, not a sparse file: every page read would count.
+    let chunk = vec![0x5au8; 1 << 20];
+    let mut file = std::fs::File::create(&big).unwrap();
+    for _ in 0..256 {
+        std::io::Write::write_all(&mut file, &chunk).unwrap();
+    }
+    drop(file);
+    let out = device.agent(&["orders", "apply", s(&big)]);
+    let peak_kib =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    println!(
+        "orders apply on a 256 MiB file: exit {:?}, peak RSS of the agent processes {} KiB",
+        out.status.code(),
+        peak_kib
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("too_large") && text(&out).contains("nothing changed"), "{}", text(&out));
+    assert!(peak_kib < 64 * 1024, "peak RSS {peak_kib} KiB: the file was read whole");
+    assert!(!device.state_file().exists());
+    let export = device.path("audit.export");
+    assert!(device.agent(&["log", "export", "--out", s(&export)]).status.success());
+    let exported = std::fs::read_to_string(&export).unwrap();
+    assert!(exported.contains("\"class\":\"too_large\""), "{exported}");
+}
+
 #[test]
 fn unusable_input_exits_2() {
     let device = Device::new(true);

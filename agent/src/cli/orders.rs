@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Subcommand;
-use cpe_agent::audit::AuditLog;
+use cpe_agent::audit::{AuditKind, AuditLog};
 use cpe_agent::config::AgentConfig;
 use cpe_agent::identity::validate::rfc3339;
 use cpe_agent::lang::Lang;
@@ -16,6 +16,7 @@ use cpe_agent::orders::firewall::NftFirewall;
 use cpe_agent::orders::state::{OrderState, StateStore};
 use cpe_agent::orders::ClockState;
 use cpe_common::durable::{write_atomic, OsStorage, MODE_PUBLIC};
+use cpe_protocol::order::MAX_SIGNED_ORDER_BYTES;
 
 use super::{Failure, EXIT_REFUSED};
 
@@ -204,12 +205,40 @@ fn status(config: &AgentConfig, json: bool, lang: Lang) -> Result<(), Failure> {
 }
 
 fn apply(config: &AgentConfig, file: &Path, receipt_out: Option<&Path>, lang: Lang) -> Result<(), Failure> {
-    let bytes = std::fs::read(file).map_err(|e| {
-        Failure::cannot_run(
-            format!("cannot read {}: {e}", file.display()),
-            format!("{} を読めません: {e}", file.display()),
-        )
-    })?;
+    let bytes = match cpe_common::bounded::read_file(file, MAX_SIGNED_ORDER_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if cpe_common::bounded::is_too_large(&e) => {
+            let detail = serde_json::json!({
+                "class": "too_large",
+                "reason": format!("order file {} {e}", file.display()),
+            });
+            let audit = AuditLog::with_config(&config.state_dir, config.audit);
+            if let Err(e) =
+                audit.append(AuditKind::OrderRefused, cpe_agent::clock::now().unix_timestamp(), detail)
+            {
+                eprintln!("warning: could not write the audit log: {e}");
+            }
+            return Err(Failure {
+                code: EXIT_REFUSED,
+                en: format!(
+                    "order refused [too_large]: {} is larger than the limit of {MAX_SIGNED_ORDER_BYTES} bytes \
+                     (nothing changed; not an order file?)",
+                    file.display()
+                ),
+                ja: format!(
+                    "命令を拒否しました [too_large]: {} は上限 {MAX_SIGNED_ORDER_BYTES} バイトを超えています\
+                     （何も変更していません。命令ファイルか確認してください）",
+                    file.display()
+                ),
+            });
+        }
+        Err(e) => {
+            return Err(Failure::cannot_run(
+                format!("cannot read {}: {e}", file.display()),
+                format!("{} を読めません: {e}", file.display()),
+            ))
+        }
+    };
     let started = Instant::now();
     let device = DeviceOrders::load(config, None)
         .map_err(|e| Failure::cannot_run(e.to_string(), format!("装置を特定できません: {e}")))?;

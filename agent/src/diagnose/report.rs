@@ -137,10 +137,7 @@ impl DiagnosisReport {
                 [
                     c.status.label(lang).to_owned(),
                     c.segment.label(lang).to_owned(),
-                    match (lang, super::checks::label_ja(&c.name)) {
-                        (Lang::Ja, Some(label)) => format!("{label}（{}）", c.name),
-                        _ => c.name.clone(),
-                    },
+                    check_label(&c.name, lang),
                     format!("{} ms", c.duration_ms),
                     c.evidence.text.clone(),
                 ]
@@ -189,6 +186,15 @@ impl DiagnosisReport {
             }
         }
         out
+    }
+}
+
+/// How a check is named to people in `lang`: in Japanese what it looks at
+/// with its id (「ゲートウェイへの ping（uplink.gateway_icmp）」), in English the id.
+pub fn check_label(name: &str, lang: Lang) -> String {
+    match (lang, super::checks::label_ja(name)) {
+        (Lang::Ja, Some(label)) => format!("{label}（{name}）"),
+        _ => name.to_owned(),
     }
 }
 

@@ -193,12 +193,15 @@ pub fn drain_outbox(state_dir: &Path, queue: &mut Queue, now_unix_ms: i64) -> us
     files.sort();
     let mut queued = 0;
     for file in files {
-        let Ok(bytes) = std::fs::read(&file) else { continue };
-        if postcard::from_bytes::<Payload>(&bytes).is_err() {
-            tracing::warn!(path = %file.display(), "unreadable diagnosis in the outbox; deleted");
-            let _ = std::fs::remove_file(&file);
-            continue;
-        }
+        let bytes = match cpe_common::bounded::read_file(&file, cpe_protocol::MAX_BODY_BYTES) {
+            Ok(bytes) if postcard::from_bytes::<Payload>(&bytes).is_ok() => bytes,
+            Err(e) if !cpe_common::bounded::is_too_large(&e) => continue,
+            _ => {
+                tracing::warn!(path = %file.display(), "unreadable diagnosis in the outbox; deleted");
+                let _ = std::fs::remove_file(&file);
+                continue;
+            }
+        };
         match queue.push(RecordClass::Event, now_unix_ms, &bytes) {
             Ok(_) => {
                 queued += 1;

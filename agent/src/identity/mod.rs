@@ -134,7 +134,8 @@ pub fn import<S: Storage>(
 pub fn load_trust_anchors(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, ImportError> {
     let mut anchors = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let bytes = std::fs::read(path).map_err(|source| ImportError::Read { path: path.clone(), source })?;
+        let bytes = cpe_common::bounded::read_file(path, material::MAX_INPUT_BYTES)
+            .map_err(|source| ImportError::Read { path: path.clone(), source })?;
         let certs = material::read_pem(&bytes)
             .map_err(|e| ValidationError::BadTrustAnchor {
                 index,
@@ -153,9 +154,12 @@ pub fn load_trust_anchors(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'stati
     Ok(anchors)
 }
 
+/// Largest password file read.
+pub const MAX_PASSWORD_FILE_BYTES: usize = 4096;
+
 /// Reads a password file: its first line, without the line ending.
 pub fn read_password_file(path: &Path) -> Result<String, ImportError> {
-    let text = std::fs::read_to_string(path)
+    let text = cpe_common::bounded::read_text(path, MAX_PASSWORD_FILE_BYTES)
         .map_err(|source| ImportError::Read { path: path.to_owned(), source })?;
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }

@@ -20,12 +20,14 @@ use std::path::{Path, PathBuf};
 use cpe_common::durable::{write_atomic, Storage, MODE_PUBLIC, MODE_SECRET};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::material::{read_key_file, read_pem};
+use super::material::{read_key_file, read_pem, MAX_INPUT_BYTES};
 
 const ACTIVE: &str = "active";
 const PENDING: &str = "pending";
 const CHAIN_FILE: &str = "chain.pem";
 const KEY_FILE: &str = "key.pem";
+/// Largest `active` pointer file read (a few generation names).
+const MAX_POINTER_BYTES: usize = 4096;
 
 /// An identity as stored: certificate chain and private key.
 #[derive(Debug)]
@@ -229,7 +231,7 @@ impl<S: Storage> IdentityStore<S> {
     /// The key waiting for its certificate, if any.
     pub fn load_pending_key(&self) -> Result<Option<PrivateKeyDer<'static>>, StoreError> {
         let path = self.dir.join(PENDING).join(KEY_FILE);
-        match self.storage.read(&path) {
+        match self.storage.read_within(&path, MAX_INPUT_BYTES) {
             Ok(bytes) => read_key_file(&bytes)
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt { path, detail: e.to_string() }),
@@ -265,7 +267,7 @@ impl<S: Storage> IdentityStore<S> {
 
     fn pointer(&self) -> Result<Pointer, StoreError> {
         let path = self.dir.join(ACTIVE);
-        match self.storage.read(&path) {
+        match self.storage.read_within(&path, MAX_POINTER_BYTES) {
             Ok(bytes) => std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(Pointer::parse)
@@ -291,7 +293,7 @@ impl<S: Storage> IdentityStore<S> {
     }
 
     fn read(&self, path: &Path) -> Result<Vec<u8>, StoreError> {
-        self.storage.read(path).map_err(|source| StoreError::Io {
+        self.storage.read_within(path, MAX_INPUT_BYTES).map_err(|source| StoreError::Io {
             action: "read",
             path: path.to_owned(),
             source,

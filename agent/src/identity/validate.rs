@@ -172,6 +172,17 @@ pub enum ValidationError {
         /// Parser message.
         detail: String,
     },
+    /// A subject or issuer attribute holds a control character (NUL
+    /// included) or a bidirectional override, which viewers show differently.
+    #[error("the certificate's {name} attribute {attribute} contains a {found}; such a certificate could display as another institution's, so it is refused: ask the certification body for a correctly issued certificate")]
+    ControlCharacter {
+        /// `subject` or `issuer`.
+        name: &'static str,
+        /// The attribute (`CN`, `OU`, … or its OID).
+        attribute: String,
+        /// The character and its position.
+        found: String,
+    },
     /// The chain does not lead to a configured trust anchor.
     #[error("the certificate does not chain to a configured certification body ({detail}); check that it was issued by the certification body in `trust_anchors`, and that intermediate certificates are in the file")]
     UntrustedChain {
@@ -199,6 +210,7 @@ impl ValidationError {
             Self::WrongKeyUsage { .. } => "wrong_key_usage",
             Self::InstitutionCodeMissing { .. } => "institution_code_missing",
             Self::InstitutionCodeMismatch { .. } => "institution_code_mismatch",
+            Self::ControlCharacter { .. } => "control_character",
             Self::NoTrustAnchors => "no_trust_anchors",
             Self::BadTrustAnchor { .. } => "bad_trust_anchor",
             Self::UntrustedChain { .. } => "untrusted_chain",
@@ -223,6 +235,7 @@ impl ValidationError {
             Self::WrongKeyUsage { detail } => format!("証明書の鍵用途がクライアント認証を許していません（{detail}）。機関のクライアント証明書を認証局に依頼してください。"),
             Self::InstitutionCodeMissing { field } => format!("証明書の {field} に医療機関コードがありません。機関証明書ではありません。"),
             Self::InstitutionCodeMismatch { expected, found } => format!("証明書は医療機関コード {found} のものですが、この装置は {expected} 用に設定されています。{expected} の証明書を取り込んでください。"),
+            Self::ControlCharacter { name, attribute, found } => format!("証明書の {name} の {attribute} に制御文字（{found}）が含まれています。別の機関の証明書のように表示されるおそれがあるため受け付けません。正しく発行された証明書を認証局に依頼してください。"),
             Self::NoTrustAnchors => "トラストアンカーが設定されていません。設定ファイルの trust_anchors に認証局の CA 証明書を指定してください。".into(),
             Self::BadTrustAnchor { index, detail } => format!("トラストアンカー {index} を使用できません（{detail}）。trust_anchors のファイルを確認してください。"),
             Self::UntrustedChain { detail } => format!("証明書が設定された認証局につながりません（{detail}）。trust_anchors の認証局が発行した証明書か、中間証明書がファイルに含まれているかを確認してください。"),
@@ -273,6 +286,7 @@ pub fn validate(
 
     let leaf = parse(&chain[0]).map_err(|detail| ValidationError::CorruptCertificate { index: 0, detail })?;
     let key_type = key_type_of(&leaf)?;
+    check_displayed_text(&leaf)?;
     for der in &chain {
         let cert = parse(der).map_err(|detail| ValidationError::CorruptCertificate { index: 0, detail })?;
         check_signature_algorithm(&cert)?;
@@ -329,6 +343,37 @@ pub fn institution_code_of(cert: &X509Certificate<'_>, field: CodeField) -> Opti
         }
     }
     subject.iter_common_name().filter_map(|attr| attr.as_str().ok()).find_map(InstitutionCode::find_in)
+}
+
+/// Refuses control characters in the leaf's subject and issuer attributes:
+/// `cert status` shows them, and the code and unit are matched on them.
+fn check_displayed_text(cert: &X509Certificate<'_>) -> Result<(), ValidationError> {
+    for (name, dn) in [("subject", cert.subject()), ("issuer", cert.issuer())] {
+        for attr in dn.iter_attributes() {
+            let Ok(text) = attr.as_str() else { continue };
+            if let Some(found) = cpe_common::text::first_control(text) {
+                return Err(ValidationError::ControlCharacter {
+                    name,
+                    attribute: attribute_name(attr.attr_type()),
+                    found: found.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The short name of a subject attribute type (`CN`, `OU`, …), else its OID.
+fn attribute_name(oid: &Oid<'_>) -> String {
+    let id = oid.to_id_string();
+    match id.as_str() {
+        "2.5.4.3" => "CN (commonName)".into(),
+        "2.5.4.5" => "serialNumber".into(),
+        "2.5.4.6" => "C (country)".into(),
+        "2.5.4.10" => "O (organisation)".into(),
+        "2.5.4.11" => "OU (unit)".into(),
+        _ => id,
+    }
 }
 
 fn field_name(field: CodeField) -> &'static str {

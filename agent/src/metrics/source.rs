@@ -192,7 +192,8 @@ fn read_logged(path: &Path) -> Option<String> {
     }
 }
 
-fn read_text(path: &Path) -> io::Result<String> {
+/// The text of a file, at most [`MAX_FILE_BYTES`], invalid UTF-8 replaced.
+pub(crate) fn read_text(path: &Path) -> io::Result<String> {
     let mut bytes = Vec::new();
     fs::File::open(path)?.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

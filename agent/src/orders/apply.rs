@@ -12,6 +12,12 @@
 //! state was persisted, the pipeline says so ([`ApplyError::Enforce`]); the
 //! daemon keeps reconciling the firewall with the state.
 //!
+//! The state is saved before the audit record is written, so a crash in
+//! between leaves an applied order without a record. [`reconcile_audit`]
+//! closes that window: at start (`apply-state`, the daemon) and before each
+//! apply, under the state lock, an applied sequence newer than the newest
+//! order record gets one, marked `"recovered": true`.
+//!
 //! Every side effect is behind a narrow interface (the [`StateStore`]'s
 //! `Storage`, [`Firewall`], [`AuditSink`], the [`ReceiptSigner`]) and the
 //! clock is injected, so tests drive every refusal class and prove that
@@ -38,11 +44,18 @@ use cpe_common::hex::encode as hex;
 pub trait AuditSink {
     /// Appends one record; an error is logged, never undoes enforcement.
     fn append(&self, kind: AuditKind, at_unix: i64, detail: serde_json::Value) -> Result<(), String>;
+    /// The sequence of the newest [`AuditKind::Order`] record kept, if any.
+    fn last_order_sequence(&self) -> Result<Option<u64>, String>;
 }
 
 impl AuditSink for AuditLog {
     fn append(&self, kind: AuditKind, at_unix: i64, detail: serde_json::Value) -> Result<(), String> {
         AuditLog::append(self, kind, at_unix, detail).map_err(|e| e.to_string())
+    }
+
+    fn last_order_sequence(&self) -> Result<Option<u64>, String> {
+        let detail = self.last_of_kind(AuditKind::Order).map_err(|e| e.to_string())?;
+        Ok(detail.and_then(|d| d["sequence"].as_u64()))
     }
 }
 
@@ -205,6 +218,53 @@ fn record(audit: &dyn AuditSink, kind: AuditKind, at: i64, detail: serde_json::V
     }
 }
 
+/// Writes the audit record of the last applied order if the crash window
+/// (state saved, record not yet written) lost it: when the newest order
+/// record in the log is older than `state.last_sequence`. The record is
+/// marked `"recovered": true` and carries what the state still knows (the
+/// receipt's order id, hash and time when it is that order's). Call it with
+/// the state lock held. Returns whether a record was written. If rotation
+/// has dropped every order record, the last order is recorded again as
+/// recovered (once: afterwards the log has a record of it).
+pub fn reconcile_audit(state: &OrderState, audit: &dyn AuditSink, at_unix: i64) -> bool {
+    if state.last_sequence == 0 {
+        return false;
+    }
+    let recorded = match audit.last_order_sequence() {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the audit log to reconcile it with the order state");
+            return false;
+        }
+    };
+    if recorded.is_some_and(|s| s >= state.last_sequence) {
+        return false;
+    }
+    let sequence = state.last_sequence;
+    let receipt = state
+        .last_receipt
+        .as_ref()
+        .and_then(|r| decode_receipt(&r.receipt_bytes).ok())
+        .filter(|r| r.sequence == sequence);
+    let mut detail = serde_json::json!({
+        "recovered": true,
+        "sequence": sequence,
+        "note": "applied before a crash that lost its audit record; recorded at the next start",
+        "state": state.service.state.as_str(),
+        "drill": state.service.drill,
+    });
+    if let Some(receipt) = &receipt {
+        detail["order_id"] = receipt.order_id.into();
+        detail["order_hash"] = hex(&receipt.order_hash).into();
+        detail["judged_at"] = receipt.applied_at.into();
+    } else if state.service.sequence == Some(sequence) {
+        detail["order_id"] = state.service.order_id.into();
+    }
+    tracing::warn!(sequence, "order applied without an audit record (crash); recorded as recovered");
+    record(audit, AuditKind::Order, at_unix, detail);
+    true
+}
+
 /// Loads the state, or makes the initial one for a device that has applied
 /// no order yet (not written until an order is applied).
 pub fn load_or_initial<S: Storage>(
@@ -278,6 +338,7 @@ pub fn apply_order<S: Storage>(
 ) -> Result<Applied, ApplyError> {
     let _lock = store.lock()?;
     let current = load_or_initial(store, env.initial_keys, env.floor_candidates)?;
+    reconcile_audit(&current, env.audit, env.clock.now);
     let floor = effective_floor(&current, env.floor_candidates);
     let keys = current.trusted_keys();
     let ctx = VerifyContext {
@@ -388,6 +449,15 @@ mod tests {
             self.0.borrow_mut().push((kind, detail));
             Ok(())
         }
+
+        fn last_order_sequence(&self) -> Result<Option<u64>, String> {
+            let log = self.0.borrow();
+            Ok(log
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == AuditKind::Order)
+                .and_then(|(_, d)| d["sequence"].as_u64()))
+        }
     }
 
     impl Recorder {
@@ -456,7 +526,7 @@ mod tests {
                 audit: Recorder::default(),
                 signer: ReceiptSigner::new(&der).unwrap(),
                 device_public: pair.public_key_raw().to_vec(),
-                plan: BlockPlan { lan: vec!["br-lan".into()], wan: vec!["wan0".into()] },
+                plan: BlockPlan { lan: vec!["br-lan".into()], wan: vec!["wan0".into()], notice: Vec::new() },
             }
         }
 
@@ -722,6 +792,152 @@ mod tests {
         );
         w.apply(&signed(&order(OrderKind::Stop, 2, T), &new), trusted(T)).unwrap();
         assert!(w.firewall.blocked());
+    }
+
+    /// Every sequence of stops, resumes and key rotations (signed by any of
+    /// three carrier keys, rotating to any of them, retiring any subset of
+    /// them), explored as the closure of the reachable key and service
+    /// states, so sequences of any length are covered. In every reachable
+    /// state a key is active and a resume is accepted, and no transition
+    /// re-activated a retired key.
+    #[test]
+    fn every_rotation_sequence_leaves_a_resume_possible() {
+        let keys: Vec<OrderSigningKey> = (0..3).map(|_| OrderSigningKey::generate().unwrap()).collect();
+        let ids: Vec<_> = keys.iter().map(OrderSigningKey::key_id).collect();
+        let mut kinds = vec![OrderKind::Stop, OrderKind::Resume];
+        for new in &keys {
+            for mask in 0..8u8 {
+                let retire =
+                    ids.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, id)| *id).collect();
+                kinds.push(OrderKind::KeyRotation { new_key: new.public_key(), retire });
+            }
+        }
+        let dev = device();
+        let apply = |state: &OrderState, kind: &OrderKind, by: &OrderSigningKey| -> Option<OrderState> {
+            let bytes = signed(&order(kind.clone(), state.last_sequence + 1, T), by);
+            let trusted_keys = state.trusted_keys();
+            let ctx = VerifyContext {
+                device: &dev,
+                keys: &trusted_keys,
+                last_applied_sequence: state.last_sequence,
+                clock: trusted(T),
+                time_floor: state.time_floor.at,
+            };
+            let verified = verify(&bytes, &ctx).ok()?;
+            Some(next_state(state, &verified, state.time_floor))
+        };
+        let shape = |s: &OrderState| {
+            let mut k: Vec<_> = s.keys.iter().map(|k| (k.public_key, k.retired)).collect();
+            k.sort_unstable();
+            (k, s.service.state.as_str())
+        };
+        let initial = OrderState::initial(&[keys[0].public_key()], TimeFloor::from_build_time(BUILD));
+        let mut seen = std::collections::HashSet::from([shape(&initial)]);
+        let mut todo = vec![initial];
+        let mut transitions = 0;
+        while let Some(state) = todo.pop() {
+            assert!(state.keys.iter().any(|k| !k.retired), "no active key left: {:?}", shape(&state));
+            let resumed = keys.iter().find_map(|k| apply(&state, &OrderKind::Resume, k));
+            assert_eq!(
+                resumed.map(|s| s.service.state),
+                Some(ServiceState::Normal),
+                "no resume accepted in {:?}",
+                shape(&state)
+            );
+            for by in &keys {
+                for kind in &kinds {
+                    let Some(next) = apply(&state, kind, by) else { continue };
+                    transitions += 1;
+                    for retired in state.keys.iter().filter(|k| k.retired) {
+                        assert!(
+                            next.keys.iter().any(|k| k.public_key == retired.public_key && k.retired),
+                            "{kind:?} re-activated a retired key"
+                        );
+                    }
+                    if seen.insert(shape(&next)) {
+                        todo.push(next);
+                    }
+                }
+            }
+        }
+        assert!(seen.len() >= 20 && transitions > 300, "{} states, {transitions} transitions", seen.len());
+    }
+
+    /// The rotation that stranded a suspended router: signed back to a
+    /// retired key while suspended. Refused, nothing changed, resumable.
+    #[test]
+    fn a_rotation_back_to_a_retired_key_is_refused_and_the_router_stays_resumable() {
+        let w = World::new();
+        let second = OrderSigningKey::generate().unwrap();
+        w.apply(&signed(&order(OrderKind::Stop, 1, T), &w.key), trusted(T)).unwrap();
+        let forward = OrderKind::KeyRotation { new_key: second.public_key(), retire: vec![w.key.key_id()] };
+        w.apply(&signed(&order(forward, 2, T), &w.key), trusted(T)).unwrap();
+        let back = OrderKind::KeyRotation { new_key: w.key.public_key(), retire: vec![second.key_id()] };
+        let before = w.files();
+        let err = w.apply(&signed(&order(back, 3, T), &second), trusted(T)).unwrap_err();
+        assert_eq!(err.class(), "unsafe_key_rotation", "{err}");
+        assert!(err.to_string().contains("never re-activated"), "{err}");
+        assert_eq!(w.files(), before, "nothing changed");
+        w.apply(&signed(&order(OrderKind::Resume, 3, T), &second), trusted(T)).unwrap();
+        assert!(!w.firewall.blocked());
+    }
+
+    /// The crash window of issue 19: the state is saved, then the process
+    /// dies (a panic here, a SIGKILL in the field) before the audit record.
+    #[test]
+    fn an_order_applied_just_before_a_crash_is_audited_as_recovered_at_the_next_start() {
+        struct KilledBeforeTheRecord;
+        impl AuditSink for KilledBeforeTheRecord {
+            fn append(&self, kind: AuditKind, _: i64, _: serde_json::Value) -> Result<(), String> {
+                assert_ne!(kind, AuditKind::Order, "killed before the order record");
+                Ok(())
+            }
+            fn last_order_sequence(&self) -> Result<Option<u64>, String> {
+                Ok(None)
+            }
+        }
+        let w = World::new();
+        let stop = signed(&order(OrderKind::Stop, 1, T), &w.key);
+        let dev = device();
+        let public = [w.key.public_key()];
+        let crashing = ApplyEnv {
+            device: &dev,
+            clock: trusted(T),
+            floor_candidates: &[],
+            initial_keys: &public,
+            plan: &w.plan,
+            firewall: &w.firewall,
+            signer: Some(&w.signer),
+            audit: &KilledBeforeTheRecord,
+        };
+        let store = w.store();
+        let crashed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply_order(&store, &stop, &crashing)));
+        assert!(crashed.is_err(), "the apply died in the window");
+        let state = w.state();
+        assert_eq!(state.last_sequence, 1, "the state was saved");
+
+        let log = AuditLog::new(w.dir.path());
+        assert_eq!(log.last_order_sequence().unwrap(), None, "no record of it");
+        assert!(reconcile_audit(&state, &log, T + 5));
+        let recovered = log.last_of_kind(AuditKind::Order).unwrap().unwrap();
+        assert_eq!(recovered["recovered"], true);
+        assert_eq!(recovered["sequence"], 1);
+        assert_eq!(recovered["order_id"], 101);
+        assert_eq!(recovered["state"], "suspended");
+        let receipt = decode_receipt(&state.last_receipt.unwrap().receipt_bytes).unwrap();
+        assert_eq!(recovered["order_hash"], hex(&receipt.order_hash));
+        // Once recorded, a later start writes nothing more.
+        assert!(!reconcile_audit(&w.state(), &log, T + 6));
+        // An apply reconciles first too: a crash-lost record is written before the next order's.
+        let second = AuditLog::new(&w.dir.path().join("other"));
+        let env = ApplyEnv { audit: &second, ..crashing };
+        apply_order(&store, &signed(&order(OrderKind::Resume, 2, T), &w.key), &env).unwrap();
+        let exported = w.dir.path().join("export");
+        second.export(&OsStorage, &exported, T).unwrap();
+        let text = std::fs::read_to_string(&exported).unwrap();
+        let recovered_at = text.find("\"recovered\":true").expect("recovered record");
+        assert!(recovered_at < text.find("\"sequence\":2").unwrap(), "{text}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use cpe_common::durable::OsStorage;
 use cpe_common::institution::DEFAULT_DEVICE;
 use cpe_protocol::order::OrderTarget;
 
-use super::apply::{apply_order, load_or_initial, Applied, ApplyEnv, ApplyError, AuditSink};
+use super::apply::{apply_order, load_or_initial, reconcile_audit, Applied, ApplyEnv, ApplyError, AuditSink};
 use super::firewall::{enforce, BlockPlan, Firewall, FirewallError};
 use super::receipt::ReceiptSigner;
 use super::state::{OrderState, StateError, StateStore};
@@ -154,14 +154,15 @@ pub fn current_state(config: &AgentConfig) -> Result<OrderState, StateError> {
 }
 
 /// The interfaces a suspension is expressed with: `[network] lan` and the
-/// uplinks (`[system] primary_uplink`, `backup_uplink`).
+/// uplinks (`[system] primary_uplink`, `backup_uplink`), and where LAN HTTP
+/// is redirected to (`[notice] listen`).
 pub fn block_plan(config: &AgentConfig) -> BlockPlan {
     let wan = [&config.system.primary_uplink, &config.system.backup_uplink]
         .into_iter()
         .flatten()
         .cloned()
         .collect();
-    BlockPlan { lan: config.network.lan.clone(), wan }
+    BlockPlan { lan: config.network.lan.clone(), wan, notice: config.notice.listen.clone() }
 }
 
 /// The suspension in force, for the diagnosis verdict ("suspended by order
@@ -198,14 +199,15 @@ pub enum ApplyStateError {
 /// Makes the firewall match the persisted state (early boot, start of `run`,
 /// and the daemon's reconciliation). Idempotent. Returns the state enforced,
 /// or `None` when no order was ever applied (then the firewall is not
-/// touched at all). A block is recorded in the audit log when `record_block`
-/// (boot), a failure always; a periodic reconciliation passes `false` so it
-/// does not fill the log.
+/// touched at all). `at_start` (boot, the daemon's start) records a block in
+/// the audit log and gives an order applied just before a crash its missing
+/// audit record ([`reconcile_audit`]); a failure is always recorded; a
+/// periodic reconciliation passes `false` so it does not fill the log.
 pub fn apply_state(
     config: &AgentConfig,
     firewall: &dyn Firewall,
     audit: &dyn AuditSink,
-    record_block: bool,
+    at_start: bool,
 ) -> Result<Option<OrderState>, ApplyStateError> {
     let store = StateStore::new(OsStorage, &config.state_dir);
     if !store.path().exists() && !store.previous_path().exists() {
@@ -217,9 +219,12 @@ pub fn apply_state(
         tracing::error!(path = %store.path().display(), %problem, "order state damaged; enforcing the previous good version");
     }
     let Some(state) = loaded.state else { return Ok(None) };
+    if at_start {
+        reconcile_audit(&state, audit, crate::clock::now().unix_timestamp());
+    }
     let blocked = state.service.blocks_forwarding();
     let result = enforce(firewall, &block_plan(config), blocked);
-    if (blocked && record_block) || result.is_err() {
+    if (blocked && at_start) || result.is_err() {
         let detail = serde_json::json!({
             "source": "apply-state",
             "sequence": state.last_sequence,
@@ -278,5 +283,26 @@ mod tests {
         std::fs::write(store.path(), b"x").unwrap();
         std::fs::write(store.previous_path(), b"x").unwrap();
         assert_eq!(suspension(&config), None);
+    }
+
+    #[test]
+    fn apply_state_at_start_records_an_applied_order_the_log_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let mut state = OrderState::initial(&[], TimeFloor::from_build_time(0));
+        state.last_sequence = 3;
+        StateStore::new(OsStorage, &config.state_dir).save(&state).unwrap();
+        let audit = AuditLog::new(&config.state_dir);
+        let firewall = crate::orders::firewall::fake::FakeFirewall::default();
+        apply_state(&config, &firewall, &audit, false).unwrap();
+        assert_eq!(audit.last_of_kind(AuditKind::Order).unwrap(), None, "a periodic check does not");
+        apply_state(&config, &firewall, &audit, true).unwrap();
+        let recovered = audit.last_of_kind(AuditKind::Order).unwrap().unwrap();
+        assert_eq!((recovered["recovered"].clone(), recovered["sequence"].clone()), (true.into(), 3.into()));
+        apply_state(&config, &firewall, &audit, true).unwrap();
+        let export = dir.path().join("export");
+        audit.export(&OsStorage, &export, 0).unwrap();
+        let text = std::fs::read_to_string(export).unwrap();
+        assert_eq!(text.matches("\"recovered\":true").count(), 1, "recorded once: {text}");
     }
 }

@@ -11,7 +11,12 @@
 //! What a suspension blocks and keeps (guideline §2.2 ⑥):
 //! - blocked: traffic **forwarded** from the LAN interfaces toward the
 //!   uplinks (WAN), rejected with ICMP "administratively prohibited" so
-//!   clinic terminals fail at once instead of timing out;
+//!   clinic terminals fail at once instead of timing out; HTTPS (TCP 443)
+//!   is refused with a TCP reset, which every browser reports at once;
+//! - redirected: plain HTTP (TCP 80) from the LAN to any address that is not
+//!   the CPE's own is DNAT-ed to the notice page (`[notice] listen`), so a
+//!   browser's ordinary request to any web site shows staff why the service
+//!   is stopped (a `nat` prerouting chain in the same table);
 //! - kept: forwarded DNS (udp/tcp 53) and DHCP (udp 67/68, e.g. relayed)
 //!   from the LAN; everything the CPE itself serves to the LAN (its DHCP
 //!   and DNS server, the notice page) is *input* traffic, and the agent's
@@ -19,12 +24,15 @@
 //!   forward hook, so neither is touched.
 //!
 //! Without configured uplinks the block covers every forwarded packet from
-//! the LAN that does not go back to the LAN.
+//! the LAN that does not go back to the LAN. A drill installs nothing
+//! (see [`super::state::ServiceRecord::blocks_forwarding`]).
 //!
 //! The interfaces come in a [`BlockPlan`] ([`super::device::block_plan`]
 //! makes it from the configuration): this module reads no configuration.
 
+use std::fmt::Write as _;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 /// The agent's nftables table (family and name).
@@ -59,6 +67,10 @@ pub struct BlockPlan {
     pub lan: Vec<String>,
     /// Uplinks (`[system] primary_uplink`, `backup_uplink`).
     pub wan: Vec<String>,
+    /// Where the notice page listens (`[notice] listen`): LAN HTTP is
+    /// redirected to the first IPv4 and the first IPv6 address; empty: no
+    /// redirection.
+    pub notice: Vec<SocketAddr>,
 }
 
 /// Interface names as the kernel allows them (at most 15 bytes, no quotes,
@@ -84,6 +96,34 @@ fn set_of(names: &[String]) -> Result<String, FirewallError> {
     Ok(format!("{{ {} }}", quoted.join(", ")))
 }
 
+/// The `nat` prerouting chain that sends LAN HTTP (TCP 80) to any address
+/// but the CPE's own to the notice page: one rule per address family the
+/// page listens on (a wildcard address becomes `redirect`, i.e. the LAN
+/// interface's own address). Empty when the page is not served.
+fn notice_redirect(lan: &str, notice: &[SocketAddr]) -> String {
+    let http = format!("iifname {lan} fib daddr type != local tcp dport 80");
+    let comment = "comment \"suspension shows the notice page\"";
+    let mut rules = String::new();
+    for v4 in [true, false] {
+        let Some(target) = notice.iter().find(|a| a.is_ipv4() == v4) else { continue };
+        let (family, to) = match (v4, target.ip().is_unspecified()) {
+            (_, true) => (if v4 { "ipv4" } else { "ipv6" }, format!("redirect to :{}", target.port())),
+            (true, false) => ("ipv4", format!("dnat ip to {target}")),
+            (false, false) => ("ipv6", format!("dnat ip6 to {target}")),
+        };
+        let _ = writeln!(rules, "\t\tmeta nfproto {family} {http} {to} {comment}");
+    }
+    if rules.is_empty() {
+        return rules;
+    }
+    format!(
+        "\tchain notice_redirect {{\n\
+         \t\ttype nat hook prerouting priority dstnat - 10; policy accept;\n\
+         {rules}\
+         \t}}\n"
+    )
+}
+
 /// The `nft -f` text that installs the suspension as one transaction:
 /// declare the table (so the delete cannot fail), delete it, re-create it.
 pub fn suspension_ruleset(plan: &BlockPlan) -> Result<String, FirewallError> {
@@ -99,14 +139,17 @@ pub fn suspension_ruleset(plan: &BlockPlan) -> Result<String, FirewallError> {
     } else {
         format!("iifname {lan} oifname {}", set_of(&plan.wan)?)
     };
+    let redirect = notice_redirect(&lan, &plan.notice);
     Ok(format!(
         "table {TABLE} {{}}\n\
          delete table {TABLE}\n\
          table {TABLE} {{\n\
+         {redirect}\
          \tchain forward {{\n\
          \t\ttype filter hook forward priority filter - 10; policy accept;\n\
          \t\t{toward_wan} udp dport {{ 53, 67, 68 }} accept comment \"suspension keeps DNS and DHCP\"\n\
          \t\t{toward_wan} tcp dport 53 accept comment \"suspension keeps DNS\"\n\
+         \t\t{toward_wan} tcp dport 443 counter reject with tcp reset comment \"suspended: HTTPS refused at once\"\n\
          \t\t{toward_wan} counter reject with icmpx type admin-prohibited comment \"suspended by carrier order\"\n\
          \t}}\n\
          }}\n"
@@ -263,6 +306,7 @@ mod tests {
         BlockPlan {
             lan: lan.iter().map(ToString::to_string).collect(),
             wan: wan.iter().map(ToString::to_string).collect(),
+            notice: Vec::new(),
         }
     }
 
@@ -305,6 +349,34 @@ mod tests {
             assert!(suspension_ruleset(&plan(&[bad], &["wan0"])).is_err(), "{bad:?}");
             assert!(suspension_ruleset(&plan(&["lan"], &[bad])).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn suspension_redirects_lan_http_to_the_notice_page_and_resets_https() {
+        let mut p = plan(&["br-lan"], &["wan0"]);
+        let text = suspension_ruleset(&p).unwrap();
+        assert!(!text.contains("nat") && !text.contains("dnat"), "no page, no redirection:\n{text}");
+        let sel = "iifname { \"br-lan\" } oifname { \"wan0\" }";
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        let https = lines
+            .iter()
+            .position(|l| l.starts_with(&format!("{sel} tcp dport 443 counter reject with tcp reset")));
+        let dns = lines.iter().position(|l| l.starts_with(&format!("{sel} tcp dport 53 accept")));
+        let reject = lines.iter().position(|l| l.starts_with(&format!("{sel} counter reject with icmpx")));
+        assert!(https.is_some() && dns < https && https < reject, "{text}");
+
+        p.notice = vec!["192.168.1.1:8080".parse().unwrap(), "[fd00::1]:80".parse().unwrap()];
+        let text = suspension_ruleset(&p).unwrap();
+        let http = "iifname { \"br-lan\" } fib daddr type != local tcp dport 80";
+        assert!(text.contains("type nat hook prerouting priority dstnat - 10; policy accept;"), "{text}");
+        assert!(text.contains(&format!("meta nfproto ipv4 {http} dnat ip to 192.168.1.1:8080")), "{text}");
+        assert!(text.contains(&format!("meta nfproto ipv6 {http} dnat ip6 to [fd00::1]:80")), "{text}");
+        assert_eq!(text.matches("table ").count(), 3, "still one table, replaced atomically");
+
+        p.notice = vec!["0.0.0.0:80".parse().unwrap(), "192.168.1.1:81".parse().unwrap()];
+        let text = suspension_ruleset(&p).unwrap();
+        assert!(text.contains(&format!("meta nfproto ipv4 {http} redirect to :80")), "{text}");
+        assert_eq!(text.matches(&http).count(), 1, "the first address of a family only:\n{text}");
     }
 
     #[test]

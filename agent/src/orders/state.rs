@@ -178,9 +178,9 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// Larger than [`MAX_STATE_BYTES`].
-    #[error("{len} bytes exceed the limit of {MAX_STATE_BYTES}")]
+    #[error("{len} bytes or more exceed the limit of {MAX_STATE_BYTES}")]
     TooLarge {
-        /// Size found.
+        /// Size found (a file is read no further than the limit + 1 byte).
         len: usize,
     },
     /// Not JSON of the state's shape.
@@ -274,10 +274,16 @@ impl<S: Storage> StateStore<S> {
         Ok(file)
     }
 
-    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, StateError> {
-        match self.storage.read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
+    /// The bytes of `path` (`None`: it does not exist), read at most
+    /// [`MAX_STATE_BYTES`] + 1: a larger file is [`ParseError::TooLarge`],
+    /// damaged like any unparsable one.
+    fn read(&self, path: &Path) -> Result<Option<Result<Vec<u8>, ParseError>>, StateError> {
+        match self.storage.read_within(path, MAX_STATE_BYTES) {
+            Ok(bytes) => Ok(Some(Ok(bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if cpe_common::bounded::is_too_large(&e) => {
+                Ok(Some(Err(ParseError::TooLarge { len: MAX_STATE_BYTES + 1 })))
+            }
             Err(source) => Err(StateError::Io { action: "read", path: path.to_owned(), source }),
         }
     }
@@ -288,14 +294,14 @@ impl<S: Storage> StateStore<S> {
         let path = self.path();
         let previous = self.previous_path();
         let problem = match self.read(&path)? {
-            Some(bytes) => match parse_state(&bytes) {
+            Some(bytes) => match bytes.and_then(|b| parse_state(&b)) {
                 Ok(state) => return Ok(Loaded { state: Some(state), recovered_from_previous: None }),
                 Err(e) => e.to_string(),
             },
             None => "missing".to_owned(),
         };
         match self.read(&previous)? {
-            Some(bytes) => match parse_state(&bytes) {
+            Some(bytes) => match bytes.and_then(|b| parse_state(&b)) {
                 Ok(state) => Ok(Loaded { state: Some(state), recovered_from_previous: Some(problem) }),
                 Err(e) if problem == "missing" => {
                     Err(StateError::Corrupt { path: previous.clone(), previous, detail: e.to_string() })
@@ -317,7 +323,7 @@ impl<S: Storage> StateStore<S> {
             path: self.dir.clone(),
             source,
         })?;
-        if let Some(current) = self.read(&path)? {
+        if let Some(Ok(current)) = self.read(&path)? {
             if parse_state(&current).is_ok() {
                 let previous = self.previous_path();
                 write_atomic(&self.storage, &previous, &current, MODE_PUBLIC)
@@ -460,14 +466,21 @@ mod tests {
         assert!(text.contains(&"01".repeat(32)), "{text}");
     }
 
-    #[test]
-    fn damaged_state_falls_back_to_the_previous_good_version_never_to_normal() {
+    /// A store holding [`suspended`] as the previous version and the same
+    /// at sequence 5 (returned) as the current one.
+    fn saved_twice() -> (tempfile::TempDir, StateStore<OsStorage>, OrderState) {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(OsStorage, dir.path());
         store.save(&suspended()).unwrap();
         let mut later = suspended();
         later.last_sequence = 5;
         store.save(&later).unwrap();
+        (dir, store, later)
+    }
+
+    #[test]
+    fn damaged_state_falls_back_to_the_previous_good_version_never_to_normal() {
+        let (_dir, store, later) = saved_twice();
         std::fs::write(store.path(), b"{\"version\":1,").unwrap();
         let loaded = store.load().unwrap();
         assert_eq!(loaded.state, Some(suspended()));
@@ -497,6 +510,19 @@ mod tests {
         let extra = good.replacen("\"version\": 1", "\"version\": 1, \"x\": 0", 1);
         assert!(matches!(parse_state(extra.as_bytes()), Err(ParseError::Malformed(_))));
         assert!(matches!(parse_state(&vec![b' '; MAX_STATE_BYTES + 1]), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn an_oversized_state_file_is_damaged_and_not_read_whole() {
+        let (_dir, store, _) = saved_twice();
+        // A sparse 256 MiB file: reading it whole would take 256 MiB.
+        std::fs::File::create(store.path()).unwrap().set_len(256 << 20).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.state, Some(suspended()), "the previous good version");
+        let problem = loaded.recovered_from_previous.unwrap();
+        assert!(problem.contains("exceed the limit"), "{problem}");
+        std::fs::File::create(store.previous_path()).unwrap().set_len(256 << 20).unwrap();
+        assert!(matches!(store.load().unwrap_err(), StateError::Corrupt { .. }));
     }
 
     #[test]

@@ -23,7 +23,20 @@
 //!    This, not time, is what orders and de-duplicates orders: an old stop
 //!    replayed after a resume is refused whatever the clock says.
 //! 8. Validity window against the judged time → [`Refusal::NotYetValid`],
-//!    [`Refusal::Expired`].
+//!    [`Refusal::Expired`]; on an untrusted clock, an issue time more than
+//!    [`MAX_UNTRUSTED_ISSUE_AGE_SECS`] below the floor → [`Refusal::Stale`].
+//! 9. Key rotation → [`Refusal::UnsafeKeyRotation`] when it would re-activate
+//!    a retired key or retire its own new key.
+//!
+//! # Keys and resumability
+//!
+//! A suspended device must always stay resumable by the carrier. So every
+//! accepted key rotation leaves its new key active: a rotation naming a
+//! retired key as the new one is refused (a retired key may be compromised;
+//! it is never re-activated silently), and so is one that retires its own
+//! new key. The device therefore always has at least one active key. And the
+//! sequence number [`u64::MAX`] is refused ([`Refusal::SequenceExhausted`]),
+//! because no order could follow it, not even a resume.
 //!
 //! # Time rules
 //!
@@ -51,14 +64,18 @@
 //!   late may still be applied. It must still be genuinely signed for this
 //!   device and carry a sequence above every order applied so far, so no
 //!   replay becomes possible; and once the clock is trusted again, or the
-//!   floor has moved past it, it expires normally.
+//!   floor has moved past it, it expires normally. To bound how late, an
+//!   order judged on an untrusted clock whose issue time lies more than
+//!   [`MAX_UNTRUSTED_ISSUE_AGE_SECS`] below the floor is refused as stale
+//!   (the floor is only raised by trusted times, so a fresh order is never
+//!   that far below it).
 //! - A scheduled order (`not_before` after `issued_at`) on an untrusted
 //!   clock stays "not yet valid" until the clock is trusted or the floor
 //!   (e.g. a later carrier-signed timestamp) reaches `not_before`.
 
 use cpe_common::hex::encode as hex;
 use cpe_protocol::order::{
-    decode_order, decode_signed, signed_message, KeyId, Order, OrderDecodeError, OrderTarget,
+    decode_order, decode_signed, signed_message, KeyId, Order, OrderDecodeError, OrderKind, OrderTarget,
 };
 use ring::signature::{UnparsedPublicKey, ED25519};
 
@@ -68,6 +85,13 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 /// carrier's signed issue time is far more likely wrong (a bad RTC, a spoofed
 /// time server) than an order delivered a month late.
 pub const MAX_CLOCK_LEAD_SECS: i64 = 30 * 86_400;
+
+/// How far (seconds) below the trusted-time floor the issue time of an order
+/// judged on an untrusted clock may lie: 30 days. Orders are valid 7 days by
+/// default (at most 365), and the floor only holds times known to have
+/// passed, so an order issued this long before it was kept back, not
+/// delivered late by a slow line.
+pub const MAX_UNTRUSTED_ISSUE_AGE_SECS: i64 = 30 * 86_400;
 
 /// Whether the device's clock is believed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -325,6 +349,38 @@ pub enum Refusal {
         /// The judged time.
         at: i64,
     },
+    /// Judged on an untrusted clock, issued far below the trusted-time floor.
+    #[error(
+        "order issued at {issued_at}, more than {MAX_UNTRUSTED_ISSUE_AGE_SECS} s before the trusted-time \
+         floor {floor}, and the clock is not trusted; the carrier must issue a fresh order"
+    )]
+    Stale {
+        /// The order's issue time.
+        issued_at: i64,
+        /// The floor it was judged against.
+        floor: i64,
+    },
+    /// A key rotation that would leave the device without a usable key or
+    /// trust a key the carrier retired.
+    #[error("unsafe key rotation: {problem}; the carrier must rotate to a fresh key")]
+    UnsafeKeyRotation {
+        /// What is wrong with it.
+        problem: RotationProblem,
+    },
+    /// The largest sequence number: no order (not even a resume) could follow it.
+    #[error("order sequence {} leaves no room for a later order (a resume); refused", u64::MAX)]
+    SequenceExhausted,
+}
+
+/// Why a key rotation is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RotationProblem {
+    /// The new key was retired earlier (it may be compromised).
+    #[error("the new key {} was retired and is never re-activated", hex(.0))]
+    ReactivatesRetiredKey(KeyId),
+    /// The rotation retires its own new key, leaving it unusable.
+    #[error("the rotation retires its own new key {}", hex(.0))]
+    RetiresItsNewKey(KeyId),
 }
 
 impl Refusal {
@@ -343,6 +399,9 @@ impl Refusal {
             Self::Replay { .. } => "replay",
             Self::Expired { .. } => "expired",
             Self::NotYetValid { .. } => "not_yet_valid",
+            Self::Stale { .. } => "stale",
+            Self::UnsafeKeyRotation { .. } => "unsafe_key_rotation",
+            Self::SequenceExhausted => "sequence_exhausted",
         }
     }
 }
@@ -368,6 +427,16 @@ pub struct Refused {
     /// Which clock state and time the decision used (judged without the
     /// order's `issued_at` if the order could not be read).
     pub time: TimeJudgement,
+}
+
+/// Why a rotation to `new_key` retiring `retire` must not be applied to a
+/// device trusting `keys`, if it must not (see the module's keys rules).
+pub fn rotation_problem(keys: &[TrustedKey], new_key: [u8; 32], retire: &[KeyId]) -> Option<RotationProblem> {
+    let new_id = trusted_key(new_key, false).id;
+    if keys.iter().any(|k| k.retired && k.public_key == new_key) {
+        return Some(RotationProblem::ReactivatesRetiredKey(new_id));
+    }
+    retire.contains(&new_id).then_some(RotationProblem::RetiresItsNewKey(new_id))
 }
 
 /// Decides whether the signed order in `signed` may be applied on this
@@ -402,11 +471,24 @@ pub fn verify(signed: &[u8], ctx: &VerifyContext<'_>) -> Result<Verified, Refuse
     if order.sequence <= ctx.last_applied_sequence {
         return Err(refuse(Refusal::Replay { sequence: order.sequence, last: ctx.last_applied_sequence }));
     }
+    if order.sequence == u64::MAX {
+        return Err(refuse(Refusal::SequenceExhausted));
+    }
     if order.not_before > time.at {
         return Err(refuse(Refusal::NotYetValid { not_before: order.not_before, at: time.at }));
     }
     if order.expires_at <= time.at {
         return Err(refuse(Refusal::Expired { expires_at: order.expires_at, at: time.at }));
+    }
+    if time.state == ClockState::Untrusted
+        && order.issued_at < ctx.time_floor.saturating_sub(MAX_UNTRUSTED_ISSUE_AGE_SECS)
+    {
+        return Err(refuse(Refusal::Stale { issued_at: order.issued_at, floor: ctx.time_floor }));
+    }
+    if let OrderKind::KeyRotation { new_key, retire } = &order.kind {
+        if let Some(problem) = rotation_problem(ctx.keys, *new_key, retire) {
+            return Err(refuse(Refusal::UnsafeKeyRotation { problem }));
+        }
     }
 
     let digest = ring::digest::digest(&ring::digest::SHA256, &envelope.order_bytes);
@@ -442,7 +524,7 @@ mod tests {
     fn order(kind: OrderKind, sequence: u64, issued_at: i64) -> Order {
         Order {
             version: ORDER_VERSION,
-            id: sequence * 10,
+            id: sequence.saturating_mul(10),
             target: device(),
             kind,
             sequence,
@@ -673,6 +755,62 @@ mod tests {
         let mut scheduled = order(OrderKind::Stop, 1, FLOOR + DAY);
         scheduled.not_before = FLOOR + 2 * DAY;
         assert!(matches!(refusal(&sign(&scheduled, 1), &keys, 0, untrusted(0)), Refusal::NotYetValid { .. }));
+    }
+
+    fn public(seed: u8) -> [u8; 32] {
+        pair(seed).public_key().as_ref().try_into().unwrap()
+    }
+
+    #[test]
+    fn unsafe_key_rotations_are_refused() {
+        let t = FLOOR + DAY;
+        let rotation =
+            |new_key, retire: Vec<KeyId>| sign(&order(OrderKind::KeyRotation { new_key, retire }, 1, t), 1);
+        // Back to a key the carrier retired earlier.
+        let back = rotation(public(2), vec![key(1, false).id]);
+        assert_eq!(
+            refusal(&back, &[key(1, false), key(2, true)], 0, trusted(t)),
+            Refusal::UnsafeKeyRotation { problem: RotationProblem::ReactivatesRetiredKey(key(2, false).id) }
+        );
+        // Retiring its own new key (with the old one: no key would be left).
+        let own = rotation(public(2), vec![key(1, false).id, key(2, false).id]);
+        let r = refusal(&own, &[key(1, false)], 0, trusted(t));
+        assert_eq!(
+            r,
+            Refusal::UnsafeKeyRotation { problem: RotationProblem::RetiresItsNewKey(key(2, false).id) }
+        );
+        assert_eq!(r.class(), "unsafe_key_rotation");
+        // A plain rotation, and one that keeps an active key as the "new" one.
+        assert!(run(&rotation(public(2), vec![key(1, false).id]), &[key(1, false)], 0, trusted(t)).is_ok());
+        assert!(run(&rotation(public(1), vec![]), &[key(1, false)], 0, trusted(t)).is_ok());
+    }
+
+    #[test]
+    fn the_last_sequence_number_is_refused_so_a_resume_can_follow() {
+        let t = FLOOR + DAY;
+        let stop = sign(&order(OrderKind::Stop, u64::MAX, t), 1);
+        let r = refusal(&stop, &[key(1, false)], 0, trusted(t));
+        assert_eq!((r.class(), r), ("sequence_exhausted", Refusal::SequenceExhausted));
+        assert!(
+            run(&sign(&order(OrderKind::Stop, u64::MAX - 1, t), 1), &[key(1, false)], 0, trusted(t)).is_ok()
+        );
+    }
+
+    #[test]
+    fn untrusted_clock_refuses_an_order_issued_far_below_the_floor() {
+        let keys = [key(1, false)];
+        let mut old = order(OrderKind::Stop, 1, FLOOR - MAX_UNTRUSTED_ISSUE_AGE_SECS - 1);
+        old.expires_at = FLOOR + 300 * DAY;
+        let old = sign(&old, 1);
+        let r = refusal(&old, &keys, 0, untrusted(0));
+        assert_eq!(r, Refusal::Stale { issued_at: FLOOR - MAX_UNTRUSTED_ISSUE_AGE_SECS - 1, floor: FLOOR });
+        assert_eq!(r.class(), "stale");
+        // A trusted clock judges its validity window as usual.
+        assert!(run(&old, &keys, 0, trusted(FLOOR + DAY)).is_ok());
+        // Just within the bound, an untrusted clock still accepts it.
+        let mut recent = order(OrderKind::Stop, 1, FLOOR - MAX_UNTRUSTED_ISSUE_AGE_SECS);
+        recent.expires_at = FLOOR + DAY;
+        assert!(run(&sign(&recent, 1), &keys, 0, untrusted(0)).is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use cpe_common::durable::{temp_path_for, OsStorage, Storage};
 
 use super::frame::{self, FrameMeta, TailKind};
 use super::segment::{parse_segment_name, read_segment_file, segment_name, truncate};
-use super::state::State;
+use super::state::{State, STATE_BYTES};
 use super::{
     io_error, Entry, Queue, QueueError, QueueLimits, QueueStats, RecordClass, Segment, Stream, LOCK_FILE,
     SEGMENT_MODE, STATE_FILE,
@@ -94,7 +94,8 @@ impl Queue {
 
     fn load_state(&mut self) -> State {
         let path = self.dir.join(STATE_FILE);
-        match fs::read(&path) {
+        // Read no more than a state holds (+ 1 byte): a larger file is damaged.
+        match cpe_common::bounded::read_file(&path, STATE_BYTES) {
             Ok(bytes) => State::decode(&bytes).unwrap_or_else(|| {
                 tracing::error!(
                     path = %path.display(),

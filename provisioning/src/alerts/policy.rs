@@ -12,6 +12,7 @@
 //! | a threshold falls | clear `threshold:<metric>`, raise it again unless back to normal |
 //! | an uplink failover | raise `failover` (caution) |
 //! | a device refuses an order | raise `order-refused` (warning) |
+//! | a renewal asks for another device identity | raise `enrol-refused` (warning) |
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub const RECOVERED: &str = "recovered";
 pub const FAILOVER: &str = "failover";
 /// Alert kind of a refused order.
 pub const ORDER_REFUSED: &str = "order-refused";
+/// Alert kind of a renewal refused because it asked for another identity.
+pub const ENROL_REFUSED: &str = "enrol-refused";
 
 /// What happened to a device.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +51,12 @@ pub enum Happened<'a> {
         sequence: u64,
         /// The device's reason.
         detail: &'a str,
+    },
+    /// A renewal CSR asked for another device identity than the client
+    /// certificate's (impersonation of a sibling unit, or another institution).
+    EnrolRefused {
+        /// The identity the CSR asked for.
+        asked: &'a str,
     },
 }
 
@@ -121,6 +130,14 @@ pub fn actions(happened: &Happened<'_>) -> Vec<Action> {
             Level::Warning,
             format!("device refused {kind} order {id} (sequence {sequence}): {detail} / 命令拒否"),
         )],
+        Happened::EnrolRefused { asked } => vec![raise(
+            ENROL_REFUSED,
+            Level::Warning,
+            format!(
+                "renewal refused: the CSR asked for {asked}, not this device's identity / \
+                 証明書更新を拒否: CSR が別の装置 {asked} を求めました"
+            ),
+        )],
     }
 }
 
@@ -176,6 +193,15 @@ mod tests {
         assert!(matches!(&lower[1], Action::Raise { level: Level::Caution, .. }));
         let normal = actions(&Happened::Event(&threshold(Level::Caution, Level::Normal)));
         assert_eq!(kinds(&normal), [("clear", "threshold:cpu")]);
+    }
+
+    #[test]
+    fn a_renewal_for_another_identity_raises_enrol_refused() {
+        let refused = actions(&Happened::EnrolRefused { asked: "1312345678/ward2" });
+        assert_eq!(kinds(&refused), [("raise", ENROL_REFUSED)]);
+        assert!(
+            matches!(&refused[0], Action::Raise { level: Level::Warning, message, .. } if message.contains("1312345678/ward2"))
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use cpe_provision::enrol::est::{self, EstClient, EstConfig};
 use cpe_provision::enrol::test_ca::TestCaSigner;
 use cpe_provision::enrol::Enroller;
 use cpe_provision::expiry::{self, DEFAULT_ALERT_DAYS};
+use cpe_provision::server::limits::{fit_to_file_limit, raise_open_file_limit, ConnectionLimits};
 use cpe_provision::server::{self, ServeConfig};
 use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
@@ -77,6 +78,23 @@ pub struct ServeArgs {
     /// Longest command long-poll, seconds.
     #[arg(long, default_value_t = 60)]
     long_poll_max: u64,
+    /// A connection that has not finished its TLS handshake after this many seconds is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    handshake_timeout: u64,
+    /// A connection with no request in flight for this many seconds is closed
+    /// (a waiting long-poll is in flight).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Most connections at once; when reached, the oldest handshaking or idle
+    /// one makes room. Lowered to fit the open-file limit (raised to its hard limit at start).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_total)]
+    max_connections: usize,
+    /// Most connections from one client address (routers behind one NAT share it).
+    #[arg(long, default_value_t = ConnectionLimits::default().max_per_address)]
+    max_connections_per_address: usize,
+    /// Most connections of one device certificate; when reached, its oldest idle one makes room.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_per_device)]
+    max_connections_per_device: usize,
     /// POST every alert as JSON to this URL.
     #[arg(long)]
     webhook: Option<String>,
@@ -182,6 +200,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         }),
         None => None,
     };
+    let limits = connection_limits(args)?;
     let config = ServeConfig {
         tls_chain,
         tls_key,
@@ -193,6 +212,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         cert_alert_days: expiry::alert_days(args.cert_alert_days.clone())
             .map_err(|e| anyhow::anyhow!("--cert-alert-days: {e}"))?,
         cert_check_every: Duration::from_secs(args.cert_check_every.max(1)),
+        limits,
     };
     runtime()?.block_on(async {
         let db = create_or_open_database(&args.database).await?;
@@ -208,6 +228,38 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         server::run(listener, config, db, alerts, shutdown_signal()).await?;
         tracing::info!("carrier server stopped");
         Ok(())
+    })
+}
+
+/// The connection limits from the options, the overall one fitted under the
+/// open-file limit, which is raised to its hard limit first.
+fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits> {
+    if args.max_connections == 0
+        || args.max_connections_per_address == 0
+        || args.max_connections_per_device == 0
+    {
+        bail!("--max-connections, --max-connections-per-address and --max-connections-per-device must be above 0");
+    }
+    let mut max_total = args.max_connections;
+    match raise_open_file_limit() {
+        Ok(files) => {
+            tracing::info!(soft = files.soft, hard = files.hard, "open-file limit");
+            let (fitted, warning) = fit_to_file_limit(max_total, files);
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+            max_total = fitted;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-file limit; --max-connections is used as given");
+        }
+    }
+    Ok(ConnectionLimits {
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_total,
+        max_per_address: args.max_connections_per_address,
+        max_per_device: args.max_connections_per_device,
     })
 }
 

@@ -181,5 +181,5 @@ fn certificates_for(
             chain_pem.push_str(&pem_encode(CERTIFICATE_TAG, der));
         }
     }
-    Ok(Issued { chain_pem, serial_hex })
+    Ok(Issued { chain_pem, serial_hex, leaf_der: certs[leaf_at].clone() })
 }

@@ -19,6 +19,7 @@ pub mod test_ca;
 use cpe_common::institution::InstitutionCode;
 
 use crate::pki::csr::{check_csr, CheckedCsr};
+use crate::pki::error::ProvisionError;
 
 /// A renewal request as the server received it, and whose it is.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +37,7 @@ impl EnrolmentRequest<'_> {
     /// The request, checked: its self-signature verifies and its subject
     /// names the device's own institution.
     pub fn checked(&self) -> Result<CheckedCsr, EnrolError> {
-        check_csr(self.csr_pem, Some(self.institution_code)).map_err(|e| EnrolError::Refused(e.to_string()))
+        check_csr(self.csr_pem, Some(self.institution_code)).map_err(EnrolError::from_csr)
     }
 }
 
@@ -45,6 +46,8 @@ impl EnrolmentRequest<'_> {
 pub struct Issued {
     /// Leaf first, then the chain the issuer returned (PEM).
     pub chain_pem: String,
+    /// The leaf (DER): the server reads the device identity from it.
+    pub leaf_der: Vec<u8>,
     /// The leaf's serial number (lowercase hex), for logs.
     pub serial_hex: String,
 }
@@ -56,6 +59,9 @@ pub enum EnrolError {
     /// code, refused by the body); asking again with it does not help.
     #[error("renewal refused: {0}")]
     Refused(String),
+    /// The CSR names another institution than the device's certificate.
+    #[error("renewal refused: the CSR names institution {0}, not the device's own")]
+    OtherInstitution(InstitutionCode),
     /// The issuer could not be reached or has not issued yet; asking again
     /// later may succeed.
     #[error("the certification body is not available now ({0}); the device will ask again")]
@@ -67,6 +73,15 @@ pub enum EnrolError {
 }
 
 impl EnrolError {
+    /// A refused CSR; another institution's code is told apart (the server
+    /// alerts on it).
+    pub(crate) fn from_csr(e: ProvisionError) -> Self {
+        match e {
+            ProvisionError::CodeMismatch { found, .. } => Self::OtherInstitution(found),
+            other => Self::Refused(other.to_string()),
+        }
+    }
+
     /// Whether asking again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))

@@ -31,7 +31,7 @@ impl TestCaSigner {
         let signed = self
             .ca
             .sign_csr(request.csr_pem, validity, Some(request.institution_code))
-            .map_err(|e| EnrolError::Refused(e.to_string()))?;
-        Ok(Issued { serial_hex: signed.serial_hex(), chain_pem: signed.chain_pem })
+            .map_err(EnrolError::from_csr)?;
+        Ok(Issued { serial_hex: signed.serial_hex(), chain_pem: signed.chain_pem, leaf_der: signed.cert_der })
     }
 }

@@ -145,6 +145,16 @@ pub enum ProvisionError {
         detail: String,
     },
 
+    /// A subject attribute holds a control character (NUL included) or a
+    /// bidirectional override: viewers would show it as another name.
+    #[error("subject attribute {attribute} contains a {found}; such a name displays as another one, so it is refused: create the CSR (or certificate) with printable text only")]
+    ControlCharacter {
+        /// The attribute type (OID).
+        attribute: String,
+        /// The character and its position.
+        found: String,
+    },
+
     /// The CSR's public key is of an unsupported type or too weak.
     #[error("the CSR's public key is not acceptable ({detail}); create the CSR with an ECDSA P-256/P-384, Ed25519 or RSA (at least 2048 bits) key")]
     CsrKey {

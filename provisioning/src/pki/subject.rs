@@ -130,10 +130,51 @@ pub(crate) fn code_in_subject(name: &X509Name<'_>) -> Result<InstitutionCode> {
     }
 }
 
+/// The text of an attribute value of any string type (`None`: not text).
+fn attribute_text(attr: &AttributeTypeAndValue<'_>) -> Option<String> {
+    let value = attr.attr_value();
+    let data = value.data;
+    match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::T61String
+        | Tag::NumericString
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::BmpString => {
+            let units = data.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]]));
+            char::decode_utf16(units).collect::<std::result::Result<String, _>>().ok()
+        }
+        Tag::UniversalString => data
+            .chunks_exact(4)
+            .map(|quad| char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]])))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// Refuses a subject whose text holds a control character (NUL included) or
+/// a bidirectional override ([`cpe_common::text`]): the carrier shows these
+/// names and matches devices on them. Checked where a CSR is signed and
+/// where a client certificate is read.
+pub(crate) fn check_subject_text(name: &X509Name<'_>) -> Result<()> {
+    for attr in name.iter_attributes() {
+        if let Some(found) = attribute_text(attr).as_deref().and_then(cpe_common::text::first_control) {
+            return Err(ProvisionError::ControlCharacter {
+                attribute: attr.attr_type().to_id_string(),
+                found: found.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Copies a CSR subject attribute by attribute, keeping order and string
 /// types. Multi-valued name components and repeated attribute types are
-/// refused rather than silently merged.
+/// refused rather than silently merged, and so is text with control
+/// characters ([`check_subject_text`]).
 pub(crate) fn copy_subject(name: &X509Name<'_>) -> Result<DistinguishedName> {
+    check_subject_text(name)?;
     let subject_error = |detail: String| ProvisionError::CsrSubject { detail };
     let mut dn = DistinguishedName::new();
     for rdn in name.iter() {
@@ -248,6 +289,24 @@ mod tests {
             with_csr_subject(conflict, code_in_subject),
             Err(ProvisionError::ConflictingCodes { .. })
         ));
+    }
+
+    #[test]
+    fn control_characters_in_a_csr_subject_are_refused() {
+        for (ty, value) in [
+            (DnType::CommonName, DnValue::Utf8String("Clinic\u{0} 1312345678".into())),
+            (DnType::OrganizationalUnitName, DnValue::Utf8String("main\u{7}".into())),
+            (DnType::OrganizationName, DnValue::BmpString(BmpString::try_from("医院\u{202e}").unwrap())),
+        ] {
+            let mut dn = DistinguishedName::new();
+            dn.push(ty, value.clone());
+            let err = with_csr_subject(dn, copy_subject).unwrap_err();
+            assert!(matches!(err, ProvisionError::ControlCharacter { .. }), "{value:?}: {err}");
+            assert!(err.to_string().contains("control character U+"), "{err}");
+        }
+        let mut fine = DistinguishedName::new();
+        fine.push(DnType::OrganizationName, DnValue::BmpString(BmpString::try_from("医院").unwrap()));
+        assert!(with_csr_subject(fine, copy_subject).is_ok());
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!
 //! - this module: the listener, one task per connection, the liveness
 //!   watcher, the certificate-expiry watcher (one fleet summary a day);
+//! - `limits`: connection limits and deadlines (handshake, idle, per address,
+//!   per device, overall) and the open-file limit;
 //! - `tls`: the rustls configuration and the identity a client certificate gives;
 //! - `routes`: which handler serves which endpoint, reply and body helpers;
 //! - `ingest`: `POST /v1/reports` and the alerts its events raise;
@@ -33,6 +35,7 @@ mod acks;
 mod alerting;
 mod enrol;
 mod ingest;
+pub mod limits;
 mod long_poll;
 mod routes;
 mod tls;
@@ -43,7 +46,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -80,6 +83,8 @@ pub struct ServeConfig {
     pub cert_alert_days: Vec<u32>,
     /// How often the expiry watcher looks (it sends at most one fleet summary a day).
     pub cert_check_every: Duration,
+    /// Connection limits and deadlines.
+    pub limits: limits::ConnectionLimits,
 }
 
 /// Why the server could not start.
@@ -108,6 +113,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls::tls_config(&config)?));
+    let registry = limits::Registry::new(config.limits);
     let state = Arc::new(State { db, alerts, config });
     let watcher = tokio::spawn(liveness_loop(state.clone()));
     let expiry_watcher = tokio::spawn(expiry_loop(state.clone()));
@@ -125,7 +131,9 @@ pub async fn run(
                         continue;
                     }
                 };
-                connections.spawn(serve_connection(state.clone(), acceptor.clone(), stream, peer));
+                // Over a limit: closed at once (the registry logs it).
+                let Ok(slot) = registry.admit(peer.ip()) else { continue };
+                connections.spawn(serve_connection(state.clone(), acceptor.clone(), stream, peer, slot));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -141,20 +149,33 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves one connection within its [`limits::Slot`]: the handshake
+/// deadline, the device limit, then HTTP until the client closes, the
+/// connection is idle too long, or it is evicted to make room.
 async fn serve_connection(
     state: Arc<State>,
     acceptor: TlsAcceptor,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    slot: limits::Slot,
 ) {
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+    let limits = state.config.limits;
+    let handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream));
+    let handshake = tokio::select! {
+        result = handshake => result,
+        () = slot.closing() => {
+            tracing::debug!(%peer, "connection closed during its TLS handshake to make room");
+            return;
+        }
+    };
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::warn!(%peer, error = %e, "TLS handshake refused");
             return;
         }
         Err(_) => {
-            tracing::warn!(%peer, "TLS handshake timed out");
+            tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
     };
@@ -169,16 +190,39 @@ async fn serve_connection(
             return;
         }
     };
+    if let Err(e) = slot.authenticate(&identity.identity.id) {
+        tracing::debug!(%peer, device = %identity.identity.id, error = %e, "connection closed");
+        return;
+    }
+    let slot = Arc::new(slot);
+    let in_service = slot.clone();
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let peer = identity.clone();
-        async move { Ok::<_, Infallible>(routes::handle(&state, &peer, req).await) }
+        // In flight (not idle) until the reply is made; a long-poll included.
+        let request = in_service.request();
+        async move {
+            let reply = routes::handle(&state, &peer, req).await;
+            drop(request);
+            Ok::<_, Infallible>(reply)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
         .serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = conn.await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = slot.closing() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
     }
 }
 

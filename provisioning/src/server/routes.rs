@@ -35,8 +35,19 @@ pub(super) fn decode_error(e: &DecodeError) -> Reply {
     text(status, e.to_string())
 }
 
+/// Longest time a request body may take to arrive (a body trickled in
+/// keeps its connection busy, so it is bounded too).
+pub(super) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
-    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
+    let collect = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+    let Ok(collected) = tokio::time::timeout(BODY_TIMEOUT, collect).await else {
+        return Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(text(StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds {MAX_BODY_BYTES} bytes")))

@@ -20,10 +20,12 @@ pub struct DeviceIdentity {
     pub cert_not_after: i64,
 }
 
-/// Derives the device identity from a verified client certificate.
+/// Derives the device identity from a verified client certificate; a
+/// subject with control characters gives none.
 pub fn identity_from_certificate(der: &[u8]) -> Result<DeviceIdentity, String> {
     let (_, cert) =
         X509Certificate::from_der(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    crate::pki::subject::check_subject_text(cert.subject()).map_err(|e| e.to_string())?;
     let code = crate::pki::subject::code_in_subject(cert.subject()).map_err(|e| e.to_string())?;
     let unit = cert.subject().iter_organizational_unit().find_map(|ou| ou.as_str().ok());
     Ok(DeviceIdentity {
@@ -55,4 +57,25 @@ pub(super) fn tls_config(config: &ServeConfig) -> Result<rustls::ServerConfig, S
 pub(super) struct Peer {
     pub(super) identity: DeviceIdentity,
     pub(super) cert_der: Vec<u8>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair};
+
+    fn certificate(unit: &str) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::OrganizationalUnitName, unit);
+        params.distinguished_name.push(DnType::CommonName, "Clinic 1312345678");
+        params.self_signed(&KeyPair::generate().unwrap()).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_client_certificate_with_control_characters_gives_no_identity() {
+        assert_eq!(identity_from_certificate(&certificate("ward2")).unwrap().id, "1312345678/ward2");
+        let err = identity_from_certificate(&certificate("ward2\u{0}")).unwrap_err();
+        assert!(err.contains("control character U+0000"), "{err}");
+    }
 }
