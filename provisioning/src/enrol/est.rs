@@ -183,3 +183,70 @@ fn certificates_for(
     }
     Ok(Issued { chain_pem, serial_hex, leaf_der: certs[leaf_at].clone() })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use base64::Engine;
+    use cpe_common::institution::{InstitutionCode, SERIAL_NUMBER_OID_ARCS};
+
+    use super::*;
+    use crate::pki::ca::CertificationBody;
+    use crate::pki::csr::check_csr;
+    use crate::pki::pkcs7::encode::certs_only;
+    use crate::pki::validity::Validity;
+
+    /// A test body, a CSR of institution 1312345678 and the body's certificate for it.
+    fn issued() -> (CertificationBody, crate::pki::csr::CheckedCsr, Vec<u8>) {
+        let now = time::OffsetDateTime::now_utc();
+        let body = CertificationBody::generate("EST test body", Validity::new(now, 30).unwrap()).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CustomDnType(SERIAL_NUMBER_OID_ARCS.to_vec()), "1312345678");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "clinic");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let signed = body.sign_csr(&csr, Validity::new(now, 10).unwrap(), None).unwrap();
+        (body, check_csr(&csr, None).unwrap(), signed.cert_der)
+    }
+
+    fn answer(certs: &[Vec<u8>]) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD.encode(certs_only(certs)).into_bytes()
+    }
+
+    fn request(code: &InstitutionCode) -> EnrolmentRequest<'_> {
+        EnrolmentRequest { csr_pem: "", institution_code: code, device: "1312345678/cpe" }
+    }
+
+    #[test]
+    fn the_certificate_for_the_requested_key_comes_first() {
+        let (body, csr, leaf) = issued();
+        let code: InstitutionCode = "1312345678".parse().unwrap();
+        // The body lists its CA first; line breaks in the base64 are allowed.
+        let mut text = answer(&[body.ca_cert_der().to_vec(), leaf.clone()]);
+        text.insert(10, b'\n');
+        let issued = certificates_for(&text, &csr.spki_der, &request(&code)).unwrap();
+        assert_eq!(issued.leaf_der, leaf);
+        let blocks = pem::parse_many(&issued.chain_pem).unwrap();
+        assert_eq!(
+            blocks.iter().map(|b| b.contents().to_vec()).collect::<Vec<_>>(),
+            [leaf, body.ca_cert_der().to_vec()]
+        );
+    }
+
+    #[test]
+    fn an_answer_for_another_key_or_institution_or_not_base64_is_unusable() {
+        let (body, csr, leaf) = issued();
+        let code: InstitutionCode = "1312345678".parse().unwrap();
+        let only_ca = answer(&[body.ca_cert_der().to_vec()]);
+        let e = certificates_for(&only_ca, &csr.spki_der, &request(&code)).unwrap_err();
+        assert!(matches!(&e, EnrolError::BadAnswer(m) if m.contains("requested key")), "{e}");
+        let other: InstitutionCode = "2712345678".parse().unwrap();
+        let e = certificates_for(&answer(&[leaf]), &csr.spki_der, &request(&other)).unwrap_err();
+        assert!(matches!(&e, EnrolError::BadAnswer(m) if m.contains("names institution 1312345678")), "{e}");
+        let e = certificates_for(b"<html>maintenance</html>", &csr.spki_der, &request(&code)).unwrap_err();
+        assert!(matches!(&e, EnrolError::BadAnswer(m) if m.contains("not base64")), "{e}");
+        assert!(!e.is_retryable());
+    }
+}

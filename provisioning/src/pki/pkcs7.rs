@@ -127,12 +127,14 @@ pub fn certificates(der: &[u8]) -> Result<Vec<Vec<u8>>, Pkcs7Error> {
     Ok(certs)
 }
 
+/// A minimal DER encoder of certs-only messages, for tests of this parser
+/// and of its users.
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
+#[allow(clippy::unwrap_used)]
+pub(crate) mod encode {
+    use super::{CONTEXT_0, INTEGER, OID, SEQUENCE, SET, SIGNED_DATA_OID};
 
-    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    pub(crate) fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
         let mut out = vec![tag];
         let len = contents.len();
         if len < 0x80 {
@@ -146,7 +148,7 @@ mod tests {
         out
     }
 
-    fn certs_only(certs: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn certs_only(certs: &[Vec<u8>]) -> Vec<u8> {
         let signed_data = [
             tlv(INTEGER, &[1]),
             tlv(SET, &[]),
@@ -157,6 +159,13 @@ mod tests {
         .concat();
         tlv(SEQUENCE, &[tlv(OID, &SIGNED_DATA_OID), tlv(CONTEXT_0, &tlv(SEQUENCE, &signed_data))].concat())
     }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::encode::{certs_only, tlv};
+    use super::*;
 
     fn cert(name: &str) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
