@@ -92,7 +92,7 @@ cleanup() {
 trap cleanup EXIT
 "$PROVISION" serve --listen 127.0.0.1:0 --database "sqlite:$OUT/carrier.db" \
     --tls-cert "$OUT/server.crt.pem" --tls-key "$OUT/server.key.pem" --client-ca "$OUT/ca/ca.pem" \
-    --enrol-ca "$OUT/ca" --silent-after 6 --check-every 1 >"$OUT/server.out" 2>"$OUT/server.log" &
+    --enrol-test-ca "$OUT/ca" --silent-after 6 --check-every 1 >"$OUT/server.out" 2>"$OUT/server.log" &
 SERVER_PID=$!
 for _ in $(seq 50); do grep -q '^listening on' "$OUT/server.out" 2>/dev/null && break; sleep 0.1; done
 ADDR="$(sed -n 's/^listening on //p' "$OUT/server.out")"

@@ -133,8 +133,9 @@ async fn https(db: Database, args: &Args, run: i64) -> anyhow::Result<(u64, Dura
         silent_after: Duration::from_hours(1),
         liveness_every: Duration::from_mins(1),
         long_poll_max: Duration::from_secs(1),
-        enrol_ca: None,
-        enrol_days: 1,
+        enroller: None,
+        cert_alert_days: cpe_provision::expiry::DEFAULT_ALERT_DAYS.to_vec(),
+        cert_check_every: Duration::from_hours(1),
         limits: server::limits::ConnectionLimits::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -14,13 +14,16 @@
 //! cli ─► server ─► alerts, compliance::receipts, pki ─┐
 //!  ├──► compliance (use cases ─► flow, order_keys) ──┼─► store
 //!  ├──► devices (use cases) ─────────────────────────┘
-//!  └──► pki
+//!  └──► pki            (cli, server ─► enrol ─► pki: renewals)
 //! ```
 //!
 //! - [`compliance`]: the §2.2 use cases (case steps, stop, resume, drills,
 //!   key rotation), the flow rules, order-signing keys, receipts, and
 //!   re-verification of an order and its receipt.
 //! - [`devices`]: the use cases on devices outside the flow.
+//! - [`expiry`]: the fleet's certificates by expiry and alert threshold (pure, injected clock).
+//! - [`enrol`]: who issues renewal certificates — the certification body
+//!   over EST, or a test CA for labs — behind one interface.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
 //!   report ingest, command long-poll, acknowledgements, enrolment).
 //! - [`alerts`]: the alert policy (pure) and delivery.
@@ -49,6 +52,8 @@ pub mod alerts;
 pub mod clock;
 pub mod compliance;
 pub mod devices;
+pub mod enrol;
+pub mod expiry;
 pub mod pki;
 pub mod server;
 pub mod store;

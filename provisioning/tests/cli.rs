@@ -280,3 +280,105 @@ fn csr_sign_signs_an_openssl_csr_for_the_right_institution_only() {
     let stderr = provision_err(&["csr", "sign", "--ca", "ca", "nocode.csr", "--out", "x.crt"], dir.path());
     assert!(stderr.contains("no institution code"), "{stderr}");
 }
+
+#[test]
+fn operator_commands_refuse_a_missing_store_and_create_one_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let url = format!("sqlite:{}", db.display());
+    for args in [
+        vec!["devices", "--database", &url],
+        vec!["order", "list", "--database", &url],
+        vec!["device", "show", "1312345678/x", "--database", &url],
+        vec!["case", "show", "1", "--database", &url],
+    ] {
+        let out = provision(&args, dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} must not run: {stderr}");
+        assert!(stderr.contains("no store at") && stderr.contains("--create"), "{args:?}: {stderr}");
+        assert!(!db.exists(), "{args:?} created {}", db.display());
+    }
+    // The default store (carrier.db in the working directory) is not created either.
+    assert_eq!(provision(&["alerts"], dir.path()).status.code(), Some(2));
+    assert!(!dir.path().join("carrier.db").exists());
+
+    // An explicit --create makes an empty store; afterwards no flag is needed.
+    let out = provision_ok(&["devices", "--json", "--create", "--database", &url], dir.path());
+    assert_eq!(out.trim(), "[]", "{out}");
+    assert!(db.exists());
+    provision_ok(&["order", "list", "--database", &url], dir.path());
+}
+
+/// A store in `dir` holding devices whose certificates end at the given Unix seconds.
+fn store_with_certificates(dir: &Path, devices: &[(&str, Option<i64>)]) -> String {
+    use cpe_provision::store::{Database, DeviceSeen, IngestRecord, ReportKind};
+    let url = format!("sqlite:{}", dir.join("carrier.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let db = Database::open(&url).await.unwrap();
+        for (id, not_after) in devices {
+            let seen = DeviceSeen {
+                id: format!("{CODE}/{id}"),
+                institution_code: CODE.into(),
+                cert_not_after: *not_after,
+            };
+            let record = IngestRecord {
+                seq: 1,
+                at_unix_ms: 0,
+                kind: ReportKind::Heartbeat,
+                body: vec![1],
+                summary_json: "{}".into(),
+                health_json: None,
+                incident: None,
+            };
+            db.ingest(&seen, vec![record], 1_000).await.unwrap();
+        }
+    });
+    url
+}
+
+#[test]
+fn cert_expiry_reports_months_and_thresholds_as_of_a_given_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = datetime!(2027-01-15 00:00 UTC);
+    let in_days = |d: i64| Some((at + time::Duration::days(d) + time::Duration::hours(2)).unix_timestamp());
+    let url = store_with_certificates(
+        dir.path(),
+        &[
+            ("far", in_days(200)),
+            ("d45", in_days(45)),
+            ("d20", in_days(20)),
+            ("d3", in_days(3)),
+            ("old", in_days(-1)),
+            ("new", None),
+        ],
+    );
+    let out = provision_ok(
+        &["cert", "expiry", "--json", "--at", "2027-01-15T00:00:00Z", "--database", &url],
+        dir.path(),
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bucket = |days: u64| -> Vec<String> {
+        let b = report["due"].as_array().unwrap().iter().find(|b| b["within_days"] == days).unwrap();
+        b["devices"].as_array().unwrap().iter().map(|e| e["device"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(bucket(60), [format!("{CODE}/d45")], "{out}");
+    assert_eq!(bucket(30), [format!("{CODE}/d20")], "{out}");
+    assert_eq!(bucket(7), [format!("{CODE}/d3")], "{out}");
+    assert_eq!(report["expired"][0]["device"], format!("{CODE}/old"), "{out}");
+    assert_eq!(report["unknown"][0], format!("{CODE}/new"), "{out}");
+    assert_eq!(report["by_month"]["2027-08"], 1, "{out}");
+    assert_eq!(report["by_month"]["2027-01"], 2, "{out}");
+
+    // Other thresholds, and the same store a month later: d45 is now within 30 days.
+    let later = provision_ok(
+        &["cert", "expiry", "--alert-days", "30,14", "--at", "2027-02-01T00:00:00Z", "--database", &url],
+        dir.path(),
+    );
+    assert!(later.contains("within 30 days / 残り30日以内: 1 devices"), "{later}");
+    assert!(later.contains(&format!("{CODE}/d45  2027-03-01 (28 days left")), "{later}");
+    assert!(later.contains("expired / 期限切れ: 2 devices"), "{later}");
+    assert!(!later.contains("within 60"), "{later}");
+    let bad = provision_err(&["cert", "expiry", "--alert-days", "0", "--database", &url], dir.path());
+    assert!(bad.contains("out of range"), "{bad}");
+}

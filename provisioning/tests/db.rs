@@ -117,6 +117,7 @@ both!(
     incidents_stored_once_latest_shown,
     concurrent_operators_open_one_case_and_issue_one_stop,
     stored_key_rotation_orders_take_the_one_spelling,
+    one_expiry_summary_per_day_across_processes,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -281,6 +282,46 @@ async fn group_failures_stay_isolated(b: &Backend) {
     }
     assert_eq!(db.devices().await.unwrap().len(), 40);
     assert!(db.alerts(false, 100).await.unwrap().is_empty());
+}
+
+/// Two "servers" look at certificate expiry at the same moments (injected
+/// clock): each day with something due gets exactly one summary; a day with
+/// nothing due none; and the summary follows the clock through the thresholds.
+async fn one_expiry_summary_per_day_across_processes(b: &Backend) {
+    use cpe_provision::expiry::{alert_days, daily_summary, DEFAULT_ALERT_DAYS};
+    use time::macros::datetime;
+    let (one, two) = (b.open().await, b.open().await);
+    let thresholds = alert_days(DEFAULT_ALERT_DAYS.to_vec()).unwrap();
+    let not_after = datetime!(2027-06-30 00:00 UTC).unix_timestamp();
+    let id = format!("1312345678/expiry-{}", std::process::id());
+    one.ingest(&DeviceSeen { cert_not_after: Some(not_after), ..device(&id) }, records([1]), T0)
+        .await
+        .unwrap();
+
+    // 90 days left: nothing is due, nothing is claimed.
+    let calm = datetime!(2027-04-01 09:00 UTC);
+    assert_eq!(daily_summary(&one, calm, &thresholds).await.unwrap(), None);
+    let mut sent = Vec::new();
+    for (at, expect_level) in [
+        (datetime!(2027-04-01 10:00 UTC), None),
+        (datetime!(2027-05-15 08:00 UTC), Some("caution")),
+        (datetime!(2027-06-25 08:00 UTC), Some("warning")),
+    ] {
+        let (first, second) =
+            tokio::join!(daily_summary(&one, at, &thresholds), daily_summary(&two, at, &thresholds));
+
+        // The same day again, later: already sent.
+        let again = daily_summary(&two, at + time::Duration::hours(5), &thresholds).await.unwrap();
+        assert_eq!(again, None);
+        let got: Vec<_> = [first.unwrap(), second.unwrap()].into_iter().flatten().collect();
+        assert_eq!(got.len(), usize::from(expect_level.is_some()), "{at}: {got:?}");
+        if let Some(summary) = got.first() {
+            assert_eq!(Some(summary.level.as_str()), expect_level);
+            assert!(summary.text.contains(&id), "{}", summary.text);
+            sent.push(summary.day.clone());
+        }
+    }
+    assert_eq!(sent, ["2027-05-15", "2027-06-25"]);
 }
 
 async fn down_and_recovered_exactly_once(b: &Backend) {
@@ -993,7 +1034,7 @@ async fn stored_key_rotation_orders_take_the_one_spelling(b: &Backend) {
     )
     .await;
     let db = b.open().await;
-    assert_eq!(db.schema_versions().await.unwrap(), [1, 2, 3]);
+    assert_eq!(db.schema_versions().await.unwrap(), [1, 2, 3, 4]);
     assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
     let detail = db.device(dev).await.unwrap().unwrap();
     assert_eq!(detail.recent_commands[0].kind, "order:key_rotation");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod est_server;
 mod support;
 
 use cpe_e2e::{binary, wait_for, FakeSystem, Proc, SmtpSink, WebhookSink};
@@ -31,8 +32,8 @@ fn s(p: &Path) -> String {
 /// Test PKI, server and agent configuration in one temp directory.
 struct World {
     dir: tempfile::TempDir,
-    /// CA directory (relative to `dir`) that signs renewals.
-    enrol_ca: String,
+    /// The server's renewal options (default: the test CA `ca/` signs).
+    enrol: Vec<String>,
     /// Extra lines appended to the agent configuration.
     extra_config: String,
     /// Unique per run, so tests sharing one PostgreSQL never see each other's devices.
@@ -54,9 +55,10 @@ impl World {
         issue_pkcs12(d, "2712345678", "other", "other");
         let database = database.unwrap_or_else(|| format!("sqlite:{}", s(&d.join("carrier.db"))));
         let device = format!("{CODE}/{unit}");
+        let enrol = vec!["--enrol-test-ca".into(), s(&d.join("ca"))];
         let mut world = Self {
             dir,
-            enrol_ca: "ca".into(),
+            enrol,
             extra_config: String::new(),
             device,
             database,
@@ -84,27 +86,24 @@ impl World {
 
     /// Starts a `cpe-provision serve` on `listen` with this world's store and sinks.
     fn spawn_server(&self, listen: &str, log: &str) -> (Proc, u16) {
-        let args = cpe_e2e::serve_args(
-            self.dir.path(),
-            listen,
-            &self.database,
-            &[
-                "--enrol-ca",
-                &s(&self.path(&self.enrol_ca)),
-                "--silent-after",
-                "3",
-                "--check-every",
-                "1",
-                "--long-poll-max",
-                "2",
-                "--smtp",
-                &self.smtp.addr,
-                "--mail-to",
-                "noc@carrier.example",
-                "--webhook",
-                &self.webhook.url,
-            ],
-        );
+        let mut extra: Vec<&str> = self.enrol.iter().map(String::as_str).collect();
+        extra.extend([
+            "--silent-after",
+            "3",
+            "--check-every",
+            "1",
+            "--long-poll-max",
+            "2",
+            "--smtp",
+            &self.smtp.addr,
+            "--mail-to",
+            "noc@carrier.example",
+            "--webhook",
+            &self.webhook.url,
+            "--cert-check-every",
+            "1",
+        ]);
+        let args = cpe_e2e::serve_args(self.dir.path(), listen, &self.database, &extra);
         let mut server = Proc::spawn("cpe-provision", &args, &self.path(log)).unwrap();
         let line = server
             .read_line_starting("listening on ")
@@ -613,44 +612,12 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
         let mut world = World::new(None);
         if proof_fails {
             provision(&["ca", "init", "--dir", &s(&world.path("ca2"))]);
-            world.enrol_ca = "ca2".into();
+            world.enrol = vec!["--enrol-test-ca".into(), s(&world.path("ca2"))];
             world.stop_server();
             world.start_server();
         }
         let trust = if proof_fails { r#"["ca/ca.pem", "ca2/ca.pem"]"# } else { r#"["ca/ca.pem"]"# };
-        world.extra_config = "[renewal]\nlifetime_fraction = 0.05\n".into();
-        world.write_agent_config();
-        let config = std::fs::read_to_string(world.path("agent.toml")).unwrap();
-        std::fs::write(
-            world.path("agent.toml"),
-            config.replace(r#"trust_anchors = ["ca/ca.pem"]"#, &format!("trust_anchors = {trust}")),
-        )
-        .unwrap();
-        // A one-day certificate that started two hours ago: past 5 % of its life.
-        let started = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
-        let started = started.format(&time::format_description::well_known::Rfc3339).unwrap();
-        let unit = world.device.rsplit('/').next().unwrap().to_owned();
-        provision(&[
-            "cert",
-            "issue",
-            "--ca",
-            &s(&world.path("ca")),
-            "--institution",
-            CODE,
-            "--device-id",
-            &unit,
-            "--days",
-            "1",
-            "--not-before",
-            &started,
-            "--out",
-            &s(&world.path("short.p12")),
-            "--password-file",
-            &s(&world.path("pw")),
-        ]);
-        world.import_file("short.p12");
-        let before = agent_status(&world);
-        assert!(before["days_left"].as_i64().unwrap() <= 1, "{before}");
+        let before = install_short_certificate(&mut world, trust);
         let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
         let _agent = world.start_agent();
         world.wait_state("up", "first report");
@@ -689,6 +656,161 @@ fn renewal_over_the_channel_and_rollback_when_the_new_identity_fails() {
             .unwrap_or_else(|| panic!("no reports after renewal\n{}", world.log("agent.log")));
         }
     }
+}
+
+/// A one-day certificate that started two hours ago (past 5 % of its life),
+/// imported on the device, with an agent configuration that renews at 5 %
+/// and trusts `trust_anchors` (a TOML array). Returns the device's
+/// certificate status before renewal.
+fn install_short_certificate(world: &mut World, trust_anchors: &str) -> Value {
+    world.extra_config = "[renewal]\nlifetime_fraction = 0.05\n".into();
+    world.write_agent_config();
+    let config = std::fs::read_to_string(world.path("agent.toml")).unwrap();
+    std::fs::write(
+        world.path("agent.toml"),
+        config.replace(r#"trust_anchors = ["ca/ca.pem"]"#, &format!("trust_anchors = {trust_anchors}")),
+    )
+    .unwrap();
+    let started = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let started = started.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let unit = world.device.rsplit('/').next().unwrap().to_owned();
+    provision(&[
+        "cert",
+        "issue",
+        "--ca",
+        &s(&world.path("ca")),
+        "--institution",
+        CODE,
+        "--device-id",
+        &unit,
+        "--days",
+        "1",
+        "--not-before",
+        &started,
+        "--out",
+        &s(&world.path("short.p12")),
+        "--password-file",
+        &s(&world.path("pw")),
+    ]);
+    world.import_file("short.p12");
+    let before = agent_status(world);
+    assert!(before["days_left"].as_i64().unwrap() <= 1, "{before}");
+    before
+}
+
+/// Renewal through the certification body's EST service: the carrier holds
+/// no CA, forwards the device's CSR as an EST `simplereenroll` with its own
+/// client certificate, and hands the body's certificate to the device. While
+/// the body is down the device keeps its identity; its next attempt succeeds.
+#[test]
+fn renewal_through_the_certification_bodys_est_service() {
+    let mut world = World::new(None);
+    // The carrier's registration-authority credential from the body.
+    issue_pkcs12(world.dir.path(), "2712345678", "carrier-ra", "ra");
+    let est = est_server::EstServer::start(
+        &world.path("ca"),
+        &world.path("server.crt.pem"),
+        &world.path("server.key.pem"),
+        &world.path("ca/ca.pem"),
+        world.dir.path(),
+    );
+    world.enrol = [
+        "--enrol-est",
+        &est.url,
+        "--est-ca",
+        &s(&world.path("ca/ca.pem")),
+        "--est-client-cert",
+        &s(&world.path("ra.crt.pem")),
+        "--est-client-key",
+        &s(&world.path("ra.key.pem")),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    world.stop_server();
+    world.start_server();
+    let before = install_short_certificate(&mut world, r#"["ca/ca.pem"]"#);
+    let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
+
+    // The body is down: the renewal fails, retryable, and the device keeps its certificate.
+    est.unavailable.store(1, std::sync::atomic::Ordering::SeqCst);
+    let mut agent = world.start_agent();
+    world.wait_state("up", "first report");
+    wait_for(Duration::from_secs(30), || {
+        world.log("agent.log").contains("certification body is not available now").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no failed attempt
+agent:
+{}
+server:
+{}",
+            world.log("agent.log"),
+            world.log("server.log")
+        )
+    });
+    assert_eq!(agent_status(&world)["fingerprint_sha256"], before["fingerprint_sha256"]);
+    assert_eq!(est.seen().iter().map(|r| r.status).collect::<Vec<_>>(), [503]);
+    assert_eq!(agent.terminate(Duration::from_secs(10)), Some(0));
+
+    // The next attempt (here: the agent's start) gets the body's certificate.
+    let _agent = world.start_agent();
+    let after = wait_for(Duration::from_secs(30), || {
+        let now = agent_status(&world);
+        (now["fingerprint_sha256"] != before["fingerprint_sha256"]).then_some(now)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "not renewed
+agent:
+{}
+server:
+{}",
+            world.log("agent.log"),
+            world.log("server.log")
+        )
+    });
+    assert!(after["days_left"].as_i64().unwrap() > 800, "{after}");
+    assert_eq!(after["institution_code"], CODE);
+    let seen = est.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!((seen[1].path.as_str(), seen[1].status), ("/.well-known/est/simplereenroll", 200));
+    assert!(seen.iter().all(|r| r.client_subject.contains("carrier-ra")), "{seen:?}");
+    assert!(world.log("server.log").contains("EST at https://127.0.0.1:"), "{}", world.log("server.log"));
+    assert!(world.log("server.log").contains("certificate issued over EST"), "{}", world.log("server.log"));
+    let events = wait_for(Duration::from_secs(10), || {
+        let events = certificate_audit_events(&world);
+        (events.len() >= 2).then_some(events)
+    });
+    assert_eq!(events.unwrap_or_default(), ["imported", "renewed"]);
+}
+
+/// Certificate expiry at the carrier: a device whose certificate has a day
+/// left is in the daily fleet summary (mail, warning) — once, although the
+/// server looks every second — and in `cert expiry`.
+#[test]
+fn expiry_summary_once_a_day_and_expiry_report() {
+    let mut world = World::new(None);
+    install_short_certificate(&mut world, r#"["ca/ca.pem"]"#);
+    // Renewal at the default 2/3 of the life: not due during the test.
+    world.extra_config = String::new();
+    world.write_agent_config();
+    let _system = FakeSystem::start(&world.path("root"), 10).unwrap();
+    let _agent = world.start_agent();
+    world.wait_state("up", "first report");
+    let mail = world.wait_mail("kind: cert-expiry");
+    assert!(mail.contains("device: fleet") && mail.contains("level: warning"), "{mail}");
+    assert!(mail.contains(&format!("{} (0 days left", world.device)), "{mail}");
+    assert!(mail.contains("within 7 days"), "{mail}");
+    std::thread::sleep(Duration::from_secs(3));
+    let summaries = world.mails().into_iter().filter(|m| m.contains("kind: cert-expiry")).count();
+    assert_eq!(summaries, 1, "{:?}", world.mails());
+
+    let report: Value =
+        serde_json::from_str(&provision(&["cert", "expiry", "--json", "--database", &world.database]))
+            .unwrap();
+    let within_7 = report["due"].as_array().unwrap().iter().find(|b| b["within_days"] == 7).unwrap();
+    assert_eq!(within_7["devices"][0]["device"], world.device.as_str(), "{report}");
 }
 
 /// Two server processes share one PostgreSQL: a device that falls silent is

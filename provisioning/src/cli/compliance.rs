@@ -16,18 +16,17 @@ use cpe_provision::compliance::order_keys::KeyStore;
 use cpe_provision::compliance::orders::{self, Actor, ReasonText, DEFAULT_ORDER_DAYS, ROTATION_ORDER_DAYS};
 use cpe_provision::compliance::reverify;
 use cpe_provision::devices;
-use cpe_provision::store::{Database, IssuedOrder};
+use cpe_provision::store::IssuedOrder;
 use time::OffsetDateTime;
 
-use super::support::{open_database, parse_time, runtime, DEFAULT_DATABASE};
+use super::support::{parse_time, runtime, StoreArgs};
 use super::views;
 
 /// Store and operator of a command that records something.
 #[derive(Debug, Args)]
 pub struct Recorder {
-    /// Store (same as `serve --database`).
-    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
-    database: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Who takes this step (recorded in the trail; default: $USER).
     #[arg(long, env = "USER", value_name = "NAME")]
     operator: String,
@@ -36,9 +35,8 @@ pub struct Recorder {
 /// Store and output format of a read-only command.
 #[derive(Debug, Args)]
 pub struct Viewer {
-    /// Store (same as `serve --database`).
-    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
-    database: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -297,10 +295,6 @@ pub enum OrderCommand {
     },
 }
 
-async fn open(database: &str) -> Result<Database> {
-    open_database(database).await
-}
-
 fn print_issued(issued: &IssuedOrder, device: &str) {
     println!(
         "queued {} order {} (sequence {}) for {device} as command {}; it is delivered on the device's next poll (follow it with `cpe-provision order show {}`)",
@@ -326,7 +320,7 @@ pub fn keys(command: KeysCommand, now: OffsetDateTime) -> Result<()> {
             Ok(())
         }
         KeysCommand::Rotate { dir, recorder, valid_days } => runtime()?.block_on(async {
-            let db = open(&recorder.database).await?;
+            let db = recorder.store.open().await?;
             let rotation =
                 orders::rotate_keys(&db, &KeyStore::new(&dir), valid_days, &recorder.actor(now), |device, issued| {
                     print_issued(issued, device);
@@ -349,12 +343,12 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
     runtime()?.block_on(async {
         match command {
             CaseCommand::Open { device, fact, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let id = cases::open(&db, &device, &fact, &recorder.actor(now)).await?;
                 println!("opened case {id} for {device}; next: `cpe-provision case hearing --case {id} --summary \"…\"`");
             }
             CaseCommand::Hearing { case_id, summary, skip_urgent, justification, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 // clap: --skip-urgent and --justification require each other and exclude --summary.
                 let hearing = match (skip_urgent, justification) {
                     (true, Some(j)) => Hearing::SkippedUrgent(j),
@@ -364,12 +358,12 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                 println!("case {case_id}: {step} recorded; next: `cpe-provision case report --case {case_id} --to \"platform operator\" --text \"…\"`");
             }
             CaseCommand::Report { case_id, to, text, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 cases::report(&db, case_id, &to, &text, &recorder.actor(now)).await?;
                 println!("case {case_id}: report recorded; next: `cpe-provision case recommend --case {case_id} --deadline RFC3339 --text \"…\"`");
             }
             CaseCommand::Recommend { case_id, deadline, text, text_ja, text_en, signing, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let text = ReasonText { both: text, ja: text_ja, en: text_en };
                 let (case, issued) =
                     cases::recommend(&db, case_id, deadline, &text, &signing.signing(), &recorder.actor(now)).await?;
@@ -380,7 +374,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                 print_issued(&issued, &case.case.device_id);
             }
             CaseCommand::Check { case_id, corrected, note, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let corrected = corrected == "yes";
                 cases::check(&db, case_id, corrected, &note, &recorder.actor(now)).await?;
                 if corrected {
@@ -390,7 +384,7 @@ pub fn case(command: CaseCommand, now: OffsetDateTime) -> Result<()> {
                 }
             }
             CaseCommand::Show { case_id, viewer } => {
-                let db = open(&viewer.database).await?;
+                let db = viewer.store.open().await?;
                 print!("{}", views::render_case(&cases::load(&db, case_id).await?, viewer.json));
             }
         }
@@ -403,7 +397,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
     runtime()?.block_on(async {
         match command {
             OrderCommand::Stop { device, reason, urgent, justification, signing, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let urgent_justification = if urgent { justification } else { None };
                 let issued = orders::stop(
                     &db,
@@ -417,7 +411,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 print_issued(&issued, &device);
             }
             OrderCommand::Resume { device, reason, justification, signing, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let (case_id, issued) = orders::resume(
                     &db,
                     &device,
@@ -431,18 +425,18 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 println!("case {case_id} is closed");
             }
             OrderCommand::Drill { device, reason, signing, recorder } => {
-                let db = open(&recorder.database).await?;
+                let db = recorder.store.open().await?;
                 let issued =
                     orders::drill(&db, &device, &reason.text(), &signing.signing(), &recorder.actor(now))
                         .await?;
                 print_issued(&issued, &device);
             }
             OrderCommand::List { device, limit, viewer } => {
-                let db = open(&viewer.database).await?;
+                let db = viewer.store.open().await?;
                 print!("{}", views::render_orders(&db.orders(device.as_deref(), limit).await?, viewer.json));
             }
             OrderCommand::Verify { id, keys, viewer } => {
-                let db = open(&viewer.database).await?;
+                let db = viewer.store.open().await?;
                 let checks = reverify::verify_stored(&db, id, &KeyStore::new(&keys)).await?;
                 print!("{}", views::render_audit(id, &checks, viewer.json));
                 if checks.iter().any(|c| c.result == "failed") {
@@ -450,7 +444,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
                 }
             }
             OrderCommand::Show { id, viewer } => {
-                let db = open(&viewer.database).await?;
+                let db = viewer.store.open().await?;
                 print!("{}", views::render_order(&orders::load(&db, id).await?, viewer.json));
             }
         }
@@ -461,7 +455,7 @@ pub fn order(command: OrderCommand, now: OffsetDateTime) -> Result<()> {
 /// `cpe-provision incidents --device ID`.
 pub fn incidents(device: &str, limit: u32, viewer: &Viewer) -> Result<()> {
     runtime()?.block_on(async {
-        let db = open(&viewer.database).await?;
+        let db = viewer.store.open().await?;
         print!("{}", views::render_incidents(&devices::incidents(&db, device, limit).await?, viewer.json));
         Ok(())
     })

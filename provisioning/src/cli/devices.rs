@@ -1,24 +1,40 @@
 //! The device views and command pushing of `cpe-provision`: `devices`,
-//! `device show`, `alerts`, `command`.
+//! `device show`, `alerts`, `command`, `cert expiry`.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use cpe_provision::clock::now_ms;
 use cpe_provision::devices;
+use cpe_provision::expiry::{self, DEFAULT_ALERT_DAYS};
 use cpe_provision::store::Database;
+use time::OffsetDateTime;
 
-use super::support::{open_database, runtime, DEFAULT_DATABASE};
+use super::support::{parse_time, runtime, StoreArgs};
 use super::views;
 
 /// Read-only operator views and command pushing.
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// Store (same as `serve --database`).
-    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
-    database: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `cpe-provision cert expiry`.
+#[derive(Debug, Args)]
+pub struct ExpiryArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Alert thresholds in days left, comma-separated; a device is listed
+    /// under the smallest one it has reached.
+    #[arg(long, value_name = "DAYS", value_delimiter = ',', default_values_t = DEFAULT_ALERT_DAYS)]
+    alert_days: Vec<u32>,
+    /// Report as of this time (RFC 3339; default: now), e.g. to see what
+    /// will be due by the end of a quarter.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<OffsetDateTime>,
 }
 
 /// `cpe-provision device …`.
@@ -43,7 +59,7 @@ pub enum PushKind {
 }
 
 async fn open(db: &DbArgs) -> Result<Database> {
-    open_database(&db.database).await
+    db.store.open().await
 }
 
 /// `cpe-provision devices`.
@@ -70,6 +86,17 @@ pub fn alerts(db: &DbArgs, all: bool) -> Result<()> {
     runtime()?.block_on(async {
         let rows = open(db).await?.alerts(!all, 500).await?;
         print!("{}", views::render_alerts(&rows, db.json));
+        Ok(())
+    })
+}
+
+/// `cpe-provision cert expiry`.
+pub fn cert_expiry(args: &ExpiryArgs, now: OffsetDateTime) -> Result<()> {
+    let thresholds = expiry::alert_days(args.alert_days.clone()).map_err(anyhow::Error::msg)?;
+    let at = args.at.unwrap_or(now);
+    runtime()?.block_on(async {
+        let report = expiry::fleet_expiry(&open(&args.db).await?, at, &thresholds).await?;
+        print!("{}", views::render_expiry(&report, at, args.db.json));
         Ok(())
     })
 }

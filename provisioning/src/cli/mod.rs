@@ -4,7 +4,7 @@
 //!
 //! - [`pki`]: `ca`, `cert`, `csr` (certificates of the test certification body);
 //! - [`serve`]: the carrier server;
-//! - [`devices`]: `devices`, `device show`, `alerts`, `command`;
+//! - [`devices`]: `devices`, `device show`, `alerts`, `command`, `cert expiry`;
 //! - [`compliance`]: `keys`, `case`, `order`, `incidents` (§2.2);
 //! - [`views`]: text tables and JSON of what the store returns;
 //! - [`support`]: opening the store, the runtime of a command, files.
@@ -39,14 +39,14 @@ pub enum Command {
     /// Manage the test certification-body CA.
     #[command(subcommand)]
     Ca(pki::CaCommand),
-    /// Issue institution certificates.
+    /// Issue institution certificates; report the fleet's by expiry.
     #[command(subcommand)]
     Cert(pki::CertCommand),
     /// Sign certificate requests made on devices.
     #[command(subcommand)]
     Csr(pki::CsrCommand),
     /// Run the carrier server: report ingest, liveness alerts, commands, renewals.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// List devices: state up/down, last seen, certificate expiry, open alerts.
     Devices(devices::DbArgs),
     /// Inspect one device.
@@ -101,6 +101,7 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
     match cli.command {
         Command::Ca(pki::CaCommand::Init(args)) => pki::ca_init(&args, default_start),
         Command::Cert(pki::CertCommand::Issue(args)) => pki::cert_issue(args, default_start),
+        Command::Cert(pki::CertCommand::Expiry(args)) => devices::cert_expiry(&args, now),
         Command::Csr(pki::CsrCommand::Sign(args)) => pki::csr_sign(&args, default_start),
         Command::Ca(pki::CaCommand::ServerCert(args)) => pki::server_cert(&args, default_start),
         Command::Serve(args) => serve::serve(&args),

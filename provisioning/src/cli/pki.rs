@@ -1,5 +1,5 @@
 //! The certificate commands of `cpe-provision`: `ca init`, `ca server-cert`,
-//! `cert issue`, `csr sign`. Parsing, reading and writing files, printing;
+//! `cert issue`, `csr sign` (`cert expiry` reads the store: [`super::devices`]). Parsing, reading and writing files, printing;
 //! the certificates are made by the library ([`cpe_provision::pki`]).
 
 use std::path::PathBuf;
@@ -54,6 +54,9 @@ pub enum CertCommand {
     /// Generate a key and an institution certificate, and write them as a
     /// password-protected PKCS#12 file.
     Issue(IssueArgs),
+    /// The fleet's institution certificates by month of expiry, and the
+    /// devices at each alert threshold (days left) or already expired.
+    Expiry(super::devices::ExpiryArgs),
 }
 
 #[derive(Debug, Args)]

@@ -8,13 +8,17 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cpe_provision::alerts::{AlertSink, MailConfig, WebhookConfig};
+use cpe_provision::enrol::est::{self, EstClient, EstConfig};
+use cpe_provision::enrol::test_ca::TestCaSigner;
+use cpe_provision::enrol::Enroller;
+use cpe_provision::expiry::{self, DEFAULT_ALERT_DAYS};
 use cpe_provision::server::limits::{fit_to_file_limit, raise_open_file_limit, ConnectionLimits};
 use cpe_provision::server::{self, ServeConfig};
 use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::support::{open_database, runtime, DEFAULT_DATABASE};
+use super::support::{create_or_open_database, runtime, DEFAULT_DATABASE};
 
 /// `cpe-provision serve`.
 #[derive(Debug, Args)]
@@ -35,12 +39,36 @@ pub struct ServeArgs {
     /// CA certificate(s) (PEM) that device certificates must chain to; repeatable.
     #[arg(long, required = true)]
     client_ca: Vec<PathBuf>,
-    /// CA directory (ca.pem + ca.key) that signs renewal CSRs; without it renewals are refused.
-    #[arg(long)]
-    enrol_ca: Option<PathBuf>,
-    /// Validity of renewed certificates, days.
+    /// Renewals through the certification body's EST service (RFC 7030): its
+    /// base URL, e.g. https://est.body.example/.well-known/est. Without this
+    /// or --enrol-test-ca renewals are refused.
+    #[arg(long, value_name = "URL", requires_all = ["est_ca", "est_client_cert", "est_client_key"], conflicts_with = "enrol_test_ca")]
+    enrol_est: Option<String>,
+    /// CA certificate(s) (PEM) the EST server's certificate must chain to.
+    #[arg(long, value_name = "PEM")]
+    est_ca: Option<PathBuf>,
+    /// The carrier's client certificate chain (PEM) for the EST server (its
+    /// registration-authority credential from the body).
+    #[arg(long, value_name = "PEM")]
+    est_client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --est-client-cert.
+    #[arg(long, value_name = "PEM")]
+    est_client_key: Option<PathBuf>,
+    /// LABS AND DEMOS ONLY: sign renewal CSRs with this test CA directory
+    /// (ca.pem + ca.key) held by the carrier. What it signs is not an
+    /// institution certificate of the certification body.
+    #[arg(long, value_name = "DIR", alias = "enrol-ca")]
+    enrol_test_ca: Option<PathBuf>,
+    /// Validity of certificates the test CA signs, days.
     #[arg(long, default_value_t = 825)]
     enrol_days: u32,
+    /// Certificate-expiry alert thresholds, days left (comma-separated): one
+    /// fleet summary a day lists the devices at each.
+    #[arg(long, value_name = "DAYS", value_delimiter = ',', default_values_t = DEFAULT_ALERT_DAYS)]
+    cert_alert_days: Vec<u32>,
+    /// How often to look at certificate expiry, seconds (a summary goes out once a day).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    cert_check_every: u64,
     /// A device silent this many seconds is "down" (alert); back → "recovered".
     #[arg(long, default_value_t = 180)]
     silent_after: u64,
@@ -117,6 +145,29 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
+/// The enrolment backend the options name, if any.
+fn enroller(args: &ServeArgs) -> Result<Option<Enroller>> {
+    if let Some(dir) = &args.enrol_test_ca {
+        let ca = CertificationBody::load(dir)?;
+        return Ok(Some(Enroller::TestCa(Box::new(TestCaSigner::new(ca, args.enrol_days)))));
+    }
+    let Some(url) = &args.enrol_est else { return Ok(None) };
+    let (Some(ca), Some(cert), Some(key)) = (&args.est_ca, &args.est_client_cert, &args.est_client_key)
+    else {
+        bail!("--enrol-est needs --est-ca, --est-client-cert and --est-client-key");
+    };
+    let client_key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    let client = EstClient::new(EstConfig {
+        base_url: url.clone(),
+        server_roots: read_certs(ca)?,
+        client_chain: read_certs(cert)?,
+        client_key,
+        timeout: est::DEFAULT_TIMEOUT,
+    })?;
+    Ok(Some(Enroller::Est(client)))
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(args: &ServeArgs) -> Result<()> {
     init_logging(args.log_format);
@@ -127,7 +178,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     for path in &args.client_ca {
         client_cas.extend(read_certs(path)?);
     }
-    let enrol_ca = args.enrol_ca.as_deref().map(CertificationBody::load).transpose()?;
+    let enroller = enroller(args)?;
     let mail = match &args.smtp {
         Some(relay) => {
             let (host, port) = relay.rsplit_once(':').context("--smtp takes HOST:PORT")?;
@@ -157,12 +208,14 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         silent_after: Duration::from_secs(args.silent_after),
         liveness_every: Duration::from_secs(args.check_every.max(1)),
         long_poll_max: Duration::from_secs(args.long_poll_max),
-        enrol_ca,
-        enrol_days: args.enrol_days,
+        enroller,
+        cert_alert_days: expiry::alert_days(args.cert_alert_days.clone())
+            .map_err(|e| anyhow::anyhow!("--cert-alert-days: {e}"))?,
+        cert_check_every: Duration::from_secs(args.cert_check_every.max(1)),
         limits,
     };
     runtime()?.block_on(async {
-        let db = open_database(&args.database).await?;
+        let db = create_or_open_database(&args.database).await?;
         let alerts = AlertSink::start(mail, webhook)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -170,7 +223,8 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         let local = listener.local_addr()?;
         // The first line on stdout: scripts and tests read the port from it.
         println!("listening on {local}");
-        tracing::info!(%local, database = %args.database, "carrier server started");
+        let renewals = config.enroller.as_ref().map_or_else(|| "refused".to_owned(), Enroller::describe);
+        tracing::info!(%local, database = %args.database, %renewals, "carrier server started");
         server::run(listener, config, db, alerts, shutdown_signal()).await?;
         tracing::info!("carrier server stopped");
         Ok(())

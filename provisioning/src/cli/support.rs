@@ -1,10 +1,12 @@
 //! What every `cpe-provision` command shares: opening the store named by
-//! `--database` (a store that cannot be opened is [`CouldNotRun`], exit
-//! status 2), the tokio runtime of one command, and file helpers.
+//! `--database` (a store that cannot be opened, or an operator command's
+//! store that does not exist, is [`CouldNotRun`], exit status 2), the tokio
+//! runtime of one command, and file helpers.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::Args;
 use cpe_common::durable::{write_atomic, OsStorage};
 use cpe_provision::pki::validity::parse_rfc3339;
 use cpe_provision::store::Database;
@@ -21,11 +23,39 @@ impl std::fmt::Display for CouldNotRun {
     }
 }
 
-/// Opens the store named by a `--database` argument; failure is [`CouldNotRun`].
-pub async fn open_database(url: &str) -> Result<Database> {
-    Database::open(url).await.with_context(|| {
+/// Opens (creating it if need be) the store named by `serve --database`;
+/// failure is [`CouldNotRun`].
+pub async fn create_or_open_database(url: &str) -> Result<Database> {
+    could_not_run(url, Database::open(url).await)
+}
+
+fn could_not_run(url: &str, opened: Result<Database, cpe_provision::store::DbError>) -> Result<Database> {
+    opened.with_context(|| {
         CouldNotRun(format!("cannot open the database {}", cpe_provision::store::redact_url(url)))
     })
+}
+
+/// The store of an operator command: it must exist unless `--create` is given
+/// (a mistyped path would otherwise be a new, empty carrier).
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Store (same as `serve --database`); it must exist.
+    #[arg(long, env = "CPE_DATABASE", default_value = DEFAULT_DATABASE)]
+    pub database: String,
+    /// Create the store if it does not exist (otherwise only `serve` creates one).
+    #[arg(long)]
+    pub create: bool,
+}
+
+impl StoreArgs {
+    /// Opens the store; a missing one is [`CouldNotRun`] unless `--create`.
+    pub async fn open(&self) -> Result<Database> {
+        if self.create {
+            create_or_open_database(&self.database).await
+        } else {
+            could_not_run(&self.database, Database::open_existing(&self.database).await)
+        }
+    }
 }
 
 /// Default store: an SQLite file in the working directory.

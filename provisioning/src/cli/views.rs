@@ -20,6 +20,8 @@ use time::OffsetDateTime;
 use cpe_common::hex::encode as hex;
 use cpe_provision::clock::rfc3339_ms;
 use cpe_provision::compliance::order_keys::KeyInfo;
+use cpe_provision::expiry::{CertExpiry, ExpiryReport};
+use cpe_provision::pki::validity::rfc3339;
 use cpe_provision::store::{
     AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
 };
@@ -381,6 +383,44 @@ fn diagnosis_checks(report_json: &str) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// `cert expiry`: certificates per month of expiry, then the devices at each
+/// alert threshold and the expired ones (text), or the report as JSON.
+pub fn render_expiry(report: &ExpiryReport, at: OffsetDateTime, json: bool) -> String {
+    if json {
+        return to_json(report);
+    }
+    let mut out = format!("certificates by month of expiry / 有効期限の月別 (as of {})\n", rfc3339(at));
+    let months: Vec<Vec<String>> =
+        report.by_month.iter().map(|(m, n)| vec![m.clone(), n.to_string()]).collect();
+    out.push_str(&table(&["MONTH", "CERTIFICATES"], &months));
+    let line = |out: &mut String, e: &CertExpiry| {
+        let _ = writeln!(
+            out,
+            "  {}  {} ({} days left / 残り{}日)",
+            e.device,
+            date_s(e.not_after),
+            e.days_left,
+            e.days_left
+        );
+    };
+    for bucket in &report.due {
+        let _ = writeln!(
+            out,
+            "within {} days / 残り{}日以内: {} devices",
+            bucket.within_days,
+            bucket.within_days,
+            bucket.devices.len()
+        );
+        bucket.devices.iter().for_each(|e| line(&mut out, e));
+    }
+    let _ = writeln!(out, "expired / 期限切れ: {} devices", report.expired.len());
+    report.expired.iter().for_each(|e| line(&mut out, e));
+    if !report.unknown.is_empty() {
+        let _ = writeln!(out, "certificate not seen yet / 証明書未確認: {}", report.unknown.join(", "));
+    }
+    out
 }
 
 /// The device list: a table (id, state, last seen, certificate expiry, open

@@ -8,6 +8,10 @@
 //! extensions such as subjectAltName, other key usages, basicConstraints
 //! CA:TRUE, attributes — is ignored: the certificate gets the fixed
 //! institution-certificate profile of [`crate::pki::ca`].
+//!
+//! [`check_csr`] is the same check without signing: what an enrolment
+//! backend that forwards the request to the certification body
+//! ([`crate::enrol`]) does first.
 
 use cpe_common::institution::InstitutionCode;
 use rcgen::SubjectPublicKeyInfo;
@@ -52,6 +56,59 @@ impl SignedCertificate {
     }
 }
 
+/// A certificate request whose self-signature verified and whose subject
+/// carries a valid institution code: what an enrolment backend may pass on.
+#[derive(Debug, Clone)]
+pub struct CheckedCsr {
+    /// The institution code in the subject.
+    pub code: InstitutionCode,
+    /// The request (DER), unchanged.
+    pub csr_der: Vec<u8>,
+    /// The requested public key (SubjectPublicKeyInfo, DER).
+    pub spki_der: Vec<u8>,
+}
+
+/// Checks the PEM CSR `csr_pem` (see the module documentation); `expected_code`,
+/// when given, must be the code in the CSR.
+pub fn check_csr(csr_pem: &str, expected_code: Option<&InstitutionCode>) -> Result<CheckedCsr> {
+    parse_checked(csr_pem, expected_code).map(|(checked, _)| checked)
+}
+
+fn parse_checked(
+    csr_pem: &str,
+    expected_code: Option<&InstitutionCode>,
+) -> Result<(CheckedCsr, rcgen::DistinguishedName)> {
+    let unreadable = |detail: String| ProvisionError::CsrUnreadable { detail };
+    if csr_pem.len() > MAX_CSR_BYTES {
+        return Err(unreadable(format!("{} bytes, more than {MAX_CSR_BYTES}", csr_pem.len())));
+    }
+    let blocks = pem_blocks(csr_pem).map_err(unreadable)?;
+    let mut requests = blocks.iter().filter(|b| CSR_TAGS.contains(&b.tag()));
+    let (Some(block), None) = (requests.next(), requests.next()) else {
+        return Err(unreadable("expected exactly one CERTIFICATE REQUEST block".into()));
+    };
+    let (rest, csr) = X509CertificationRequest::from_der(block.contents())
+        .map_err(|e| unreadable(format!("not a PKCS#10 request: {e}")))?;
+    if !rest.is_empty() {
+        return Err(unreadable("trailing bytes after the request".into()));
+    }
+    let info = &csr.certification_request_info;
+    // Key first: a weak RSA key would otherwise show up as a bad signature.
+    let spki_der = info.subject_pki.raw;
+    classify_spki(spki_der).map_err(|detail| ProvisionError::CsrKey { detail })?;
+    csr.verify_signature().map_err(|e| ProvisionError::CsrBadSignature { detail: e.to_string() })?;
+
+    let code = code_in_subject(&info.subject)?;
+    if let Some(expected) = expected_code {
+        if *expected != code {
+            return Err(ProvisionError::CodeMismatch { expected: expected.clone(), found: code });
+        }
+    }
+    let subject = copy_subject(&info.subject)?;
+    let checked = CheckedCsr { code, csr_der: block.contents().to_vec(), spki_der: spki_der.to_vec() };
+    Ok((checked, subject))
+}
+
 impl CertificationBody {
     /// Signs the PEM CSR `csr_pem` (see the module documentation for what is
     /// checked and what is ignored). `expected_code`, when given, must be the
@@ -62,43 +119,16 @@ impl CertificationBody {
         validity: Validity,
         expected_code: Option<&InstitutionCode>,
     ) -> Result<SignedCertificate> {
-        let unreadable = |detail: String| ProvisionError::CsrUnreadable { detail };
-        if csr_pem.len() > MAX_CSR_BYTES {
-            return Err(unreadable(format!("{} bytes, more than {MAX_CSR_BYTES}", csr_pem.len())));
-        }
-        let blocks = pem_blocks(csr_pem).map_err(unreadable)?;
-        let mut requests = blocks.iter().filter(|b| CSR_TAGS.contains(&b.tag()));
-        let (Some(block), None) = (requests.next(), requests.next()) else {
-            return Err(unreadable("expected exactly one CERTIFICATE REQUEST block".into()));
-        };
-        let (rest, csr) = X509CertificationRequest::from_der(block.contents())
-            .map_err(|e| unreadable(format!("not a PKCS#10 request: {e}")))?;
-        if !rest.is_empty() {
-            return Err(unreadable("trailing bytes after the request".into()));
-        }
-        let info = &csr.certification_request_info;
-        // Key first: a weak RSA key would otherwise show up as a bad signature.
-        let spki_der = info.subject_pki.raw;
-        classify_spki(spki_der).map_err(|detail| ProvisionError::CsrKey { detail })?;
-        csr.verify_signature().map_err(|e| ProvisionError::CsrBadSignature { detail: e.to_string() })?;
-
-        let code = code_in_subject(&info.subject)?;
-        if let Some(expected) = expected_code {
-            if *expected != code {
-                return Err(ProvisionError::CodeMismatch { expected: expected.clone(), found: code });
-            }
-        }
-        let subject = copy_subject(&info.subject)?;
-
+        let (checked, subject) = parse_checked(csr_pem, expected_code)?;
         // The key algorithm comes from the key itself, not from the CSR's
         // signature algorithm (a P-384 key may sign its CSR with SHA-256).
-        let public_key = SubjectPublicKeyInfo::from_der(spki_der)
+        let public_key = SubjectPublicKeyInfo::from_der(&checked.spki_der)
             .map_err(|e| ProvisionError::CsrKey { detail: e.to_string() })?;
         let leaf = self.sign_leaf(subject, &public_key, &validity, &LeafPurpose::InstitutionClient)?;
-        ensure_same_key(&leaf.cert_der, spki_der)?;
+        ensure_same_key(&leaf.cert_der, &checked.spki_der)?;
 
         Ok(SignedCertificate {
-            code,
+            code: checked.code,
             chain_pem: format!("{}{}", leaf.cert_pem, self.ca_cert_pem()),
             cert_der: leaf.cert_der,
             cert_pem: leaf.cert_pem,
@@ -111,7 +141,7 @@ impl CertificationBody {
 
 /// Defence in depth: the certificate must carry the CSR's public key byte for
 /// byte (re-encoding must not have altered the algorithm parameters).
-fn ensure_same_key(cert_der: &[u8], spki_der: &[u8]) -> Result<()> {
+pub(crate) fn ensure_same_key(cert_der: &[u8], spki_der: &[u8]) -> Result<()> {
     let (_, cert) = X509Certificate::from_der(cert_der).map_err(ProvisionError::signing)?;
     if cert.public_key().raw == spki_der {
         Ok(())

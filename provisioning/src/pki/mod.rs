@@ -5,6 +5,7 @@
 //!   profile of institution certificates.
 //! - [`issue`]: issue key and certificate in one step.
 //! - [`csr`]: sign a CSR made on the device, the key never leaving it.
+//! - [`pkcs7`]: the certificates of a PKCS#7 certs-only message (EST answers).
 //! - [`pkcs12`]: package an identity as a password-protected PKCS#12 file.
 //! - [`server_cert`]: the carrier server's own TLS certificate.
 //! - [`subject`]: where the institution code goes in a subject, and how it is
@@ -22,6 +23,7 @@ pub mod error;
 pub mod issue;
 pub mod keys;
 pub mod pkcs12;
+pub mod pkcs7;
 pub mod server_cert;
 pub mod subject;
 pub mod validity;

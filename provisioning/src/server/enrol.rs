@@ -1,4 +1,6 @@
-//! `POST /v1/enrol`: a renewal CSR signed by the enrolment CA.
+//! `POST /v1/enrol`: a renewal CSR, turned into a certificate by the
+//! server's [`Enroller`](crate::enrol::Enroller) (the certification body over
+//! EST, or a test CA).
 //!
 //! A renewal keeps exactly the device identity of the certificate that
 //! authenticated the request: the institution code *and* the unit (OU), as
@@ -8,7 +10,8 @@
 //! institution) is refused with 403, nothing is handed out, and an
 //! `enrol-refused` alert is raised for the requesting device: a genuine
 //! router never asks for that, so it is an impersonation attempt or a
-//! misconfigured device, and an operator must look.
+//! misconfigured device, and an operator must look. Whatever the backend,
+//! the issued certificate is checked, not only the CSR.
 
 use cpe_protocol::{decode, EnrolRequest, EnrolResponse};
 use hyper::body::Incoming;
@@ -19,8 +22,7 @@ use super::routes::{body, decode_error, read_body, text, Reply};
 use super::tls::{identity_from_certificate, DeviceIdentity};
 use super::{now_ms, State};
 use crate::alerts::Happened;
-use crate::pki::validity::Validity;
-use crate::ProvisionError;
+use crate::enrol::{EnrolError, EnrolmentRequest};
 
 pub(super) async fn enrol(
     state: &State,
@@ -28,32 +30,42 @@ pub(super) async fn enrol(
     req: Request<Incoming>,
 ) -> Result<Reply, Reply> {
     let request: EnrolRequest = decode(&read_body(req).await?).map_err(|e| decode_error(&e))?;
-    let Some(ca) = &state.config.enrol_ca else {
-        return Err(text(StatusCode::NOT_IMPLEMENTED, "this server does not sign renewals (no --enrol-ca)"));
+    let Some(enroller) = &state.config.enroller else {
+        return Err(text(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server does not handle renewals (started without --enrol-est or --enrol-test-ca)",
+        ));
     };
     let code = identity
         .institution_code
         .parse()
         .map_err(|_| text(StatusCode::FORBIDDEN, "client certificate has no institution code"))?;
-    let now = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
-    let validity = Validity::new(now, state.config.enrol_days)
-        .map_err(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let signed = match ca.sign_csr(&request.csr_pem, validity, Some(&code)) {
-        Ok(signed) => signed,
-        Err(ProvisionError::CodeMismatch { found, .. }) => {
+    let enrolment =
+        EnrolmentRequest { csr_pem: &request.csr_pem, institution_code: &code, device: &identity.id };
+    let issued = match enroller.enrol(&enrolment).await {
+        Ok(issued) => issued,
+        Err(EnrolError::OtherInstitution(found)) => {
             return Err(refuse_other_identity(state, identity, &format!("institution {found}")).await);
         }
-        Err(e) => return Err(text(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+        Err(e) => {
+            tracing::warn!(device = %identity.id, error = %e, "renewal not issued");
+            let status = match e {
+                EnrolError::Refused(_) | EnrolError::OtherInstitution(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                EnrolError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                EnrolError::BadAnswer(_) => StatusCode::BAD_GATEWAY,
+            };
+            return Err(text(status, e.to_string()));
+        }
     };
     // The issued certificate is checked, not the CSR: its identity is read
     // exactly as every later request will read it.
-    let issued = identity_from_certificate(&signed.cert_der)
+    let issued_identity = identity_from_certificate(&issued.leaf_der)
         .map_err(|e| text(StatusCode::UNPROCESSABLE_ENTITY, format!("renewal refused: {e}")))?;
-    if issued.id != identity.id {
-        return Err(refuse_other_identity(state, identity, &issued.id).await);
+    if issued_identity.id != identity.id {
+        return Err(refuse_other_identity(state, identity, &issued_identity.id).await);
     }
-    tracing::info!(device = %identity.id, serial = %signed.serial_hex(), "renewal certificate issued");
-    Ok(body(&EnrolResponse { chain_pem: signed.chain_pem }))
+    tracing::info!(device = %identity.id, serial = %issued.serial_hex, "renewal certificate issued");
+    Ok(body(&EnrolResponse { chain_pem: issued.chain_pem }))
 }
 
 /// Refuses a renewal that asks for `asked` (another device identity),

@@ -19,7 +19,8 @@
 //! [`run`] takes a bound listener and a shutdown future, so tests run it on
 //! `127.0.0.1:0` and stop it at will.
 //!
-//! - this module: the listener, one task per connection, the liveness watcher;
+//! - this module: the listener, one task per connection, the liveness
+//!   watcher, the certificate-expiry watcher (one fleet summary a day);
 //! - `limits`: connection limits and deadlines (handshake, idle, per address,
 //!   per device, overall) and the open-file limit;
 //! - `tls`: the rustls configuration and the identity a client certificate gives;
@@ -28,7 +29,7 @@
 //! - `long_poll`: `GET /v1/commands?wait=S`;
 //! - `acks`: `POST /v1/commands/ack`, with order receipts;
 //! - `alerting`: carries out the actions of the alert policy;
-//! - `enrol`: `POST /v1/enrol`, renewal CSRs.
+//! - `enrol`: `POST /v1/enrol`, renewal CSRs (handed to [`crate::enrol`]).
 
 mod acks;
 mod alerting;
@@ -50,9 +51,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::alerts::{AlertSink, Happened};
+use crate::alerts::{Alert, AlertSink, Happened};
 use crate::clock::now_ms;
-use crate::pki::ca::CertificationBody;
+use crate::enrol::Enroller;
+use crate::expiry;
+use crate::pki::validity::rfc3339;
 use crate::store::Database;
 
 pub use ingest::ingest_record;
@@ -73,10 +76,13 @@ pub struct ServeConfig {
     pub liveness_every: Duration,
     /// Longest a command long-poll is held open.
     pub long_poll_max: Duration,
-    /// CA that signs renewal CSRs (`/v1/enrol`); `None` refuses enrolment.
-    pub enrol_ca: Option<CertificationBody>,
-    /// Validity of certificates issued by enrolment, in days.
-    pub enrol_days: u32,
+    /// Who issues renewal certificates (`/v1/enrol`); `None` refuses renewals.
+    pub enroller: Option<Enroller>,
+    /// Certificate-expiry alert thresholds, days left (largest first,
+    /// checked by [`crate::expiry::alert_days`]).
+    pub cert_alert_days: Vec<u32>,
+    /// How often the expiry watcher looks (it sends at most one fleet summary a day).
+    pub cert_check_every: Duration,
     /// Connection limits and deadlines.
     pub limits: limits::ConnectionLimits,
 }
@@ -98,7 +104,7 @@ struct State {
     config: ServeConfig,
 }
 
-/// Serves until `shutdown` completes. Also runs the liveness watcher.
+/// Serves until `shutdown` completes. Also runs the liveness and expiry watchers.
 pub async fn run(
     listener: TcpListener,
     config: ServeConfig,
@@ -110,6 +116,7 @@ pub async fn run(
     let registry = limits::Registry::new(config.limits);
     let state = Arc::new(State { db, alerts, config });
     let watcher = tokio::spawn(liveness_loop(state.clone()));
+    let expiry_watcher = tokio::spawn(expiry_loop(state.clone()));
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -132,6 +139,7 @@ pub async fn run(
         }
     }
     watcher.abort();
+    expiry_watcher.abort();
     // Give in-flight requests a moment, then drop the rest.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while connections.join_next().await.is_some() {}
@@ -214,6 +222,29 @@ async fn serve_connection(
         () = slot.closing() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
+    }
+}
+
+/// Once a day at most, a fleet summary of the certificates at an alert
+/// threshold ([`crate::expiry::daily_summary`]), delivered like an alert.
+async fn expiry_loop(state: Arc<State>) {
+    let mut tick = tokio::time::interval(state.config.cert_check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = time::OffsetDateTime::now_utc();
+        match expiry::daily_summary(&state.db, now, &state.config.cert_alert_days).await {
+            Ok(Some(summary)) => state.alerts.raise(Alert {
+                id: summary.id,
+                device_id: "fleet".to_owned(),
+                kind: expiry::SUMMARY_KIND.to_owned(),
+                level: summary.level.as_str().to_owned(),
+                message: summary.text,
+                at: rfc3339(now),
+            }),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "certificate expiry check failed"),
         }
     }
 }

@@ -82,6 +82,16 @@ pub enum DbError {
         /// What is wrong with it.
         detail: String,
     },
+    /// An operator command named a SQLite store that does not exist (only
+    /// `serve` or an explicit `--create` creates one).
+    #[error(
+        "no store at {path}: check --database (or CPE_DATABASE); a new store is created only by \
+         `cpe-provision serve` or with --create / ストアがありません: --database を確認してください"
+    )]
+    Missing {
+        /// The SQLite file that does not exist.
+        path: String,
+    },
     /// An error reported by SQLite.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -148,6 +158,7 @@ impl DbError {
                     })
             }
             Self::Url { .. }
+            | Self::Missing { .. }
             | Self::SchemaTooNew { .. }
             | Self::OutOfRange { .. }
             | Self::UnknownDevice(_)
@@ -565,6 +576,19 @@ impl Database {
         }
     }
 
+    /// Opens (and migrates) an existing store: a SQLite file that does not
+    /// exist is [`DbError::Missing`] instead of a new empty store, so that a
+    /// mistyped `--database` of an operator command is not silently a fresh
+    /// carrier. (A PostgreSQL database is always created by its administrator.)
+    pub async fn open_existing(url: &str) -> Result<Self, DbError> {
+        if let DbUrl::Sqlite(path) = DbUrl::parse(url)? {
+            if !path.exists() {
+                return Err(DbError::Missing { path: path.display().to_string() });
+            }
+        }
+        Self::open(url).await
+    }
+
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         match self {
@@ -625,6 +649,19 @@ impl Database {
     /// if the device has never reported.
     pub async fn raise_alert(&self, alert: NewAlert) -> Result<i64, DbError> {
         dispatch!(self, db => db.raise_alert(alert).await)
+    }
+
+    /// Records that the fleet summary `kind` of `day` is being sent, with
+    /// its `body`; returns its id, or `None` when another process (or an
+    /// earlier run) already sent that day's. Exactly one caller gets it.
+    pub async fn claim_fleet_summary(
+        &self,
+        kind: &str,
+        day: &str,
+        body: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        dispatch!(self, db => db.claim_fleet_summary(kind.to_owned(), day.to_owned(), body.to_owned(), now_ms).await)
     }
 
     /// Clears the open alerts of `kind` for the device; returns how many.

@@ -246,6 +246,19 @@ impl PostgresDb {
         }
     }
 
+    pub(crate) async fn claim_fleet_summary(
+        &self,
+        kind: String,
+        day: String,
+        body: String,
+        now_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows =
+            pooled.conn()?.query(sql::CLAIM_FLEET_SUMMARY.postgres, &[&kind, &day, &now_ms, &body]).await?;
+        rows.first().map(|row| row.i64_at(0)).transpose()
+    }
+
     pub(crate) async fn clear_alerts(
         &self,
         device_id: String,

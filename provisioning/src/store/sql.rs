@@ -144,6 +144,11 @@ sql! {
     MARK_SILENT = "UPDATE devices SET state = 'down', state_since = ?2
     WHERE state = 'up' AND last_seen < ?1 RETURNING id";
 
+    /// Claims the fleet summary of kind `?1` for day `?2` (no row: another
+    /// process has sent it).
+    CLAIM_FLEET_SUMMARY = "INSERT INTO fleet_summaries (kind, day, sent_at_ms, body)
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (kind, day) DO NOTHING RETURNING id";
+
     /// An alert for a device that has reported.
     RAISE_ALERT = "INSERT INTO alerts (device_id, kind, level, message, raised_at_ms)
     SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)

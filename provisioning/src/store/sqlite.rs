@@ -203,6 +203,19 @@ impl SqliteDb {
         .await
     }
 
+    pub(crate) async fn claim_fleet_summary(
+        &self,
+        kind: String,
+        day: String,
+        body: String,
+        now_ms: i64,
+    ) -> Result<Option<i64>, DbError> {
+        self.write(1, move |conn| {
+            first(conn, sql::CLAIM_FLEET_SUMMARY, params![kind, day, now_ms, body], |r| r.i64_at(0))
+        })
+        .await
+    }
+
     pub(crate) async fn clear_alerts(
         &self,
         device_id: String,
