@@ -21,6 +21,8 @@
 //!   key rotation), the flow rules, order-signing keys, receipts, and
 //!   re-verification of an order and its receipt.
 //! - [`devices`]: the use cases on devices outside the flow.
+//! - [`operators`]: operators of the console and API: roles, Argon2
+//!   passwords, sessions.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
 //!   report ingest, command long-poll, acknowledgements, enrolment).
 //! - [`alerts`]: the alert policy (pure) and delivery.
@@ -49,6 +51,7 @@ pub mod alerts;
 pub mod clock;
 pub mod compliance;
 pub mod devices;
+pub mod operators;
 pub mod pki;
 pub mod server;
 pub mod store;

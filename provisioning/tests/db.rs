@@ -117,6 +117,7 @@ both!(
     incidents_stored_once_latest_shown,
     concurrent_operators_open_one_case_and_issue_one_stop,
     stored_key_rotation_orders_take_the_one_spelling,
+    operator_sessions_end_on_expiry_logout_password_change_and_disable,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -997,4 +998,68 @@ async fn stored_key_rotation_orders_take_the_one_spelling(b: &Backend) {
     assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
     let detail = db.device(dev).await.unwrap().unwrap();
     assert_eq!(detail.recent_commands[0].kind, "order:key_rotation");
+}
+
+async fn operator_sessions_end_on_expiry_logout_password_change_and_disable(b: &Backend) {
+    use cpe_provision::operators::{self, sessions, OperatorError};
+    use cpe_provision::store::Role;
+
+    let db = b.open().await;
+    let other_process = b.open().await;
+    let (pw, new_pw) = ("long enough password", "another long password");
+    operators::add(&db, "kato", Role::Compliance, pw, T0).await.unwrap();
+    operators::add(&db, "yamada", Role::Viewer, pw, T0).await.unwrap();
+    assert!(matches!(operators::add(&db, "kato", Role::Viewer, pw, T0).await, Err(OperatorError::Exists(_))));
+    assert!(matches!(operators::login(&db, "kato", new_pw, T0).await, Err(OperatorError::BadCredentials)));
+    assert!(matches!(operators::login(&db, "nobody", pw, T0).await, Err(OperatorError::BadCredentials)));
+
+    let session = operators::login(&db, "kato", pw, T0).await.unwrap();
+    assert_eq!(session.expires_at_ms, T0 + sessions::SESSION_LIFETIME_MS);
+    let token = session.token.expose().to_owned();
+    let who = operators::authenticate(&other_process, &token, T0 + 1).await.unwrap();
+    assert_eq!((who.name.as_str(), who.role), ("kato", Role::Compliance));
+    // The store holds the token's hash, not the token.
+    assert!(db.session_operator(&token, T0 + 1).await.unwrap().is_none());
+    let expired = operators::authenticate(&db, &token, T0 + sessions::SESSION_LIFETIME_MS).await;
+    assert!(matches!(expired, Err(OperatorError::Unauthenticated)));
+    for garbage in ["", "not a token", &"f".repeat(64)] {
+        assert!(matches!(
+            operators::authenticate(&db, garbage, T0).await,
+            Err(OperatorError::Unauthenticated)
+        ));
+    }
+    operators::logout(&db, &token).await.unwrap();
+    assert!(matches!(
+        operators::authenticate(&db, &token, T0 + 2).await,
+        Err(OperatorError::Unauthenticated)
+    ));
+
+    let viewer = operators::login(&db, "yamada", pw, T0).await.unwrap();
+    let viewer_token = viewer.token.expose().to_owned();
+    assert!(operators::authenticate(&db, &viewer_token, T0 + 5).await.is_ok());
+    operators::set_password(&db, "yamada", new_pw, T0 + 10).await.unwrap();
+    let after = operators::authenticate(&db, &viewer_token, T0 + 11).await;
+    assert!(matches!(after, Err(OperatorError::Unauthenticated)), "a password change ends the sessions");
+    assert!(matches!(operators::login(&db, "yamada", pw, T0 + 12).await, Err(OperatorError::BadCredentials)));
+    let fresh = operators::login(&db, "yamada", new_pw, T0 + 12).await.unwrap();
+    let fresh_token = fresh.token.expose().to_owned();
+    assert!(operators::authenticate(&db, &fresh_token, T0 + 13).await.is_ok());
+
+    operators::disable(&db, "yamada", T0 + 20).await.unwrap();
+    let after = operators::authenticate(&other_process, &fresh_token, T0 + 21).await;
+    assert!(matches!(after, Err(OperatorError::Unauthenticated)), "disabling ends the sessions");
+    assert!(matches!(
+        operators::login(&db, "yamada", new_pw, T0 + 22).await,
+        Err(OperatorError::BadCredentials)
+    ));
+    assert!(matches!(
+        operators::disable(&db, "yamada", T0 + 23).await,
+        Err(OperatorError::AlreadyDisabled(_))
+    ));
+    assert!(matches!(operators::disable(&db, "nobody", T0 + 23).await, Err(OperatorError::Unknown(_))));
+
+    let listed = operators::list(&db).await.unwrap();
+    let names: Vec<(&str, Role, Option<i64>)> =
+        listed.iter().map(|o| (o.name.as_str(), o.role, o.disabled_at_ms)).collect();
+    assert_eq!(names, [("kato", Role::Compliance, None), ("yamada", Role::Viewer, Some(T0 + 20))]);
 }

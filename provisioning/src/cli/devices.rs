@@ -21,6 +21,18 @@ pub struct DbArgs {
     json: bool,
 }
 
+impl DbArgs {
+    /// The `--database` URL.
+    pub fn url(&self) -> &str {
+        &self.database
+    }
+
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 /// `cpe-provision device …`.
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {

@@ -6,11 +6,13 @@
 //! - [`serve`]: the carrier server;
 //! - [`devices`]: `devices`, `device show`, `alerts`, `command`;
 //! - [`compliance`]: `keys`, `case`, `order`, `incidents` (§2.2);
+//! - [`operators`]: `operator add|list|disable|passwd` (console sign-ins);
 //! - [`views`]: text tables and JSON of what the store returns;
 //! - [`support`]: opening the store, the runtime of a command, files.
 
 pub mod compliance;
 pub mod devices;
+pub mod operators;
 pub mod pki;
 pub mod serve;
 pub mod support;
@@ -82,6 +84,9 @@ pub enum Command {
     /// Signed stop and resume orders, and the state of every order.
     #[command(subcommand)]
     Order(compliance::OrderCommand),
+    /// Operators of the console and the API: add, list, disable, set passwords.
+    #[command(subcommand)]
+    Operator(operators::OperatorCommand),
     /// A device's incident records (self-diagnosis results), newest first.
     Incidents {
         /// Device id (`<institution code>/<device>`).
@@ -111,6 +116,7 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Keys(command) => compliance::keys(command, now),
         Command::Case(command) => compliance::case(command, now),
         Command::Order(command) => compliance::order(command, now),
+        Command::Operator(command) => operators::operator(&command),
         Command::Incidents { device, limit, viewer } => compliance::incidents(&device, limit, &viewer),
     }
 }

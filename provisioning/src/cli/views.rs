@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use cpe_common::hex::encode as hex;
 use cpe_provision::clock::rfc3339_ms;
 use cpe_provision::compliance::order_keys::KeyInfo;
+use cpe_provision::operators::OperatorInfo;
 use cpe_provision::store::{
     AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
 };
@@ -829,6 +830,31 @@ pub fn render_alerts(rows: &[AlertRow], json: bool) -> String {
     }
     let cells: Vec<Vec<String>> = rows.iter().map(alert_cells).collect();
     table(&ALERT_HEADERS, &cells)
+}
+
+const OPERATOR_HEADERS: [&str; 4] = ["NAME", "ROLE", "PASSWORD SET", "STATE"];
+
+/// `operator list`.
+pub fn render_operators(rows: &[OperatorInfo], json: bool) -> String {
+    if json {
+        return to_json(&rows);
+    }
+    if rows.is_empty() {
+        return "no operators; add one with `cpe-provision operator add NAME --role viewer --password-file FILE`\n"
+            .into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.role.to_string(),
+                rfc3339_ms(o.password_changed_at_ms),
+                o.disabled_at_ms.map_or_else(|| "enabled".into(), |t| format!("disabled {}", rfc3339_ms(t))),
+            ]
+        })
+        .collect();
+    table(&OPERATOR_HEADERS, &cells)
 }
 
 #[cfg(test)]

@@ -441,8 +441,10 @@ macro_rules! dispatch {
     };
 }
 
+pub mod operators;
 pub mod orders;
 
+pub use operators::{NewSession, OperatorRow, Role};
 pub use orders::{
     AckRecorded, CaseDetail, CaseEventRow, CaseRow, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent,
     NewOrder, OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, RuleRefusal,

@@ -45,13 +45,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::migrations::{pending, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
+use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
     sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
-    report_row, Cols,
+    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, operator_row,
+    order_row, report_row, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
@@ -626,6 +627,74 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::INCIDENTS.postgres, &[&device_id, &i64::from(limit)]).await?;
         rows.iter().map(incident_row).collect()
+    }
+
+    pub(crate) async fn add_operator(
+        &self,
+        name: String,
+        role: Role,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let changed = pooled
+            .conn()?
+            .execute(sql::INSERT_OPERATOR.postgres, &[&name, &role.as_str(), &hash, &now_ms])
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub(crate) async fn operators(&self) -> Result<Vec<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled.conn()?.query(sql::OPERATORS.postgres, &[]).await?;
+        rows.iter().map(operator_row).collect()
+    }
+
+    pub(crate) async fn operator(&self, name: String) -> Result<Option<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::OPERATOR, &[&name], operator_row).await
+    }
+
+    pub(crate) async fn disable_operator(&self, name: String, now_ms: i64) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::DISABLE_OPERATOR.postgres, &[&name, &now_ms]).await? == 1)
+    }
+
+    pub(crate) async fn set_operator_password(
+        &self,
+        name: String,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::SET_OPERATOR_PASSWORD.postgres, &[&name, &hash, &now_ms]).await? == 1)
+    }
+
+    pub(crate) async fn open_session(&self, session: NewSession) -> Result<(), DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let s = &session;
+        conn.execute(sql::DELETE_EXPIRED_SESSIONS.postgres, &[&s.created_at_ms]).await?;
+        conn.execute(
+            sql::INSERT_SESSION.postgres,
+            &[&s.token_hash, &s.operator, &s.created_at_ms, &s.expires_at_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_operator(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::SESSION_OPERATOR, &[&token_hash, &now_ms], operator_row).await
+    }
+
+    pub(crate) async fn close_session(&self, token_hash: String) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::DELETE_SESSION.postgres, &[&token_hash]).await? == 1)
     }
 }
 

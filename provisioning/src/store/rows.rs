@@ -4,6 +4,7 @@
 //! return exactly the same thing for the same stored data (counters saturate
 //! and ids are never negative on both).
 
+use super::operators::OperatorRow;
 use super::orders::{CaseEventRow, CaseRow, IncidentRow, OrderEvidence, OrderRow, ReceiptFields};
 use super::{id_u64, AlertRow, CommandRow, DbError, DeviceRow, ReportRow};
 use cpe_protocol::receipt::SignedReceipt;
@@ -111,6 +112,18 @@ pub(crate) fn command_row(r: &impl Cols) -> Result<CommandRow, DbError> {
         acked_at_ms: r.opt_i64_at(5)?,
         ok: r.opt_bool_at(6)?,
         detail: r.opt_str_at(7)?,
+    })
+}
+
+/// [`super::sql::OPERATORS`], [`super::sql::OPERATOR`], [`super::sql::SESSION_OPERATOR`].
+pub(crate) fn operator_row(r: &impl Cols) -> Result<OperatorRow, DbError> {
+    Ok(OperatorRow {
+        name: r.str_at(0)?,
+        role: r.str_at(1)?.parse()?,
+        password_hash: r.str_at(2)?,
+        created_at_ms: r.i64_at(3)?,
+        password_changed_at_ms: r.i64_at(4)?,
+        disabled_at_ms: r.opt_i64_at(5)?,
     })
 }
 

@@ -136,6 +136,13 @@ macro_rules! order_select {
     };
 }
 
+/// The columns of [`super::rows::operator_row`].
+macro_rules! operator_select {
+    () => {
+        "SELECT name, role, password_hash, created_at_ms, password_changed_at_ms, disabled_at_ms FROM operators"
+    };
+}
+
 sql! {
     /// Applied schema versions, ascending.
     SCHEMA_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version";
@@ -251,6 +258,29 @@ sql! {
     /// A device's incident records, newest first.
     INCIDENTS = "SELECT seq, incident_id, command_id, segment, summary, report_json,
     recorded_at_ms, received_at_ms FROM incidents WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2";
+
+    /// A new operator, unless the name is taken.
+    INSERT_OPERATOR = "INSERT INTO operators (name, role, password_hash, created_at_ms, password_changed_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (name) DO NOTHING";
+    /// Every operator, by name.
+    OPERATORS = concat!(operator_select!(), " ORDER BY name");
+    /// One operator.
+    OPERATOR = concat!(operator_select!(), " WHERE name = ?1");
+    /// Disables an enabled operator at `?2`.
+    DISABLE_OPERATOR = "UPDATE operators SET disabled_at_ms = ?2 WHERE name = ?1 AND disabled_at_ms IS NULL";
+    /// A new password hash, changed at `?3`.
+    SET_OPERATOR_PASSWORD = "UPDATE operators SET password_hash = ?2, password_changed_at_ms = ?3 WHERE name = ?1";
+    /// A new session.
+    INSERT_SESSION = "INSERT INTO operator_sessions (token_hash, operator, created_at_ms, expires_at_ms)
+    VALUES (?1, ?2, ?3, ?4)";
+    /// The operator of a session still valid at `?2`.
+    SESSION_OPERATOR = concat!(operator_select!(), " o
+    WHERE o.disabled_at_ms IS NULL AND o.name = (SELECT s.operator FROM operator_sessions s
+      WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND s.created_at_ms >= o.password_changed_at_ms)");
+    /// Ends one session.
+    DELETE_SESSION = "DELETE FROM operator_sessions WHERE token_hash = ?1";
+    /// Forgets sessions expired before `?1`.
+    DELETE_EXPIRED_SESSIONS = "DELETE FROM operator_sessions WHERE expires_at_ms <= ?1";
 }
 
 #[cfg(test)]

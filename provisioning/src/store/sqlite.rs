@@ -33,13 +33,14 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::migrations::{pending, SQLITE_BOOKKEEPING, SQLITE_RECORD};
+use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
     sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
-    report_row, Cols,
+    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, operator_row,
+    order_row, report_row, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
@@ -457,6 +458,72 @@ impl SqliteDb {
             all(conn, sql::INCIDENTS, params![device_id, i64::from(limit)], |r| incident_row(r))
         })
         .await
+    }
+
+    pub(crate) async fn add_operator(
+        &self,
+        name: String,
+        role: Role,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::INSERT_OPERATOR, params![name, role.as_str(), hash, now_ms])? == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn operators(&self) -> Result<Vec<OperatorRow>, DbError> {
+        self.read(|conn| all(conn, sql::OPERATORS, [], |r| operator_row(r))).await
+    }
+
+    pub(crate) async fn operator(&self, name: String) -> Result<Option<OperatorRow>, DbError> {
+        self.read(move |conn| first(conn, sql::OPERATOR, [&name], |r| operator_row(r))).await
+    }
+
+    pub(crate) async fn disable_operator(&self, name: String, now_ms: i64) -> Result<bool, DbError> {
+        self.write(1, move |conn| Ok(execute(conn, sql::DISABLE_OPERATOR, params![name, now_ms])? == 1)).await
+    }
+
+    pub(crate) async fn set_operator_password(
+        &self,
+        name: String,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::SET_OPERATOR_PASSWORD, params![name, hash, now_ms])? == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn open_session(&self, session: NewSession) -> Result<(), DbError> {
+        self.write(1, move |conn| {
+            let s = &session;
+            execute(conn, sql::DELETE_EXPIRED_SESSIONS, [s.created_at_ms])?;
+            execute(
+                conn,
+                sql::INSERT_SESSION,
+                params![s.token_hash, s.operator, s.created_at_ms, s.expires_at_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn session_operator(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<OperatorRow>, DbError> {
+        self.read(move |conn| {
+            first(conn, sql::SESSION_OPERATOR, params![token_hash, now_ms], |r| operator_row(r))
+        })
+        .await
+    }
+
+    pub(crate) async fn close_session(&self, token_hash: String) -> Result<bool, DbError> {
+        self.write(1, move |conn| Ok(execute(conn, sql::DELETE_SESSION, [&token_hash])? == 1)).await
     }
 }
 
