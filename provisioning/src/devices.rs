@@ -1,14 +1,24 @@
-//! The operator's use cases on devices outside the compliance flow: one
-//! device's detail, its incident records, and queuing a command for it. The
-//! fleet views (`devices`, `alerts`) are single store reads.
+//! The operator's use cases on devices outside the compliance flow: a page
+//! of the fleet, one device's detail, its incident records, queuing a
+//! command for it, acknowledging an alert. The alert list is a single store
+//! read.
 
 use cpe_protocol::CommandKind;
 
-use crate::store::{Database, DbError, DeviceDetail, IncidentRow};
+use crate::store::{AlertRow, Database, DbError, DeviceDetail, DevicePage, DeviceQuery, IncidentRow};
+
+/// Largest page of devices one request gets.
+pub const MAX_PAGE: u32 = 1000;
 
 /// Why a device use case did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// A page size outside 1..=[`MAX_PAGE`].
+    #[error("a page holds 1 to {MAX_PAGE} devices, not {0}; page through with offset")]
+    PageSize(u32),
+    /// No such alert.
+    #[error("no alert {0}; list them with `cpe-provision alerts --all`")]
+    UnknownAlert(i64),
     /// No such device.
     #[error("no device {0:?}; list them with `cpe-provision devices`")]
     Unknown(String),
@@ -18,6 +28,26 @@ pub enum DeviceError {
     /// The store.
     #[error(transparent)]
     Store(#[from] DbError),
+}
+
+/// One page of the fleet: search, filter, sort and paging happen in the store.
+pub async fn page(db: &Database, query: &DeviceQuery) -> Result<DevicePage, DeviceError> {
+    if !(1..=MAX_PAGE).contains(&query.limit) {
+        return Err(DeviceError::PageSize(query.limit));
+    }
+    Ok(db.device_page(query).await?)
+}
+
+/// Records that `operator` has seen an alert (the first acknowledgement
+/// stands); returns the alert as it is now.
+pub async fn acknowledge_alert(
+    db: &Database,
+    id: i64,
+    operator: &str,
+    now_ms: i64,
+) -> Result<AlertRow, DeviceError> {
+    db.acknowledge_alert(id, operator, now_ms).await?;
+    db.alert(id).await?.ok_or(DeviceError::UnknownAlert(id))
 }
 
 /// Everything about one device.

@@ -118,6 +118,8 @@ both!(
     concurrent_operators_open_one_case_and_issue_one_stop,
     stored_key_rotation_orders_take_the_one_spelling,
     operator_sessions_end_on_expiry_logout_password_change_and_disable,
+    device_pages_search_filter_sort_and_count_in_the_store,
+    alerts_acknowledged_once_with_the_operator,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -994,7 +996,8 @@ async fn stored_key_rotation_orders_take_the_one_spelling(b: &Backend) {
     )
     .await;
     let db = b.open().await;
-    assert_eq!(db.schema_versions().await.unwrap(), [1, 2, 3]);
+    let every: Vec<i64> = (1..=cpe_provision::store::migrations::latest_version()).collect();
+    assert_eq!(db.schema_versions().await.unwrap(), every);
     assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
     let detail = db.device(dev).await.unwrap().unwrap();
     assert_eq!(detail.recent_commands[0].kind, "order:key_rotation");
@@ -1062,4 +1065,117 @@ async fn operator_sessions_end_on_expiry_logout_password_change_and_disable(b: &
     let names: Vec<(&str, Role, Option<i64>)> =
         listed.iter().map(|o| (o.name.as_str(), o.role, o.disabled_at_ms)).collect();
     assert_eq!(names, [("kato", Role::Compliance, None), ("yamada", Role::Viewer, Some(T0 + 20))]);
+}
+
+async fn device_pages_search_filter_sort_and_count_in_the_store(b: &Backend) {
+    use cpe_provision::devices::{self, DeviceError};
+    use cpe_provision::store::{DeviceFilter, DeviceQuery, DeviceSort};
+
+    let db = b.open().await;
+    // 25 devices of 5 institutions; device i last seen at T0 + i.
+    for i in 0..25_i64 {
+        let id = format!("13{:08}/cpe-{:02}", i % 5, i);
+        db.ingest(&device(&id), records([1]), T0 + i).await.unwrap();
+    }
+    let down = db.mark_silent(T0 + 3, T0 + 100).await.unwrap();
+    assert_eq!(down.len(), 3);
+    db.raise_alert(NewAlert {
+        device_id: "1300000004/cpe-24".into(),
+        kind: "threshold".into(),
+        level: "warning".into(),
+        message: "cpu".into(),
+        at_ms: T0,
+    })
+    .await
+    .unwrap();
+    let q = |search: &str, filter, sort, descending, limit, offset| DeviceQuery {
+        search: search.into(),
+        filter,
+        sort,
+        descending,
+        limit,
+        offset,
+    };
+    let ids =
+        |page: &cpe_provision::store::DevicePage| page.rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+
+    let all = devices::page(&db, &q("", None, DeviceSort::Id, false, 10, 0)).await.unwrap();
+    assert_eq!(all.total, 25);
+    assert_eq!(all.rows.len(), 10);
+    assert!(ids(&all).windows(2).all(|w| w[0] < w[1]));
+    let third = devices::page(&db, &q("", None, DeviceSort::Id, false, 10, 20)).await.unwrap();
+    assert_eq!((third.total, third.rows.len()), (25, 5));
+
+    let one_clinic =
+        devices::page(&db, &q("1300000002", None, DeviceSort::LastSeen, true, 100, 0)).await.unwrap();
+    assert_eq!(
+        ids(&one_clinic),
+        [
+            "1300000002/cpe-22",
+            "1300000002/cpe-17",
+            "1300000002/cpe-12",
+            "1300000002/cpe-07",
+            "1300000002/cpe-02"
+        ]
+    );
+    assert_eq!(one_clinic.total, 5);
+    let by_name = devices::page(&db, &q("cpe-1", None, DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(by_name.total, 10);
+    // LIKE wildcards in the search are literal.
+    let wildcard = devices::page(&db, &q("cpe_%", None, DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(wildcard.total, 0);
+
+    let silent =
+        devices::page(&db, &q("", Some(DeviceFilter::Down), DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(ids(&silent), ["1300000000/cpe-00", "1300000001/cpe-01", "1300000002/cpe-02"]);
+    let up =
+        devices::page(&db, &q("", Some(DeviceFilter::Up), DeviceSort::State, false, 100, 0)).await.unwrap();
+    assert_eq!(up.total, 22);
+    let alerting = devices::page(&db, &q("", Some(DeviceFilter::Alerting), DeviceSort::Id, false, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(ids(&alerting), ["1300000004/cpe-24"]);
+    assert_eq!(alerting.rows[0].open_alerts, 1);
+    let suspended = devices::page(&db, &q("", Some(DeviceFilter::Suspended), DeviceSort::Id, false, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(suspended.total, 0);
+    let newest = devices::page(&db, &q("", None, DeviceSort::LastSeen, true, 1, 0)).await.unwrap();
+    assert_eq!(ids(&newest), ["1300000004/cpe-24"]);
+    let by_state = devices::page(&db, &q("", None, DeviceSort::State, false, 3, 0)).await.unwrap();
+    assert!(by_state.rows.iter().all(|r| r.state == DeviceState::Down), "down sorts before up");
+
+    for bad in [0, devices::MAX_PAGE + 1] {
+        let refused = devices::page(&db, &q("", None, DeviceSort::Id, false, bad, 0)).await;
+        assert!(matches!(refused, Err(DeviceError::PageSize(_))));
+    }
+}
+
+async fn alerts_acknowledged_once_with_the_operator(b: &Backend) {
+    use cpe_provision::devices::{self, DeviceError};
+
+    let db = b.open().await;
+    db.ingest(&device("1312345678/cpe-01"), records([1]), T0).await.unwrap();
+    let id = db
+        .raise_alert(NewAlert {
+            device_id: "1312345678/cpe-01".into(),
+            kind: "down".into(),
+            level: "warning".into(),
+            message: "silent".into(),
+            at_ms: T0,
+        })
+        .await
+        .unwrap();
+    let other_process = b.open().await;
+    let row = devices::acknowledge_alert(&db, id, "sato", T0 + 5).await.unwrap();
+    assert_eq!((row.acknowledged_by.as_deref(), row.acknowledged_at_ms), (Some("sato"), Some(T0 + 5)));
+    let again = devices::acknowledge_alert(&other_process, id, "kato", T0 + 9).await.unwrap();
+    assert_eq!((again.acknowledged_by.as_deref(), again.acknowledged_at_ms), (Some("sato"), Some(T0 + 5)));
+    assert!(again.cleared_at_ms.is_none(), "acknowledging does not clear");
+    let listed = db.alerts(true, 10).await.unwrap();
+    assert_eq!(listed[0].acknowledged_by.as_deref(), Some("sato"));
+    assert!(matches!(
+        devices::acknowledge_alert(&db, id + 100, "sato", T0).await,
+        Err(DeviceError::UnknownAlert(_))
+    ));
 }

@@ -1,11 +1,11 @@
 //! The device views and command pushing of `cpe-provision`: `devices`,
-//! `device show`, `alerts`, `command`.
+//! `device show`, `alerts`, `alert ack`, `command`.
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use cpe_provision::clock::now_ms;
 use cpe_provision::devices;
-use cpe_provision::store::Database;
+use cpe_provision::store::{Database, DeviceFilter, DeviceQuery, DeviceSort};
 
 use super::support::{open_database, runtime, DEFAULT_DATABASE};
 use super::views;
@@ -31,6 +31,95 @@ impl DbArgs {
     pub fn json(&self) -> bool {
         self.json
     }
+}
+
+/// `cpe-provision devices`: one page of the fleet.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Only devices whose id or institution code contains this.
+    #[arg(long, default_value = "")]
+    search: String,
+    /// Only devices that are up, down, suspended or alerting.
+    #[arg(long, value_enum)]
+    filter: Option<FilterArg>,
+    /// Sort by.
+    #[arg(long, value_enum, default_value_t = SortArg::Id)]
+    sort: SortArg,
+    /// Largest first.
+    #[arg(long)]
+    desc: bool,
+    /// Devices per page (at most 1000).
+    #[arg(long, default_value_t = devices::MAX_PAGE)]
+    limit: u32,
+    /// Devices skipped (the next page starts at offset + limit).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+}
+
+/// `--filter`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FilterArg {
+    /// Reporting.
+    Up,
+    /// Silent.
+    Down,
+    /// Under a stop order.
+    Suspended,
+    /// With open alerts.
+    Alerting,
+}
+
+/// `--sort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SortArg {
+    /// Device id.
+    Id,
+    /// Latest report.
+    LastSeen,
+    /// Certificate expiry.
+    CertNotAfter,
+    /// Up or down.
+    State,
+}
+
+impl FleetArgs {
+    fn query(&self) -> DeviceQuery {
+        DeviceQuery {
+            search: self.search.clone(),
+            filter: self.filter.map(|f| match f {
+                FilterArg::Up => DeviceFilter::Up,
+                FilterArg::Down => DeviceFilter::Down,
+                FilterArg::Suspended => DeviceFilter::Suspended,
+                FilterArg::Alerting => DeviceFilter::Alerting,
+            }),
+            sort: match self.sort {
+                SortArg::Id => DeviceSort::Id,
+                SortArg::LastSeen => DeviceSort::LastSeen,
+                SortArg::CertNotAfter => DeviceSort::CertNotAfter,
+                SortArg::State => DeviceSort::State,
+            },
+            descending: self.desc,
+            limit: self.limit,
+            offset: self.offset,
+        }
+    }
+}
+
+/// `cpe-provision alert …`.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Record that you have seen an alert (its id from `cpe-provision alerts`).
+    Ack {
+        /// Alert id.
+        id: i64,
+        /// Who acknowledges (recorded with the alert; default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        operator: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// `cpe-provision device …`.
@@ -59,10 +148,31 @@ async fn open(db: &DbArgs) -> Result<Database> {
 }
 
 /// `cpe-provision devices`.
-pub fn devices(db: &DbArgs) -> Result<()> {
+pub fn devices(args: &FleetArgs) -> Result<()> {
     runtime()?.block_on(async {
-        let rows = open(db).await?.devices().await?;
-        print!("{}", views::render_devices(&rows, now_ms(), db.json));
+        let page = devices::page(&open(&args.db).await?, &args.query()).await?;
+        print!("{}", views::render_devices(&page.rows, now_ms(), args.db.json));
+        let shown = u64::try_from(page.rows.len()).unwrap_or(u64::MAX);
+        if !args.db.json && shown < page.total {
+            let first = if shown == 0 { 0 } else { args.offset + 1 };
+            println!(
+                "devices {first}–{} of {}; the next page: --offset {}",
+                args.offset + shown,
+                page.total,
+                args.offset + shown
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `cpe-provision alert ack`.
+pub fn alert(command: &AlertCommand) -> Result<()> {
+    let AlertCommand::Ack { id, operator, db } = command;
+    runtime()?.block_on(async {
+        let row = devices::acknowledge_alert(&open(db).await?, *id, operator, now_ms()).await?;
+        let by = row.acknowledged_by.as_deref().unwrap_or_default();
+        println!("alert {id} ({} on {}) acknowledged by {by}", row.kind, row.device_id);
         Ok(())
     })
 }

@@ -50,7 +50,7 @@ pub enum Command {
     /// Run the carrier server: report ingest, liveness alerts, commands, renewals.
     Serve(serve::ServeArgs),
     /// List devices: state up/down, last seen, certificate expiry, open alerts.
-    Devices(devices::DbArgs),
+    Devices(devices::FleetArgs),
     /// Inspect one device.
     #[command(subcommand)]
     Device(devices::DeviceCommand),
@@ -62,6 +62,9 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Act on one alert.
+    #[command(subcommand)]
+    Alert(devices::AlertCommand),
     /// Queue a command for a device (delivered on its next poll).
     #[command(name = "command")]
     Push {
@@ -109,7 +112,8 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Csr(pki::CsrCommand::Sign(args)) => pki::csr_sign(&args, default_start),
         Command::Ca(pki::CaCommand::ServerCert(args)) => pki::server_cert(&args, default_start),
         Command::Serve(args) => serve::serve(&args),
-        Command::Devices(db) => devices::devices(&db),
+        Command::Devices(args) => devices::devices(&args),
+        Command::Alert(command) => devices::alert(&command),
         Command::Device(command) => devices::device(&command),
         Command::Alerts { db, all } => devices::alerts(&db, all),
         Command::Push { db, device, kind } => devices::push_command(&db, &device, kind),

@@ -195,6 +195,8 @@ struct AlertJson<'a> {
     raised_at_ms: i64,
     cleared_at: Option<String>,
     cleared_at_ms: Option<i64>,
+    acknowledged_at: Option<String>,
+    acknowledged_by: Option<&'a str>,
 }
 
 impl<'a> AlertJson<'a> {
@@ -209,6 +211,8 @@ impl<'a> AlertJson<'a> {
             raised_at_ms: a.raised_at_ms,
             cleared_at: a.cleared_at_ms.map(rfc3339_ms),
             cleared_at_ms: a.cleared_at_ms,
+            acknowledged_at: a.acknowledged_at_ms.map(rfc3339_ms),
+            acknowledged_by: a.acknowledged_by.as_deref(),
         }
     }
 }
@@ -891,6 +895,8 @@ mod tests {
             message: "no report for 300 s".into(),
             raised_at_ms: NOW - 60_000,
             cleared_at_ms: cleared,
+            acknowledged_at_ms: None,
+            acknowledged_by: None,
         }
     }
 

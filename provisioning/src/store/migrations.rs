@@ -339,14 +339,19 @@ UPDATE orders SET kind = 'key_rotation' WHERE kind = 'key-rotation';
 UPDATE commands SET kind = 'order:key_rotation' WHERE kind = 'order:key-rotation';
 ";
 
-/// Operators of the carrier console and API, and their sessions (issue 10).
+/// Operators of the carrier console and API, their sessions, and who
+/// acknowledged an alert when (issue 10).
 /// A session is valid only while its operator is enabled and was opened
 /// after the operator's last password change, so that disabling an operator
 /// or changing a password ends their sessions in the same one statement.
 /// Only a SHA-256 of each session token is stored: a copy of the database
 /// opens no session.
-const V4: Migration =
-    Migration { version: 4, name: "operators and sessions", sqlite: OPERATORS, postgres: OPERATORS };
+const V4: Migration = Migration {
+    version: 4,
+    name: "operators, sessions, alert acknowledgement",
+    sqlite: OPERATORS,
+    postgres: OPERATORS,
+};
 
 /// The same statements in both dialects (`BIGINT` is an integer column in SQLite too).
 const OPERATORS: &str = "
@@ -367,6 +372,9 @@ CREATE TABLE operator_sessions (
 );
 
 CREATE INDEX operator_sessions_expiry ON operator_sessions (expires_at_ms);
+
+ALTER TABLE alerts ADD COLUMN acknowledged_at_ms BIGINT;
+ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
 ";
 
 /// Highest version this build knows.

@@ -56,8 +56,9 @@ use super::rows::{
 };
 use super::sql::{self, Sql};
 use super::{
-    attribute_group, id_u64, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
-    DeviceRow, IngestOutcome, IngestRequest, NewAlert, StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
+    attribute_group, id_u64, like_anywhere, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions,
+    DeviceDetail, DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert,
+    StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
 
 /// Ingest requests that may wait for a writer before senders wait.
@@ -261,6 +262,35 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::ALERTS.postgres, &[&open_only, &i64::from(limit)]).await?;
         rows.iter().map(alert_row).collect()
+    }
+
+    pub(crate) async fn device_page(&self, q: DeviceQuery, offset: i64) -> Result<DevicePage, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let pattern = like_anywhere(&q.search);
+        let filter = q.filter.map_or("", DeviceFilter::as_str);
+        let total =
+            first(conn, sql::DEVICES_COUNT, &[&pattern, &filter], |r| r.i64_at(0)).await?.unwrap_or(0);
+        let (sort, limit) = (q.sort.as_str(), i64::from(q.limit));
+        let rows = conn
+            .query(sql::DEVICES_PAGE.postgres, &[&pattern, &filter, &sort, &q.descending, &limit, &offset])
+            .await?;
+        Ok(DevicePage { total: id_u64(total), rows: rows.iter().map(device_row).collect::<Result<_, _>>()? })
+    }
+
+    pub(crate) async fn alert(&self, id: i64) -> Result<Option<AlertRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::ALERT, &[&id], alert_row).await
+    }
+
+    pub(crate) async fn acknowledge_alert(
+        &self,
+        id: i64,
+        operator: String,
+        at_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::ACKNOWLEDGE_ALERT.postgres, &[&id, &at_ms, &operator]).await? == 1)
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {

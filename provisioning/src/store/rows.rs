@@ -98,6 +98,8 @@ pub(crate) fn alert_row(r: &impl Cols) -> Result<AlertRow, DbError> {
         message: r.str_at(4)?,
         raised_at_ms: r.i64_at(5)?,
         cleared_at_ms: r.opt_i64_at(6)?,
+        acknowledged_at_ms: r.opt_i64_at(7)?,
+        acknowledged_by: r.opt_str_at(8)?,
     })
 }
 

@@ -117,10 +117,23 @@ macro_rules! device_select {
     };
 }
 
+/// The filter of a device page (see `DEVICES_PAGE`).
+macro_rules! devices_filter {
+    () => {
+        "
+    WHERE (CAST(?1 AS TEXT) = '' OR d.id LIKE ?1 ESCAPE '\\' OR d.institution_code LIKE ?1 ESCAPE '\\')
+      AND (CAST(?2 AS TEXT) = ''
+        OR (?2 IN ('up', 'down') AND d.state = ?2)
+        OR (?2 = 'suspended' AND d.suspension IS NOT NULL)
+        OR (?2 = 'alerting' AND EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.cleared_at_ms IS NULL)))"
+    };
+}
+
 /// The columns of [`super::rows::alert_row`].
 macro_rules! alert_select {
     () => {
-        "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts"
+        "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms, acknowledged_at_ms,
+    acknowledged_by FROM alerts"
     };
 }
 
@@ -162,12 +175,34 @@ sql! {
     ALERTS = concat!(alert_select!(), "
     WHERE (NOT ?1 OR cleared_at_ms IS NULL)
     ORDER BY raised_at_ms DESC, id DESC LIMIT ?2");
+    /// One alert.
+    ALERT = concat!(alert_select!(), " WHERE id = ?1");
+    /// The first acknowledgement of an alert, by `?3` at `?2`.
+    ACKNOWLEDGE_ALERT = "UPDATE alerts SET acknowledged_at_ms = ?2, acknowledged_by = ?3
+    WHERE id = ?1 AND acknowledged_at_ms IS NULL";
     /// A device's open alerts, newest first.
     OPEN_ALERTS_OF_DEVICE = concat!(alert_select!(), "
     WHERE device_id = ?1 AND cleared_at_ms IS NULL ORDER BY raised_at_ms DESC, id DESC");
 
     /// All devices.
     DEVICES = concat!(device_select!(), " ORDER BY d.id");
+    /// A page of devices: `?1` LIKE pattern on id and institution code
+    /// (`''` for all), `?2` state filter (`''`, `up`, `down`, `suspended`,
+    /// `alerting`), `?3` sort key (`id`, `last_seen`, `cert_not_after`,
+    /// `state`), `?4` descending, `?5` limit, `?6` offset.
+    DEVICES_PAGE = concat!(device_select!(), devices_filter!(), "
+    ORDER BY
+      CASE WHEN NOT ?4 AND ?3 = 'last_seen' THEN d.last_seen END,
+      CASE WHEN ?4 AND ?3 = 'last_seen' THEN d.last_seen END DESC,
+      CASE WHEN NOT ?4 AND ?3 = 'cert_not_after' THEN d.cert_not_after END,
+      CASE WHEN ?4 AND ?3 = 'cert_not_after' THEN d.cert_not_after END DESC,
+      CASE WHEN NOT ?4 AND ?3 = 'state' THEN d.state END,
+      CASE WHEN ?4 AND ?3 = 'state' THEN d.state END DESC,
+      CASE WHEN NOT ?4 THEN d.id END,
+      CASE WHEN ?4 THEN d.id END DESC
+    LIMIT ?5 OFFSET ?6");
+    /// How many devices `DEVICES_PAGE` pages through (same `?1`, `?2`).
+    DEVICES_COUNT = concat!("SELECT count(*) FROM devices d", devices_filter!());
     /// One device.
     DEVICE = concat!(device_select!(), " WHERE d.id = ?1");
     /// A device's latest reports.

@@ -44,8 +44,9 @@ use super::rows::{
 };
 use super::sql::{self, Sql};
 use super::{
-    count_u32, id_u64, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail, DeviceRow,
-    IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT, MAX_GROUP_RECORDS,
+    count_u32, id_u64, like_anywhere, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
+    DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT,
+    MAX_GROUP_RECORDS,
 };
 
 /// Jobs that may wait for the writer before senders wait (back-pressure).
@@ -216,6 +217,39 @@ impl SqliteDb {
     pub(crate) async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<AlertRow>, DbError> {
         self.read(move |conn| all(conn, sql::ALERTS, params![open_only, i64::from(limit)], |r| alert_row(r)))
             .await
+    }
+
+    pub(crate) async fn device_page(&self, q: DeviceQuery, offset: i64) -> Result<DevicePage, DbError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let pattern = like_anywhere(&q.search);
+            let filter = q.filter.map_or("", DeviceFilter::as_str);
+            let total = scalar(&tx, sql::DEVICES_COUNT, params![pattern, filter])?;
+            let rows = all(
+                &tx,
+                sql::DEVICES_PAGE,
+                params![pattern, filter, q.sort.as_str(), q.descending, i64::from(q.limit), offset],
+                |r| device_row(r),
+            )?;
+            Ok(DevicePage { total: id_u64(total), rows })
+        })
+        .await
+    }
+
+    pub(crate) async fn alert(&self, id: i64) -> Result<Option<AlertRow>, DbError> {
+        self.read(move |conn| first(conn, sql::ALERT, [id], |r| alert_row(r))).await
+    }
+
+    pub(crate) async fn acknowledge_alert(
+        &self,
+        id: i64,
+        operator: String,
+        at_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::ACKNOWLEDGE_ALERT, params![id, at_ms, operator])? == 1)
+        })
+        .await
     }
 
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
