@@ -21,6 +21,8 @@
 //!   key rotation), the flow rules, order-signing keys, receipts, and
 //!   re-verification of an order and its receipt.
 //! - [`devices`]: the use cases on devices outside the flow.
+//! - [`console`]: the operator listener: the JSON API under `/api/v1/` and
+//!   its OpenAPI document.
 //! - [`operators`]: operators of the console and API: roles, Argon2
 //!   passwords, sessions.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
@@ -50,6 +52,7 @@
 pub mod alerts;
 pub mod clock;
 pub mod compliance;
+pub mod console;
 pub mod devices;
 pub mod operators;
 pub mod pki;
