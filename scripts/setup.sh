@@ -50,6 +50,8 @@ fi
 # code needs its headers, so it is listed explicitly. file/curl/ca-certificates
 # are used by cross/build.sh and the rustup bootstrap; the firmware image
 # (images/) needs cpio, e2fsprogs, qemu-system-arm and, for its lint, shellcheck.
+# prometheus brings promtool, which checks the carrier's /metrics exposition
+# (provisioning/tests/console.rs).
 APT_PACKAGES=(
     build-essential pkg-config
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -58,6 +60,7 @@ APT_PACKAGES=(
     nftables iproute2 iputils-ping openssl postgresql
     file curl ca-certificates
     cpio e2fsprogs shellcheck
+    prometheus
 )
 
 is_installed() {

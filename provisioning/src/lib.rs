@@ -23,6 +23,7 @@
 //! - [`devices`]: the use cases on devices outside the flow.
 //! - [`console`]: the operator listener: the JSON API under `/api/v1/` and
 //!   its OpenAPI document.
+//! - [`metrics`]: the Prometheus exposition of the fleet and of ingest.
 //! - [`operators`]: operators of the console and API: roles, Argon2
 //!   passwords, sessions.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
@@ -54,6 +55,7 @@ pub mod clock;
 pub mod compliance;
 pub mod console;
 pub mod devices;
+pub mod metrics;
 pub mod operators;
 pub mod pki;
 pub mod server;

@@ -304,3 +304,72 @@ async fn openapi_document_matches_the_routes() {
     }
     api.stop().await;
 }
+
+/// `promtool check metrics` on the exposition; under CI=true a missing
+/// promtool (Debian package `prometheus`, installed by scripts/setup.sh) fails.
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "promtool is needed under CI: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED promtool check: promtool not found ({e}); bash scripts/setup.sh installs it"
+            );
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_that_promtool_accepts() {
+    let api = Api::start().await;
+    let resp = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    for line in [
+        "cpe_devices{state=\"up\"} 3",
+        "cpe_devices{state=\"down\"} 0",
+        "cpe_devices_alerting 1",
+        "cpe_devices_suspended 0",
+        "cpe_alerts_open{kind=\"threshold\",level=\"warning\"} 1",
+        "# TYPE cpe_ingest_duration_seconds histogram",
+        "# TYPE cpe_reports_ingested_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("cpe_build_info{version=\"") && l.ends_with("} 1")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("cpe_newest_report_age_seconds{state=\"up\"} ")), "{text}");
+    promtool_check(&text);
+
+    // A queued command and a stop order show up by state.
+    let (sato, kato) = (api.login("sato").await, api.login("kato").await);
+    let commands = format!("/api/v1/devices/{DEVICE_IN_PATH}/commands");
+    api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "report-now"}))).await;
+    api.call(Method::POST, "/api/v1/cases", Some(&kato), Some(json!({"device": DEVICE, "fact": "x"}))).await;
+    let stop = json!({"device": DEVICE, "reason": "停止", "justification": "urgent"});
+    let (status, _) = api.call(Method::POST, "/api/v1/orders/stop", Some(&kato), Some(stop)).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+    for line in ["cpe_commands{state=\"queued\"} 2", "cpe_orders{state=\"queued\"} 1"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    promtool_check(&text);
+    api.stop().await;
+}

@@ -120,6 +120,7 @@ both!(
     operator_sessions_end_on_expiry_logout_password_change_and_disable,
     device_pages_search_filter_sort_and_count_in_the_store,
     alerts_acknowledged_once_with_the_operator,
+    fleet_metrics_count_states_alerts_and_commands,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -1178,4 +1179,37 @@ async fn alerts_acknowledged_once_with_the_operator(b: &Backend) {
         devices::acknowledge_alert(&db, id + 100, "sato", T0).await,
         Err(DeviceError::UnknownAlert(_))
     ));
+}
+
+async fn fleet_metrics_count_states_alerts_and_commands(b: &Backend) {
+    let db = b.open().await;
+    for (i, id) in ["1312345678/cpe-01", "1312345678/cpe-02", "1398765432/cpe-01"].into_iter().enumerate() {
+        db.ingest(&device(id), records([1]), T0 + i64::try_from(i).unwrap()).await.unwrap();
+    }
+    db.mark_silent(T0 + 1, T0 + 50).await.unwrap();
+    for kind in ["down", "threshold", "threshold"] {
+        let alert = NewAlert {
+            device_id: "1312345678/cpe-01".into(),
+            kind: kind.into(),
+            level: "warning".into(),
+            message: String::new(),
+            at_ms: T0,
+        };
+        db.raise_alert(alert).await.unwrap();
+    }
+    let first = db.enqueue_command("1312345678/cpe-02", "ReportNow", vec![1], T0).await.unwrap();
+    db.enqueue_command("1312345678/cpe-02", "Diagnose", vec![2], T0).await.unwrap();
+    db.enqueue_command("1398765432/cpe-01", "Diagnose", vec![2], T0).await.unwrap();
+    assert_eq!(db.take_commands("1312345678/cpe-02", T0 + 1).await.unwrap().len(), 2);
+    assert!(db.ack_command("1312345678/cpe-02", first, false, "no", T0 + 2).await.unwrap());
+
+    let m = db.fleet_metrics().await.unwrap();
+    let states: Vec<(&str, u64, Option<i64>)> =
+        m.devices.iter().map(|s| (s.state.as_str(), s.devices, s.newest_report_ms)).collect();
+    assert_eq!(states, [("down", 1, Some(T0)), ("up", 2, Some(T0 + 2))]);
+    assert_eq!((m.suspended, m.alerting), (0, 1));
+    let alerts: Vec<(&str, u64)> = m.alerts_open.iter().map(|a| (a.kind.as_str(), a.open)).collect();
+    assert_eq!(alerts, [("down", 1), ("threshold", 2)]);
+    assert_eq!(m.commands, [("delivered".to_owned(), 1), ("failed".to_owned(), 1), ("queued".to_owned(), 1)]);
+    assert!(m.orders.is_empty());
 }

@@ -356,16 +356,27 @@ fn device_query(m: &Matched) -> Result<DeviceQuery, ApiError> {
     })
 }
 
+/// A reply of `content_type`.
+fn text(content_type: &'static str, body: String) -> Reply {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// `GET /metrics`.
+async fn metrics(state: &State, now_ms: i64) -> Result<Reply, ApiError> {
+    let fleet = state.db.fleet_metrics().await.map_err(|e| store_error(&e))?;
+    let exposition = crate::metrics::render(&fleet, &crate::metrics::INGEST, now_ms);
+    Ok(text("text/plain; version=0.0.4; charset=utf-8", exposition))
+}
+
 /// Serves one matched request.
 pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> Result<Reply, ApiError> {
     let now = OffsetDateTime::now_utc();
     let now_ms = unix_ms(now);
     match m.endpoint {
-        Endpoint::OpenApi => {
-            let mut resp = Response::new(Full::new(Bytes::from_static(super::OPENAPI.as_bytes())));
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            return Ok(resp);
-        }
+        Endpoint::OpenApi => return Ok(text("application/json", super::OPENAPI.to_owned())),
+        Endpoint::Metrics => return metrics(state, now_ms).await,
         Endpoint::Login => {
             let login: LoginBody = body(req).await?;
             let session = operators::login(&state.db, &login.name, &login.password, now_ms).await?;
@@ -390,7 +401,7 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
     let who = signed_in(state, &req, now_ms).await?;
     let db = &state.db;
     match m.endpoint {
-        Endpoint::OpenApi | Endpoint::Login => Err(ApiError::bad("handled above")),
+        Endpoint::OpenApi | Endpoint::Metrics | Endpoint::Login => Err(ApiError::bad("handled above")),
         Endpoint::Logout => {
             if let Some((token, _)) = presented_token(req.headers()) {
                 operators::logout(db, &token).await?;

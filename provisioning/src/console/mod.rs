@@ -1,6 +1,8 @@
 //! The operator listener: the carrier's operators reach the JSON API
-//! (`/api/v1/`) here, over TLS, on a listener of its own apart from the
-//! device listener ([`crate::server`]).
+//! (`/api/v1/`) here, and Prometheus scrapes `GET /metrics`
+//! ([`crate::metrics`]; counts only, no device ids, no session needed),
+//! over TLS, on a listener of its own apart from the device listener
+//! ([`crate::server`]).
 //!
 //! The listener asks for no client certificate: operators sign in with a
 //! name and password ([`crate::operators`]) and present the session token

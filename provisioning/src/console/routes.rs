@@ -50,6 +50,8 @@ pub enum Endpoint {
     Resume,
     /// GET /api/v1/openapi.json.
     OpenApi,
+    /// GET /metrics: Prometheus text exposition.
+    Metrics,
 }
 
 /// The route table: method, path pattern (`{name}` is one segment), endpoint.
@@ -74,6 +76,7 @@ pub const ROUTES: &[(&str, &str, Endpoint)] = &[
     ("GET", "/api/v1/orders/{id}", Endpoint::Order),
     ("GET", "/api/v1/orders/{id}/verify", Endpoint::VerifyOrder),
     ("GET", "/api/v1/openapi.json", Endpoint::OpenApi),
+    ("GET", "/metrics", Endpoint::Metrics),
 ];
 
 /// A request matched to an endpoint.

@@ -547,6 +547,7 @@ macro_rules! dispatch {
     };
 }
 
+pub mod metrics;
 pub mod operators;
 pub mod orders;
 

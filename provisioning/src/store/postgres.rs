@@ -44,6 +44,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use super::metrics::FleetMetrics;
 use super::migrations::{pending, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
 use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
@@ -51,8 +52,8 @@ use super::orders::{
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, operator_row,
-    order_row, report_row, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
+    labelled_count, operator_row, order_row, report_row, state_count, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
@@ -657,6 +658,27 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::INCIDENTS.postgres, &[&device_id, &i64::from(limit)]).await?;
         rows.iter().map(incident_row).collect()
+    }
+
+    pub(crate) async fn fleet_metrics(&self) -> Result<FleetMetrics, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let (suspended, alerting) =
+            first(conn, sql::METRIC_SUSPENDED_ALERTING, &[], |r| Ok((r.i64_at(0)?, r.i64_at(1)?)))
+                .await?
+                .unwrap_or_default();
+        let devices = conn.query(sql::METRIC_DEVICES.postgres, &[]).await?;
+        let alerts = conn.query(sql::METRIC_ALERTS_OPEN.postgres, &[]).await?;
+        let commands = conn.query(sql::METRIC_COMMANDS.postgres, &[]).await?;
+        let orders = conn.query(sql::METRIC_ORDERS.postgres, &[]).await?;
+        Ok(FleetMetrics {
+            devices: devices.iter().map(state_count).collect::<Result<_, _>>()?,
+            suspended: id_u64(suspended),
+            alerting: id_u64(alerting),
+            alerts_open: alerts.iter().map(alert_count).collect::<Result<_, _>>()?,
+            commands: commands.iter().map(labelled_count).collect::<Result<_, _>>()?,
+            orders: orders.iter().map(labelled_count).collect::<Result<_, _>>()?,
+        })
     }
 
     pub(crate) async fn add_operator(

@@ -294,6 +294,22 @@ sql! {
     INCIDENTS = "SELECT seq, incident_id, command_id, segment, summary, report_json,
     recorded_at_ms, received_at_ms FROM incidents WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2";
 
+    /// Devices per state, with the newest report of each state (for the lag).
+    METRIC_DEVICES = "SELECT state, count(*), max(last_seen) FROM devices GROUP BY state ORDER BY state";
+    /// Devices under a stop order, and devices with open alerts.
+    METRIC_SUSPENDED_ALERTING = "SELECT (SELECT count(*) FROM devices WHERE suspension IS NOT NULL),
+    (SELECT count(DISTINCT device_id) FROM alerts WHERE cleared_at_ms IS NULL)";
+    /// Open alerts per kind and level.
+    METRIC_ALERTS_OPEN = "SELECT kind, level, count(*) FROM alerts WHERE cleared_at_ms IS NULL
+    GROUP BY kind, level ORDER BY kind, level";
+    /// Commands per state.
+    METRIC_COMMANDS = "SELECT CASE WHEN acked_at_ms IS NULL AND delivered_at_ms IS NULL THEN 'queued'
+      WHEN acked_at_ms IS NULL THEN 'delivered' WHEN ok THEN 'succeeded' ELSE 'failed' END, count(*)
+    FROM commands GROUP BY 1 ORDER BY 1";
+    /// Orders per state.
+    METRIC_ORDERS = "SELECT coalesce(o.outcome, CASE WHEN c.delivered_at_ms IS NULL THEN 'queued' ELSE 'delivered' END),
+    count(*) FROM orders o LEFT JOIN commands c ON c.id = o.command_id GROUP BY 1 ORDER BY 1";
+
     /// A new operator, unless the name is taken.
     INSERT_OPERATOR = "INSERT INTO operators (name, role, password_hash, created_at_ms, password_changed_at_ms)
     VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (name) DO NOTHING";

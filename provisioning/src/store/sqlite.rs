@@ -32,6 +32,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::FleetMetrics;
 use super::migrations::{pending, SQLITE_BOOKKEEPING, SQLITE_RECORD};
 use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
@@ -39,8 +40,8 @@ use super::orders::{
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, operator_row,
-    order_row, report_row, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
+    labelled_count, operator_row, order_row, report_row, state_count, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
@@ -490,6 +491,24 @@ impl SqliteDb {
     pub(crate) async fn incidents(&self, device_id: String, limit: u32) -> Result<Vec<IncidentRow>, DbError> {
         self.read(move |conn| {
             all(conn, sql::INCIDENTS, params![device_id, i64::from(limit)], |r| incident_row(r))
+        })
+        .await
+    }
+
+    pub(crate) async fn fleet_metrics(&self) -> Result<FleetMetrics, DbError> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (suspended, alerting) =
+                first(&tx, sql::METRIC_SUSPENDED_ALERTING, [], |r| Ok((r.i64_at(0)?, r.i64_at(1)?)))?
+                    .unwrap_or_default();
+            Ok(FleetMetrics {
+                devices: all(&tx, sql::METRIC_DEVICES, [], |r| state_count(r))?,
+                suspended: id_u64(suspended),
+                alerting: id_u64(alerting),
+                alerts_open: all(&tx, sql::METRIC_ALERTS_OPEN, [], |r| alert_count(r))?,
+                commands: all(&tx, sql::METRIC_COMMANDS, [], |r| labelled_count(r))?,
+                orders: all(&tx, sql::METRIC_ORDERS, [], |r| labelled_count(r))?,
+            })
         })
         .await
     }
