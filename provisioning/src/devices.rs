@@ -61,14 +61,16 @@ pub async fn incidents(db: &Database, device: &str, limit: u32) -> Result<Vec<In
     Ok(db.incidents(device, limit).await?)
 }
 
-/// Queues `kind` for the device (delivered on its next poll); returns the command id.
+/// Queues `kind` for the device (delivered on its next poll), recording
+/// who asked; returns the command id.
 pub async fn push_command(
     db: &Database,
     device: &str,
     kind: &CommandKind,
+    requested_by: Option<&str>,
     now_ms: i64,
 ) -> Result<u64, DeviceError> {
     detail(db, device).await?;
     let body = postcard::to_stdvec(kind)?;
-    Ok(db.enqueue_command(device, &format!("{kind:?}"), body, now_ms).await?)
+    Ok(db.enqueue_command(device, &format!("{kind:?}"), body, requested_by, now_ms).await?)
 }

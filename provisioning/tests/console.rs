@@ -217,6 +217,9 @@ async fn roles_sessions_and_errors_through_the_api() {
     let (status, _) =
         api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "diagnose", "x": 1}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are refused");
+    let (_, detail) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}"), Some(&sato), None).await;
+    assert_eq!(detail["recent_commands"][0]["requested_by"], "sato", "{detail}");
 
     api.stop().await;
 }

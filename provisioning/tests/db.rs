@@ -378,13 +378,13 @@ async fn commands_delivered_redelivered_acked(b: &Backend) {
     let other = b.open().await;
     let dev = "1312345678/cpe-01";
     assert!(matches!(
-        db.enqueue_command(dev, "report-now", vec![1], T0).await,
+        db.enqueue_command(dev, "report-now", vec![1], None, T0).await,
         Err(DbError::UnknownDevice(_))
     ));
     db.ingest(&device(dev), records([1]), T0).await.unwrap();
     db.ingest(&device("1312345678/cpe-02"), records([1]), T0).await.unwrap();
-    let c1 = db.enqueue_command(dev, "report-now", vec![1, 1], T0 + 1).await.unwrap();
-    let c2 = db.enqueue_command(dev, "diagnose", vec![2, 2], T0 + 2).await.unwrap();
+    let c1 = db.enqueue_command(dev, "report-now", vec![1, 1], None, T0 + 1).await.unwrap();
+    let c2 = db.enqueue_command(dev, "diagnose", vec![2, 2], None, T0 + 2).await.unwrap();
     assert!(c2 > c1);
 
     // Delivered once: two servers answering long-polls at the same moment.
@@ -438,12 +438,12 @@ async fn commands_queued_elsewhere_seen_within_refresh(b: &Backend) {
     let dev = "1312345678/cpe-01";
     server.ingest(&device(dev), records([1]), T0).await.unwrap();
     assert!(server.take_commands(dev, T0).await.unwrap().is_empty());
-    let id = operator.enqueue_command(dev, "diagnose", vec![9], T0 + 1).await.unwrap();
+    let id = operator.enqueue_command(dev, "diagnose", vec![9], None, T0 + 1).await.unwrap();
     assert!(server.take_commands(dev, T0 + REFRESH - 1).await.unwrap().is_empty(), "not re-read yet");
     assert_eq!(server.take_commands(dev, T0 + REFRESH).await.unwrap(), vec![(id, vec![9])]);
     assert!(server.take_commands(dev, T0 + REFRESH + 1).await.unwrap().is_empty());
     // Queued through the same handle: seen at once.
-    let id2 = server.enqueue_command(dev, "report-now", vec![8], T0 + REFRESH + 2).await.unwrap();
+    let id2 = server.enqueue_command(dev, "report-now", vec![8], None, T0 + REFRESH + 2).await.unwrap();
     assert_eq!(server.take_commands(dev, T0 + REFRESH + 3).await.unwrap(), vec![(id2, vec![8])]);
     // Taken by the other process in between: nothing twice.
     assert!(operator.take_commands(dev, T0 + REFRESH + 4).await.unwrap().is_empty());
@@ -565,7 +565,7 @@ fn futures_are_send(db: &Database) {
     send(db.alerts(true, 1));
     send(db.take_commands("x", 0));
     send(db.ack_command("x", 1, true, "", 0));
-    send(db.enqueue_command("x", "k", vec![], 0));
+    send(db.enqueue_command("x", "k", vec![], None, 0));
     send(db.clear_alerts("x", "k", 0));
     send(Database::open("x"));
 }
@@ -1197,11 +1197,16 @@ async fn fleet_metrics_count_states_alerts_and_commands(b: &Backend) {
         };
         db.raise_alert(alert).await.unwrap();
     }
-    let first = db.enqueue_command("1312345678/cpe-02", "ReportNow", vec![1], T0).await.unwrap();
-    db.enqueue_command("1312345678/cpe-02", "Diagnose", vec![2], T0).await.unwrap();
-    db.enqueue_command("1398765432/cpe-01", "Diagnose", vec![2], T0).await.unwrap();
+    let first =
+        db.enqueue_command("1312345678/cpe-02", "ReportNow", vec![1], Some("sato"), T0).await.unwrap();
+    db.enqueue_command("1312345678/cpe-02", "Diagnose", vec![2], None, T0).await.unwrap();
+    db.enqueue_command("1398765432/cpe-01", "Diagnose", vec![2], None, T0).await.unwrap();
     assert_eq!(db.take_commands("1312345678/cpe-02", T0 + 1).await.unwrap().len(), 2);
     assert!(db.ack_command("1312345678/cpe-02", first, false, "no", T0 + 2).await.unwrap());
+
+    let detail = db.device("1312345678/cpe-02").await.unwrap().unwrap();
+    let by: Vec<Option<&str>> = detail.recent_commands.iter().map(|c| c.requested_by.as_deref()).collect();
+    assert_eq!(by, [None, Some("sato")], "newest first; who queued each is kept");
 
     let m = db.fleet_metrics().await.unwrap();
     let states: Vec<(&str, u64, Option<i64>)> =

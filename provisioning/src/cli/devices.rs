@@ -197,13 +197,13 @@ pub fn alerts(db: &DbArgs, all: bool) -> Result<()> {
 }
 
 /// `cpe-provision command`.
-pub fn push_command(db: &DbArgs, device: &str, kind: PushKind) -> Result<()> {
+pub fn push_command(db: &DbArgs, device: &str, kind: PushKind, operator: Option<&str>) -> Result<()> {
     let kind = match kind {
         PushKind::ReportNow => cpe_protocol::CommandKind::ReportNow,
         PushKind::Diagnose => cpe_protocol::CommandKind::Diagnose,
     };
     runtime()?.block_on(async {
-        let id = devices::push_command(&open(db).await?, device, &kind, now_ms()).await?;
+        let id = devices::push_command(&open(db).await?, device, &kind, operator, now_ms()).await?;
         println!("queued command {id} ({kind:?}) for {device}; it is delivered on the device's next poll");
         Ok(())
     })

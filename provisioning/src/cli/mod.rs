@@ -76,6 +76,9 @@ pub enum Command {
         /// What to ask.
         #[arg(value_enum)]
         kind: devices::PushKind,
+        /// Who asks (recorded with the command; default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        operator: Option<String>,
     },
     /// Manage the carrier's order-signing keys (separate from every TLS key).
     #[command(subcommand)]
@@ -116,7 +119,9 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Alert(command) => devices::alert(&command),
         Command::Device(command) => devices::device(&command),
         Command::Alerts { db, all } => devices::alerts(&db, all),
-        Command::Push { db, device, kind } => devices::push_command(&db, &device, kind),
+        Command::Push { db, device, kind, operator } => {
+            devices::push_command(&db, &device, kind, operator.as_deref())
+        }
         Command::Keys(command) => compliance::keys(command, now),
         Command::Case(command) => compliance::case(command, now),
         Command::Order(command) => compliance::order(command, now),

@@ -238,6 +238,7 @@ struct CommandJson<'a> {
     acked_at: Option<String>,
     ok: Option<bool>,
     detail: Option<&'a str>,
+    requested_by: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -494,6 +495,7 @@ fn device_detail_json(detail: &DeviceDetail, now_ms: i64) -> String {
                 acked_at: c.acked_at_ms.map(rfc3339_ms),
                 ok: c.ok,
                 detail: c.detail.as_deref(),
+                requested_by: c.requested_by.as_deref(),
             })
             .collect(),
     };
@@ -994,6 +996,7 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
                     acked_at_ms: None,
                     ok: None,
                     detail: None,
+                    requested_by: None,
                 },
                 CommandRow {
                     id: 1,
@@ -1004,6 +1007,7 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
                     acked_at_ms: Some(NOW - 79_000),
                     ok: Some(true),
                     detail: Some("sent".into()),
+                    requested_by: Some("sato".into()),
                 },
             ],
             recent_orders: Vec::new(),

@@ -427,14 +427,15 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
             ok(&devices::incidents(db, id_param(&m)?, query_num(&m, "limit", 20)?).await?)
         }
         Endpoint::QueueCommand => {
-            who.act(Action::QueueCommand, now)?;
+            let actor = who.act(Action::QueueCommand, now)?;
             let command: CommandBody = body(req).await?;
             let kind = match command.kind.as_str() {
                 "report-now" => cpe_protocol::CommandKind::ReportNow,
                 "diagnose" => cpe_protocol::CommandKind::Diagnose,
                 other => return Err(ApiError::bad(format!("kind {other:?}: use report-now or diagnose"))),
             };
-            let command_id = devices::push_command(db, id_param(&m)?, &kind, now_ms).await?;
+            let command_id =
+                devices::push_command(db, id_param(&m)?, &kind, Some(&actor.operator), now_ms).await?;
             ok(&CommandReply { command_id })
         }
         Endpoint::Alerts => {

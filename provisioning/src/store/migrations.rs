@@ -339,8 +339,8 @@ UPDATE orders SET kind = 'key_rotation' WHERE kind = 'key-rotation';
 UPDATE commands SET kind = 'order:key_rotation' WHERE kind = 'order:key-rotation';
 ";
 
-/// Operators of the carrier console and API, their sessions, and who
-/// acknowledged an alert when (issue 10).
+/// Operators of the carrier console and API, their sessions, who
+/// acknowledged an alert when, and who queued a command (issue 10).
 /// A session is valid only while its operator is enabled and was opened
 /// after the operator's last password change, so that disabling an operator
 /// or changing a password ends their sessions in the same one statement.
@@ -348,7 +348,7 @@ UPDATE commands SET kind = 'order:key_rotation' WHERE kind = 'order:key-rotation
 /// opens no session.
 const V4: Migration = Migration {
     version: 4,
-    name: "operators, sessions, alert acknowledgement",
+    name: "operators, sessions, who acknowledged and who queued",
     sqlite: OPERATORS,
     postgres: OPERATORS,
 };
@@ -375,6 +375,7 @@ CREATE INDEX operator_sessions_expiry ON operator_sessions (expires_at_ms);
 
 ALTER TABLE alerts ADD COLUMN acknowledged_at_ms BIGINT;
 ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+ALTER TABLE commands ADD COLUMN requested_by TEXT;
 ";
 
 /// Highest version this build knows.

@@ -478,6 +478,9 @@ pub struct CommandRow {
     pub ok: Option<bool>,
     /// Device's explanation.
     pub detail: Option<String>,
+    /// The operator who queued it (`None`: the server itself, or a CLI
+    /// call without `--operator`).
+    pub requested_by: Option<String>,
 }
 
 /// Everything the operator sees about one device.
@@ -779,16 +782,19 @@ impl Database {
         dispatch!(self, db => db.report_seqs(device_id.to_owned()).await)
     }
 
-    /// Queues a command (`body`: what the device receives); returns its id.
-    /// Fails with [`DbError::UnknownDevice`] if the device has never reported.
+    /// Queues a command (`body`: what the device receives), recording the
+    /// operator who asked; returns its id. Fails with
+    /// [`DbError::UnknownDevice`] if the device has never reported.
     pub async fn enqueue_command(
         &self,
         device_id: &str,
         kind: &str,
         body: Vec<u8>,
+        requested_by: Option<&str>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
-        let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, now_ms).await)?;
+        let by = requested_by.map(str::to_owned);
+        let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, by, now_ms).await)?;
         self.note_command_queued(device_id).await;
         Ok(id)
     }

@@ -362,11 +362,14 @@ impl PostgresDb {
         device_id: String,
         kind: String,
         body: Vec<u8>,
+        requested_by: Option<String>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows =
-            pooled.conn()?.query(sql::ENQUEUE_COMMAND.postgres, &[&device_id, &kind, &body, &now_ms]).await?;
+        let rows = pooled
+            .conn()?
+            .query(sql::ENQUEUE_COMMAND.postgres, &[&device_id, &kind, &body, &now_ms, &requested_by])
+            .await?;
         match rows.first() {
             Some(row) => Ok(id_u64(row.i64_at(0)?)),
             None => Err(DbError::UnknownDevice(device_id)),

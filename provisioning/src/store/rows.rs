@@ -115,6 +115,7 @@ pub(crate) fn command_row(r: &impl Cols) -> Result<CommandRow, DbError> {
         acked_at_ms: r.opt_i64_at(5)?,
         ok: r.opt_bool_at(6)?,
         detail: r.opt_str_at(7)?,
+        requested_by: r.opt_str_at(8)?,
     })
 }
 

@@ -213,11 +213,11 @@ sql! {
 
     /// A device's latest commands.
     RECENT_COMMANDS = "SELECT id, kind, created_at_ms, delivered_at_ms, CAST(deliveries AS BIGINT),
-    acked_at_ms, ok, detail
+    acked_at_ms, ok, detail, requested_by
     FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2";
     /// Queues a command for a device that has reported.
-    ENQUEUE_COMMAND = "INSERT INTO commands (device_id, kind, body, created_at_ms)
-    SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
+    ENQUEUE_COMMAND = "INSERT INTO commands (device_id, kind, body, created_at_ms, requested_by)
+    SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
     RETURNING id";
     /// When each device's next unacknowledged command is due (`?1`: redelivery period).
     COMMANDS_DUE = "SELECT device_id, min(coalesce(delivered_at_ms + ?1, -9223372036854775808)) FROM commands

@@ -289,11 +289,16 @@ impl SqliteDb {
         device_id: String,
         kind: String,
         body: Vec<u8>,
+        requested_by: Option<String>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
         self.write(1, move |conn| {
-            let id =
-                first(conn, sql::ENQUEUE_COMMAND, params![device_id, kind, body, now_ms], |r| r.i64_at(0))?;
+            let id = first(
+                conn,
+                sql::ENQUEUE_COMMAND,
+                params![device_id, kind, body, now_ms, requested_by],
+                |r| r.i64_at(0),
+            )?;
             id.map(id_u64).ok_or_else(|| DbError::UnknownDevice(device_id.clone()))
         })
         .await
