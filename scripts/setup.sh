@@ -53,6 +53,8 @@ fi
 # The notice page's browser test (tests/tests/orders_netns.rs) needs Debian's
 # chromium and the Japanese fonts (fonts-noto-cjk: without them Chromium draws
 # tofu for the Japanese half).
+# prometheus brings promtool, which checks the carrier's /metrics exposition
+# (provisioning/tests/console.rs).
 APT_PACKAGES=(
     build-essential pkg-config
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross
@@ -62,6 +64,7 @@ APT_PACKAGES=(
     file curl ca-certificates
     cpio e2fsprogs shellcheck
     chromium fonts-noto-cjk
+    prometheus
 )
 
 is_installed() {

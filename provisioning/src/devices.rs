@@ -1,14 +1,24 @@
-//! The operator's use cases on devices outside the compliance flow: one
-//! device's detail, its incident records, and queuing a command for it. The
-//! fleet views (`devices`, `alerts`) are single store reads.
+//! The operator's use cases on devices outside the compliance flow: a page
+//! of the fleet, one device's detail, its incident records, queuing a
+//! command for it, acknowledging an alert. The alert list is a single store
+//! read.
 
 use cpe_protocol::CommandKind;
 
-use crate::store::{Database, DbError, DeviceDetail, IncidentRow};
+use crate::store::{AlertRow, Database, DbError, DeviceDetail, DevicePage, DeviceQuery, IncidentRow};
+
+/// Largest page of devices one request gets.
+pub const MAX_PAGE: u32 = 1000;
 
 /// Why a device use case did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
+    /// A page size outside 1..=[`MAX_PAGE`].
+    #[error("a page holds 1 to {MAX_PAGE} devices, not {0}; page through with offset")]
+    PageSize(u32),
+    /// No such alert.
+    #[error("no alert {0}; list them with `cpe-provision alerts --all`")]
+    UnknownAlert(i64),
     /// No such device.
     #[error("no device {0:?}; list them with `cpe-provision devices`")]
     Unknown(String),
@@ -18,6 +28,26 @@ pub enum DeviceError {
     /// The store.
     #[error(transparent)]
     Store(#[from] DbError),
+}
+
+/// One page of the fleet: search, filter, sort and paging happen in the store.
+pub async fn page(db: &Database, query: &DeviceQuery) -> Result<DevicePage, DeviceError> {
+    if !(1..=MAX_PAGE).contains(&query.limit) {
+        return Err(DeviceError::PageSize(query.limit));
+    }
+    Ok(db.device_page(query).await?)
+}
+
+/// Records that `operator` has seen an alert (the first acknowledgement
+/// stands); returns the alert as it is now.
+pub async fn acknowledge_alert(
+    db: &Database,
+    id: i64,
+    operator: &str,
+    now_ms: i64,
+) -> Result<AlertRow, DeviceError> {
+    db.acknowledge_alert(id, operator, now_ms).await?;
+    db.alert(id).await?.ok_or(DeviceError::UnknownAlert(id))
 }
 
 /// Everything about one device.
@@ -31,14 +61,16 @@ pub async fn incidents(db: &Database, device: &str, limit: u32) -> Result<Vec<In
     Ok(db.incidents(device, limit).await?)
 }
 
-/// Queues `kind` for the device (delivered on its next poll); returns the command id.
+/// Queues `kind` for the device (delivered on its next poll), recording
+/// who asked; returns the command id.
 pub async fn push_command(
     db: &Database,
     device: &str,
     kind: &CommandKind,
+    requested_by: Option<&str>,
     now_ms: i64,
 ) -> Result<u64, DeviceError> {
     detail(db, device).await?;
     let body = postcard::to_stdvec(kind)?;
-    Ok(db.enqueue_command(device, &format!("{kind:?}"), body, now_ms).await?)
+    Ok(db.enqueue_command(device, &format!("{kind:?}"), body, requested_by, now_ms).await?)
 }

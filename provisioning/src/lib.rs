@@ -24,6 +24,11 @@
 //! - [`expiry`]: the fleet's certificates by expiry and alert threshold (pure, injected clock).
 //! - [`enrol`]: who issues renewal certificates — the certification body
 //!   over EST, or a test CA for labs — behind one interface.
+//! - [`console`]: the operator listener: the JSON API under `/api/v1/` and
+//!   its OpenAPI document.
+//! - [`metrics`]: the Prometheus exposition of the fleet and of ingest.
+//! - [`operators`]: operators of the console and API: roles, Argon2
+//!   passwords, sessions.
 //! - [`server`]: the HTTPS server the agents talk to (listener, TLS, routes,
 //!   report ingest, command long-poll, acknowledgements, enrolment).
 //! - [`alerts`]: the alert policy (pure) and delivery.
@@ -51,9 +56,12 @@
 pub mod alerts;
 pub mod clock;
 pub mod compliance;
+pub mod console;
 pub mod devices;
 pub mod enrol;
 pub mod expiry;
+pub mod metrics;
+pub mod operators;
 pub mod pki;
 pub mod server;
 pub mod store;

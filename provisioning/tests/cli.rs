@@ -382,3 +382,60 @@ fn cert_expiry_reports_months_and_thresholds_as_of_a_given_time() {
     let bad = provision_err(&["cert", "expiry", "--alert-days", "0", "--database", &url], dir.path());
     assert!(bad.contains("out of range"), "{bad}");
 }
+
+#[test]
+fn operator_add_list_passwd_disable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("pw"), "long enough password\n").unwrap();
+    std::fs::write(d.join("short"), "short\n").unwrap();
+    let db = ["--database", "sqlite:ops.db"];
+    let with_db = |args: &[&'static str]| -> Vec<&str> { args.iter().copied().chain(db).collect() };
+
+    // Like every operator command, `operator add` needs the store (or --create).
+    let missing =
+        provision(&with_db(&["operator", "add", "kato", "--role", "compliance", "--password-file", "pw"]), d);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no store at"));
+    let out = provision_ok(
+        &with_db(&["operator", "add", "kato", "--role", "compliance", "--password-file", "pw", "--create"]),
+        d,
+    );
+    assert!(out.contains("kato") && out.contains("compliance"), "{out}");
+    provision_ok(&with_db(&["operator", "add", "yamada", "--role", "viewer", "--password-file", "pw"]), d);
+    let err =
+        provision_err(&with_db(&["operator", "add", "kato", "--role", "viewer", "--password-file", "pw"]), d);
+    assert!(err.contains("exists already"), "{err}");
+    let err = provision_err(
+        &with_db(&["operator", "add", "sato", "--role", "viewer", "--password-file", "short"]),
+        d,
+    );
+    assert!(err.contains("at least 12"), "{err}");
+    let err =
+        provision_err(&with_db(&["operator", "add", "a b", "--role", "viewer", "--password-file", "pw"]), d);
+    assert!(err.contains("not usable"), "{err}");
+
+    let list = provision_ok(&with_db(&["operator", "list"]), d);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[1].starts_with("kato") && lines[1].contains("compliance") && lines[1].contains("enabled"),
+        "{list}"
+    );
+    assert!(lines[2].starts_with("yamada") && lines[2].contains("viewer"), "{list}");
+    assert!(!list.contains("argon2"), "{list}");
+
+    provision_ok(&with_db(&["operator", "passwd", "yamada", "--password-file", "pw"]), d);
+    let err = provision_err(&with_db(&["operator", "passwd", "nobody", "--password-file", "pw"]), d);
+    assert!(err.contains("no operator named"), "{err}");
+    provision_ok(&with_db(&["operator", "disable", "yamada"]), d);
+    let err = provision_err(&with_db(&["operator", "disable", "yamada"]), d);
+    assert!(err.contains("disabled already"), "{err}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&provision_ok(&with_db(&["operator", "list", "--json"]), d)).unwrap();
+    assert_eq!(json[0]["name"], "kato");
+    assert!(json[0]["disabled_at_ms"].is_null());
+    assert!(json[1]["disabled_at_ms"].is_i64(), "{json}");
+    assert!(json[1].get("password_hash").is_none(), "{json}");
+}

@@ -118,6 +118,10 @@ both!(
     concurrent_operators_open_one_case_and_issue_one_stop,
     stored_key_rotation_orders_take_the_one_spelling,
     one_expiry_summary_per_day_across_processes,
+    operator_sessions_end_on_expiry_logout_password_change_and_disable,
+    device_pages_search_filter_sort_and_count_in_the_store,
+    alerts_acknowledged_once_with_the_operator,
+    fleet_metrics_count_states_alerts_and_commands,
 );
 
 fn device(id: &str) -> DeviceSeen {
@@ -415,13 +419,13 @@ async fn commands_delivered_redelivered_acked(b: &Backend) {
     let other = b.open().await;
     let dev = "1312345678/cpe-01";
     assert!(matches!(
-        db.enqueue_command(dev, "report-now", vec![1], T0).await,
+        db.enqueue_command(dev, "report-now", vec![1], None, T0).await,
         Err(DbError::UnknownDevice(_))
     ));
     db.ingest(&device(dev), records([1]), T0).await.unwrap();
     db.ingest(&device("1312345678/cpe-02"), records([1]), T0).await.unwrap();
-    let c1 = db.enqueue_command(dev, "report-now", vec![1, 1], T0 + 1).await.unwrap();
-    let c2 = db.enqueue_command(dev, "diagnose", vec![2, 2], T0 + 2).await.unwrap();
+    let c1 = db.enqueue_command(dev, "report-now", vec![1, 1], None, T0 + 1).await.unwrap();
+    let c2 = db.enqueue_command(dev, "diagnose", vec![2, 2], None, T0 + 2).await.unwrap();
     assert!(c2 > c1);
 
     // Delivered once: two servers answering long-polls at the same moment.
@@ -475,12 +479,12 @@ async fn commands_queued_elsewhere_seen_within_refresh(b: &Backend) {
     let dev = "1312345678/cpe-01";
     server.ingest(&device(dev), records([1]), T0).await.unwrap();
     assert!(server.take_commands(dev, T0).await.unwrap().is_empty());
-    let id = operator.enqueue_command(dev, "diagnose", vec![9], T0 + 1).await.unwrap();
+    let id = operator.enqueue_command(dev, "diagnose", vec![9], None, T0 + 1).await.unwrap();
     assert!(server.take_commands(dev, T0 + REFRESH - 1).await.unwrap().is_empty(), "not re-read yet");
     assert_eq!(server.take_commands(dev, T0 + REFRESH).await.unwrap(), vec![(id, vec![9])]);
     assert!(server.take_commands(dev, T0 + REFRESH + 1).await.unwrap().is_empty());
     // Queued through the same handle: seen at once.
-    let id2 = server.enqueue_command(dev, "report-now", vec![8], T0 + REFRESH + 2).await.unwrap();
+    let id2 = server.enqueue_command(dev, "report-now", vec![8], None, T0 + REFRESH + 2).await.unwrap();
     assert_eq!(server.take_commands(dev, T0 + REFRESH + 3).await.unwrap(), vec![(id2, vec![8])]);
     // Taken by the other process in between: nothing twice.
     assert!(operator.take_commands(dev, T0 + REFRESH + 4).await.unwrap().is_empty());
@@ -602,7 +606,7 @@ fn futures_are_send(db: &Database) {
     send(db.alerts(true, 1));
     send(db.take_commands("x", 0));
     send(db.ack_command("x", 1, true, "", 0));
-    send(db.enqueue_command("x", "k", vec![], 0));
+    send(db.enqueue_command("x", "k", vec![], None, 0));
     send(db.clear_alerts("x", "k", 0));
     send(Database::open("x"));
 }
@@ -1034,8 +1038,224 @@ async fn stored_key_rotation_orders_take_the_one_spelling(b: &Backend) {
     )
     .await;
     let db = b.open().await;
-    assert_eq!(db.schema_versions().await.unwrap(), [1, 2, 3, 4]);
+    let every: Vec<i64> = (1..=cpe_provision::store::migrations::latest_version()).collect();
+    assert_eq!(db.schema_versions().await.unwrap(), every);
     assert_eq!(db.orders(Some(dev), 10).await.unwrap()[0].kind, "key_rotation");
     let detail = db.device(dev).await.unwrap().unwrap();
     assert_eq!(detail.recent_commands[0].kind, "order:key_rotation");
+}
+
+async fn operator_sessions_end_on_expiry_logout_password_change_and_disable(b: &Backend) {
+    use cpe_provision::operators::{self, sessions, OperatorError};
+    use cpe_provision::store::Role;
+
+    let db = b.open().await;
+    let other_process = b.open().await;
+    let (pw, new_pw) = ("long enough password", "another long password");
+    operators::add(&db, "kato", Role::Compliance, pw, T0).await.unwrap();
+    operators::add(&db, "yamada", Role::Viewer, pw, T0).await.unwrap();
+    assert!(matches!(operators::add(&db, "kato", Role::Viewer, pw, T0).await, Err(OperatorError::Exists(_))));
+    assert!(matches!(operators::login(&db, "kato", new_pw, T0).await, Err(OperatorError::BadCredentials)));
+    assert!(matches!(operators::login(&db, "nobody", pw, T0).await, Err(OperatorError::BadCredentials)));
+
+    let session = operators::login(&db, "kato", pw, T0).await.unwrap();
+    assert_eq!(session.expires_at_ms, T0 + sessions::SESSION_LIFETIME_MS);
+    let token = session.token.expose().to_owned();
+    let who = operators::authenticate(&other_process, &token, T0 + 1).await.unwrap();
+    assert_eq!((who.name.as_str(), who.role), ("kato", Role::Compliance));
+    // The store holds the token's hash, not the token.
+    assert!(db.session_operator(&token, T0 + 1).await.unwrap().is_none());
+    let expired = operators::authenticate(&db, &token, T0 + sessions::SESSION_LIFETIME_MS).await;
+    assert!(matches!(expired, Err(OperatorError::Unauthenticated)));
+    for garbage in ["", "not a token", &"f".repeat(64)] {
+        assert!(matches!(
+            operators::authenticate(&db, garbage, T0).await,
+            Err(OperatorError::Unauthenticated)
+        ));
+    }
+    operators::logout(&db, &token).await.unwrap();
+    assert!(matches!(
+        operators::authenticate(&db, &token, T0 + 2).await,
+        Err(OperatorError::Unauthenticated)
+    ));
+
+    let viewer = operators::login(&db, "yamada", pw, T0).await.unwrap();
+    let viewer_token = viewer.token.expose().to_owned();
+    assert!(operators::authenticate(&db, &viewer_token, T0 + 5).await.is_ok());
+    operators::set_password(&db, "yamada", new_pw, T0 + 10).await.unwrap();
+    let after = operators::authenticate(&db, &viewer_token, T0 + 11).await;
+    assert!(matches!(after, Err(OperatorError::Unauthenticated)), "a password change ends the sessions");
+    assert!(matches!(operators::login(&db, "yamada", pw, T0 + 12).await, Err(OperatorError::BadCredentials)));
+    let fresh = operators::login(&db, "yamada", new_pw, T0 + 12).await.unwrap();
+    let fresh_token = fresh.token.expose().to_owned();
+    assert!(operators::authenticate(&db, &fresh_token, T0 + 13).await.is_ok());
+
+    operators::disable(&db, "yamada", T0 + 20).await.unwrap();
+    let after = operators::authenticate(&other_process, &fresh_token, T0 + 21).await;
+    assert!(matches!(after, Err(OperatorError::Unauthenticated)), "disabling ends the sessions");
+    assert!(matches!(
+        operators::login(&db, "yamada", new_pw, T0 + 22).await,
+        Err(OperatorError::BadCredentials)
+    ));
+    assert!(matches!(
+        operators::disable(&db, "yamada", T0 + 23).await,
+        Err(OperatorError::AlreadyDisabled(_))
+    ));
+    assert!(matches!(operators::disable(&db, "nobody", T0 + 23).await, Err(OperatorError::Unknown(_))));
+
+    let listed = operators::list(&db).await.unwrap();
+    let names: Vec<(&str, Role, Option<i64>)> =
+        listed.iter().map(|o| (o.name.as_str(), o.role, o.disabled_at_ms)).collect();
+    assert_eq!(names, [("kato", Role::Compliance, None), ("yamada", Role::Viewer, Some(T0 + 20))]);
+}
+
+async fn device_pages_search_filter_sort_and_count_in_the_store(b: &Backend) {
+    use cpe_provision::devices::{self, DeviceError};
+    use cpe_provision::store::{DeviceFilter, DeviceQuery, DeviceSort};
+
+    let db = b.open().await;
+    // 25 devices of 5 institutions; device i last seen at T0 + i.
+    for i in 0..25_i64 {
+        let id = format!("13{:08}/cpe-{:02}", i % 5, i);
+        db.ingest(&device(&id), records([1]), T0 + i).await.unwrap();
+    }
+    let down = db.mark_silent(T0 + 3, T0 + 100).await.unwrap();
+    assert_eq!(down.len(), 3);
+    db.raise_alert(NewAlert {
+        device_id: "1300000004/cpe-24".into(),
+        kind: "threshold".into(),
+        level: "warning".into(),
+        message: "cpu".into(),
+        at_ms: T0,
+    })
+    .await
+    .unwrap();
+    let q = |search: &str, filter, sort, descending, limit, offset| DeviceQuery {
+        search: search.into(),
+        filter,
+        sort,
+        descending,
+        limit,
+        offset,
+    };
+    let ids =
+        |page: &cpe_provision::store::DevicePage| page.rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+
+    let all = devices::page(&db, &q("", None, DeviceSort::Id, false, 10, 0)).await.unwrap();
+    assert_eq!(all.total, 25);
+    assert_eq!(all.rows.len(), 10);
+    assert!(ids(&all).windows(2).all(|w| w[0] < w[1]));
+    let third = devices::page(&db, &q("", None, DeviceSort::Id, false, 10, 20)).await.unwrap();
+    assert_eq!((third.total, third.rows.len()), (25, 5));
+
+    let one_clinic =
+        devices::page(&db, &q("1300000002", None, DeviceSort::LastSeen, true, 100, 0)).await.unwrap();
+    assert_eq!(
+        ids(&one_clinic),
+        [
+            "1300000002/cpe-22",
+            "1300000002/cpe-17",
+            "1300000002/cpe-12",
+            "1300000002/cpe-07",
+            "1300000002/cpe-02"
+        ]
+    );
+    assert_eq!(one_clinic.total, 5);
+    let by_name = devices::page(&db, &q("cpe-1", None, DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(by_name.total, 10);
+    // LIKE wildcards in the search are literal.
+    let wildcard = devices::page(&db, &q("cpe_%", None, DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(wildcard.total, 0);
+
+    let silent =
+        devices::page(&db, &q("", Some(DeviceFilter::Down), DeviceSort::Id, false, 100, 0)).await.unwrap();
+    assert_eq!(ids(&silent), ["1300000000/cpe-00", "1300000001/cpe-01", "1300000002/cpe-02"]);
+    let up =
+        devices::page(&db, &q("", Some(DeviceFilter::Up), DeviceSort::State, false, 100, 0)).await.unwrap();
+    assert_eq!(up.total, 22);
+    let alerting = devices::page(&db, &q("", Some(DeviceFilter::Alerting), DeviceSort::Id, false, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(ids(&alerting), ["1300000004/cpe-24"]);
+    assert_eq!(alerting.rows[0].open_alerts, 1);
+    let suspended = devices::page(&db, &q("", Some(DeviceFilter::Suspended), DeviceSort::Id, false, 100, 0))
+        .await
+        .unwrap();
+    assert_eq!(suspended.total, 0);
+    let newest = devices::page(&db, &q("", None, DeviceSort::LastSeen, true, 1, 0)).await.unwrap();
+    assert_eq!(ids(&newest), ["1300000004/cpe-24"]);
+    let by_state = devices::page(&db, &q("", None, DeviceSort::State, false, 3, 0)).await.unwrap();
+    assert!(by_state.rows.iter().all(|r| r.state == DeviceState::Down), "down sorts before up");
+
+    for bad in [0, devices::MAX_PAGE + 1] {
+        let refused = devices::page(&db, &q("", None, DeviceSort::Id, false, bad, 0)).await;
+        assert!(matches!(refused, Err(DeviceError::PageSize(_))));
+    }
+}
+
+async fn alerts_acknowledged_once_with_the_operator(b: &Backend) {
+    use cpe_provision::devices::{self, DeviceError};
+
+    let db = b.open().await;
+    db.ingest(&device("1312345678/cpe-01"), records([1]), T0).await.unwrap();
+    let id = db
+        .raise_alert(NewAlert {
+            device_id: "1312345678/cpe-01".into(),
+            kind: "down".into(),
+            level: "warning".into(),
+            message: "silent".into(),
+            at_ms: T0,
+        })
+        .await
+        .unwrap();
+    let other_process = b.open().await;
+    let row = devices::acknowledge_alert(&db, id, "sato", T0 + 5).await.unwrap();
+    assert_eq!((row.acknowledged_by.as_deref(), row.acknowledged_at_ms), (Some("sato"), Some(T0 + 5)));
+    let again = devices::acknowledge_alert(&other_process, id, "kato", T0 + 9).await.unwrap();
+    assert_eq!((again.acknowledged_by.as_deref(), again.acknowledged_at_ms), (Some("sato"), Some(T0 + 5)));
+    assert!(again.cleared_at_ms.is_none(), "acknowledging does not clear");
+    let listed = db.alerts(true, 10).await.unwrap();
+    assert_eq!(listed[0].acknowledged_by.as_deref(), Some("sato"));
+    assert!(matches!(
+        devices::acknowledge_alert(&db, id + 100, "sato", T0).await,
+        Err(DeviceError::UnknownAlert(_))
+    ));
+}
+
+async fn fleet_metrics_count_states_alerts_and_commands(b: &Backend) {
+    let db = b.open().await;
+    for (i, id) in ["1312345678/cpe-01", "1312345678/cpe-02", "1398765432/cpe-01"].into_iter().enumerate() {
+        db.ingest(&device(id), records([1]), T0 + i64::try_from(i).unwrap()).await.unwrap();
+    }
+    db.mark_silent(T0 + 1, T0 + 50).await.unwrap();
+    for kind in ["down", "threshold", "threshold"] {
+        let alert = NewAlert {
+            device_id: "1312345678/cpe-01".into(),
+            kind: kind.into(),
+            level: "warning".into(),
+            message: String::new(),
+            at_ms: T0,
+        };
+        db.raise_alert(alert).await.unwrap();
+    }
+    let first =
+        db.enqueue_command("1312345678/cpe-02", "ReportNow", vec![1], Some("sato"), T0).await.unwrap();
+    db.enqueue_command("1312345678/cpe-02", "Diagnose", vec![2], None, T0).await.unwrap();
+    db.enqueue_command("1398765432/cpe-01", "Diagnose", vec![2], None, T0).await.unwrap();
+    assert_eq!(db.take_commands("1312345678/cpe-02", T0 + 1).await.unwrap().len(), 2);
+    assert!(db.ack_command("1312345678/cpe-02", first, false, "no", T0 + 2).await.unwrap());
+
+    let detail = db.device("1312345678/cpe-02").await.unwrap().unwrap();
+    let by: Vec<Option<&str>> = detail.recent_commands.iter().map(|c| c.requested_by.as_deref()).collect();
+    assert_eq!(by, [None, Some("sato")], "newest first; who queued each is kept");
+
+    let m = db.fleet_metrics().await.unwrap();
+    let states: Vec<(&str, u64, Option<i64>)> =
+        m.devices.iter().map(|s| (s.state.as_str(), s.devices, s.newest_report_ms)).collect();
+    assert_eq!(states, [("down", 1, Some(T0)), ("up", 2, Some(T0 + 2))]);
+    assert_eq!((m.suspended, m.alerting), (0, 1));
+    let alerts: Vec<(&str, u64)> = m.alerts_open.iter().map(|a| (a.kind.as_str(), a.open)).collect();
+    assert_eq!(alerts, [("down", 1), ("threshold", 2)]);
+    assert_eq!(m.commands, [("delivered".to_owned(), 1), ("failed".to_owned(), 1), ("queued".to_owned(), 1)]);
+    assert!(m.orders.is_empty());
 }

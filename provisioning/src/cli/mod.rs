@@ -6,11 +6,13 @@
 //! - [`serve`]: the carrier server;
 //! - [`devices`]: `devices`, `device show`, `alerts`, `command`, `cert expiry`;
 //! - [`compliance`]: `keys`, `case`, `order`, `incidents` (§2.2);
+//! - [`operators`]: `operator add|list|disable|passwd` (console sign-ins);
 //! - [`views`]: text tables and JSON of what the store returns;
 //! - [`support`]: opening the store, the runtime of a command, files.
 
 pub mod compliance;
 pub mod devices;
+pub mod operators;
 pub mod pki;
 pub mod serve;
 pub mod support;
@@ -48,7 +50,7 @@ pub enum Command {
     /// Run the carrier server: report ingest, liveness alerts, commands, renewals.
     Serve(Box<serve::ServeArgs>),
     /// List devices: state up/down, last seen, certificate expiry, open alerts.
-    Devices(devices::DbArgs),
+    Devices(devices::FleetArgs),
     /// Inspect one device.
     #[command(subcommand)]
     Device(devices::DeviceCommand),
@@ -60,6 +62,9 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Act on one alert.
+    #[command(subcommand)]
+    Alert(devices::AlertCommand),
     /// Queue a command for a device (delivered on its next poll).
     #[command(name = "command")]
     Push {
@@ -71,6 +76,9 @@ pub enum Command {
         /// What to ask.
         #[arg(value_enum)]
         kind: devices::PushKind,
+        /// Who asks (recorded with the command; default: $USER).
+        #[arg(long, env = "USER", value_name = "NAME")]
+        operator: Option<String>,
     },
     /// Manage the carrier's order-signing keys (separate from every TLS key).
     #[command(subcommand)]
@@ -82,6 +90,9 @@ pub enum Command {
     /// Signed stop and resume orders, and the state of every order.
     #[command(subcommand)]
     Order(compliance::OrderCommand),
+    /// Operators of the console and the API: add, list, disable, set passwords.
+    #[command(subcommand)]
+    Operator(operators::OperatorCommand),
     /// A device's incident records (self-diagnosis results), newest first.
     Incidents {
         /// Device id (`<institution code>/<device>`).
@@ -105,13 +116,17 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Csr(pki::CsrCommand::Sign(args)) => pki::csr_sign(&args, default_start),
         Command::Ca(pki::CaCommand::ServerCert(args)) => pki::server_cert(&args, default_start),
         Command::Serve(args) => serve::serve(&args),
-        Command::Devices(db) => devices::devices(&db),
+        Command::Devices(args) => devices::devices(&args),
+        Command::Alert(command) => devices::alert(&command),
         Command::Device(command) => devices::device(&command),
         Command::Alerts { db, all } => devices::alerts(&db, all),
-        Command::Push { db, device, kind } => devices::push_command(&db, &device, kind),
+        Command::Push { db, device, kind, operator } => {
+            devices::push_command(&db, &device, kind, operator.as_deref())
+        }
         Command::Keys(command) => compliance::keys(command, now),
         Command::Case(command) => compliance::case(command, now),
         Command::Order(command) => compliance::order(command, now),
+        Command::Operator(command) => operators::operator(&command),
         Command::Incidents { device, limit, viewer } => compliance::incidents(&device, limit, &viewer),
     }
 }

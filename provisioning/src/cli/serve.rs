@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use cpe_provision::alerts::{AlertSink, MailConfig, WebhookConfig};
+use cpe_provision::console::{self, ConsoleConfig};
 use cpe_provision::enrol::est::{self, EstClient, EstConfig};
 use cpe_provision::enrol::test_ca::TestCaSigner;
 use cpe_provision::enrol::Enroller;
@@ -110,6 +111,18 @@ pub struct ServeArgs {
     /// Recipient of alert mail; repeatable.
     #[arg(long)]
     mail_to: Vec<String>,
+    /// Also serve the operator API (/api/v1/, sign-in with `cpe-provision
+    /// operator add`) on this address, over TLS with the same server
+    /// certificate; it asks for no client certificate.
+    #[arg(long, value_name = "ADDR:PORT")]
+    operator_listen: Option<SocketAddr>,
+    /// Order-key directory for the API's steps that sign orders
+    /// (recommend, stop, resume) and for audit verification.
+    #[arg(long, env = "CPE_ORDER_KEYS", value_name = "DIR")]
+    order_keys: Option<PathBuf>,
+    /// Days an order signed through the API stays valid.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
+    order_valid_days: u32,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -201,6 +214,15 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         None => None,
     };
     let limits = connection_limits(args)?;
+    let console = args.operator_listen.map(|addr| {
+        let config = ConsoleConfig {
+            tls_chain: tls_chain.clone(),
+            tls_key: tls_key.clone_key(),
+            order_keys: args.order_keys.clone(),
+            order_valid_days: args.order_valid_days,
+        };
+        (addr, config)
+    });
     let config = ServeConfig {
         tls_chain,
         tls_key,
@@ -225,7 +247,30 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         println!("listening on {local}");
         let renewals = config.enroller.as_ref().map_or_else(|| "refused".to_owned(), Enroller::describe);
         tracing::info!(%local, database = %args.database, %renewals, "carrier server started");
-        server::run(listener, config, db, alerts, shutdown_signal()).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let stopped = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+        let operator_api = match console {
+            Some((addr, config)) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (--operator-listen)"))?;
+                let local = listener.local_addr()?;
+                println!("operator API listening on {local}");
+                tracing::info!(%local, "operator API started");
+                Some(tokio::spawn(console::run(listener, config, db.clone(), stopped(stop_rx.clone()))))
+            }
+            None => None,
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(());
+        });
+        server::run(listener, config, db, alerts, stopped(stop_rx)).await?;
+        if let Some(task) = operator_api {
+            task.await.context("the operator API task failed")??;
+        }
         tracing::info!("carrier server stopped");
         Ok(())
     })

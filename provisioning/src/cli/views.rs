@@ -21,6 +21,7 @@ use cpe_common::hex::encode as hex;
 use cpe_provision::clock::rfc3339_ms;
 use cpe_provision::compliance::order_keys::KeyInfo;
 use cpe_provision::expiry::{CertExpiry, ExpiryReport};
+use cpe_provision::operators::OperatorInfo;
 use cpe_provision::pki::validity::rfc3339;
 use cpe_provision::store::{
     AlertRow, CaseDetail, CaseEventRow, CommandRow, DeviceDetail, DeviceRow, IncidentRow, OrderRow, ReportRow,
@@ -196,6 +197,8 @@ struct AlertJson<'a> {
     raised_at_ms: i64,
     cleared_at: Option<String>,
     cleared_at_ms: Option<i64>,
+    acknowledged_at: Option<String>,
+    acknowledged_by: Option<&'a str>,
 }
 
 impl<'a> AlertJson<'a> {
@@ -210,6 +213,8 @@ impl<'a> AlertJson<'a> {
             raised_at_ms: a.raised_at_ms,
             cleared_at: a.cleared_at_ms.map(rfc3339_ms),
             cleared_at_ms: a.cleared_at_ms,
+            acknowledged_at: a.acknowledged_at_ms.map(rfc3339_ms),
+            acknowledged_by: a.acknowledged_by.as_deref(),
         }
     }
 }
@@ -235,6 +240,7 @@ struct CommandJson<'a> {
     acked_at: Option<String>,
     ok: Option<bool>,
     detail: Option<&'a str>,
+    requested_by: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -529,6 +535,7 @@ fn device_detail_json(detail: &DeviceDetail, now_ms: i64) -> String {
                 acked_at: c.acked_at_ms.map(rfc3339_ms),
                 ok: c.ok,
                 detail: c.detail.as_deref(),
+                requested_by: c.requested_by.as_deref(),
             })
             .collect(),
     };
@@ -871,6 +878,31 @@ pub fn render_alerts(rows: &[AlertRow], json: bool) -> String {
     table(&ALERT_HEADERS, &cells)
 }
 
+const OPERATOR_HEADERS: [&str; 4] = ["NAME", "ROLE", "PASSWORD SET", "STATE"];
+
+/// `operator list`.
+pub fn render_operators(rows: &[OperatorInfo], json: bool) -> String {
+    if json {
+        return to_json(&rows);
+    }
+    if rows.is_empty() {
+        return "no operators; add one with `cpe-provision operator add NAME --role viewer --password-file FILE`\n"
+            .into();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.role.to_string(),
+                rfc3339_ms(o.password_changed_at_ms),
+                o.disabled_at_ms.map_or_else(|| "enabled".into(), |t| format!("disabled {}", rfc3339_ms(t))),
+            ]
+        })
+        .collect();
+    table(&OPERATOR_HEADERS, &cells)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -905,6 +937,8 @@ mod tests {
             message: "no report for 300 s".into(),
             raised_at_ms: NOW - 60_000,
             cleared_at_ms: cleared,
+            acknowledged_at_ms: None,
+            acknowledged_by: None,
         }
     }
 
@@ -1002,6 +1036,7 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
                     acked_at_ms: None,
                     ok: None,
                     detail: None,
+                    requested_by: None,
                 },
                 CommandRow {
                     id: 1,
@@ -1012,6 +1047,7 @@ DEVICE             STATE  LAST SEEN                       CERTIFICATE EXPIRES   
                     acked_at_ms: Some(NOW - 79_000),
                     ok: Some(true),
                     detail: Some("sent".into()),
+                    requested_by: Some("sato".into()),
                 },
             ],
             recent_orders: Vec::new(),

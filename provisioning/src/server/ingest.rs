@@ -46,10 +46,12 @@ pub(super) async fn reports(
         institution_code: identity.institution_code.clone(),
         cert_not_after: Some(identity.cert_not_after),
     };
+    let started = std::time::Instant::now();
     let outcome = state.db.ingest(&seen, records, now).await.map_err(|e| {
         tracing::error!(device = %identity.id, error = %e, "could not store reports");
         text(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; retry later")
     })?;
+    crate::metrics::INGEST.observe(started.elapsed(), outcome.accepted, outcome.duplicates);
     if outcome.was_down {
         alerting::carry_out(state, &identity.id, &Happened::Recovered, now).await;
     }

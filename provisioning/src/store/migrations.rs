@@ -59,7 +59,7 @@ pub const PG_RECORD: &str = "INSERT INTO schema_migrations (version, name, appli
     VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)";
 
 /// All migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5];
 
 const V1: Migration = Migration {
     version: 1,
@@ -362,6 +362,45 @@ const V4: Migration = Migration {
 );",
 };
 
+/// Operators of the carrier console and API, their sessions, who
+/// acknowledged an alert when, and who queued a command (issue 10).
+/// A session is valid only while its operator is enabled and was opened
+/// after the operator's last password change, so that disabling an operator
+/// or changing a password ends their sessions in the same one statement.
+/// Only a SHA-256 of each session token is stored: a copy of the database
+/// opens no session.
+const V5: Migration = Migration {
+    version: 5,
+    name: "operators, sessions, who acknowledged and who queued",
+    sqlite: OPERATORS,
+    postgres: OPERATORS,
+};
+
+/// The same statements in both dialects (`BIGINT` is an integer column in SQLite too).
+const OPERATORS: &str = "
+CREATE TABLE operators (
+    name TEXT PRIMARY KEY NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'compliance')),
+    password_hash TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    password_changed_at_ms BIGINT NOT NULL,
+    disabled_at_ms BIGINT
+);
+
+CREATE TABLE operator_sessions (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    operator TEXT NOT NULL REFERENCES operators (name),
+    created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX operator_sessions_expiry ON operator_sessions (expires_at_ms);
+
+ALTER TABLE alerts ADD COLUMN acknowledged_at_ms BIGINT;
+ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
+ALTER TABLE commands ADD COLUMN requested_by TEXT;
+";
+
 /// Highest version this build knows.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -385,8 +424,8 @@ mod tests {
     #[test]
     fn pending_are_the_missing_ones_and_newer_databases_are_refused() {
         assert_eq!(pending(&[]).unwrap().len(), MIGRATIONS.len());
-        assert_eq!(pending(&[1]).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), [2, 3, 4]);
-        assert!(pending(&[1, 2, 3, 4]).unwrap().is_empty());
+        assert_eq!(pending(&[1]).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert!(pending(&[1, 2, 3, 4, 5]).unwrap().is_empty());
         assert!(matches!(pending(&[latest_version() + 1]), Err(super::super::DbError::SchemaTooNew { .. })));
     }
 

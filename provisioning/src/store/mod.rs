@@ -362,6 +362,112 @@ pub struct AlertRow {
     pub raised_at_ms: i64,
     /// When cleared, Unix ms; `None` while open.
     pub cleared_at_ms: Option<i64>,
+    /// When an operator first acknowledged it, Unix ms.
+    pub acknowledged_at_ms: Option<i64>,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+}
+
+/// What a fleet page shows: devices matching a search and a filter, sorted, one page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceQuery {
+    /// Part of the device id or institution code (`""`: every device).
+    pub search: String,
+    /// Only devices in this state.
+    pub filter: Option<DeviceFilter>,
+    /// Sort key.
+    pub sort: DeviceSort,
+    /// Largest first.
+    pub descending: bool,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u64,
+}
+
+/// A fleet filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceFilter {
+    /// Reporting.
+    Up,
+    /// Silent.
+    Down,
+    /// Under a stop order.
+    Suspended,
+    /// With open alerts.
+    Alerting,
+}
+
+impl DeviceFilter {
+    /// Every filter.
+    pub const ALL: [Self; 4] = [Self::Up, Self::Down, Self::Suspended, Self::Alerting];
+
+    /// As in URLs and the query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Suspended => "suspended",
+            Self::Alerting => "alerting",
+        }
+    }
+}
+
+/// A fleet sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSort {
+    /// Device id.
+    #[default]
+    Id,
+    /// Latest report.
+    LastSeen,
+    /// Certificate end of validity.
+    CertNotAfter,
+    /// Up or down.
+    State,
+}
+
+impl DeviceSort {
+    /// Every sort key.
+    pub const ALL: [Self; 4] = [Self::Id, Self::LastSeen, Self::CertNotAfter, Self::State];
+
+    /// As in URLs and the query.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Id => "id",
+            Self::LastSeen => "last_seen",
+            Self::CertNotAfter => "cert_not_after",
+            Self::State => "state",
+        }
+    }
+}
+
+/// One page of devices and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DevicePage {
+    /// Devices matching the search and filter.
+    pub total: u64,
+    /// This page.
+    pub rows: Vec<DeviceRow>,
+}
+
+/// `text` as a LIKE pattern matching it anywhere (a backslash escapes `%`, `_` and itself).
+pub(crate) fn like_anywhere(text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// A queued command as the operator sees it.
@@ -383,6 +489,9 @@ pub struct CommandRow {
     pub ok: Option<bool>,
     /// Device's explanation.
     pub detail: Option<String>,
+    /// The operator who queued it (`None`: the server itself, or a CLI
+    /// call without `--operator`).
+    pub requested_by: Option<String>,
 }
 
 /// Everything the operator sees about one device.
@@ -452,8 +561,11 @@ macro_rules! dispatch {
     };
 }
 
+pub mod metrics;
+pub mod operators;
 pub mod orders;
 
+pub use operators::{NewSession, OperatorRow, Role};
 pub use orders::{
     AckRecorded, CaseDetail, CaseEventRow, CaseRow, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent,
     NewOrder, OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, RuleRefusal,
@@ -674,6 +786,23 @@ impl Database {
         dispatch!(self, db => db.alerts(open_only, limit).await)
     }
 
+    /// One page of devices (search, filter, sort, limit, offset in SQL).
+    pub async fn device_page(&self, query: &DeviceQuery) -> Result<DevicePage, DbError> {
+        let offset = to_i64("page offset", query.offset)?;
+        dispatch!(self, db => db.device_page(query.clone(), offset).await)
+    }
+
+    /// One alert.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRow>, DbError> {
+        dispatch!(self, db => db.alert(id).await)
+    }
+
+    /// Records the first acknowledgement of an alert by `operator`; `false`
+    /// if it is unknown or acknowledged already (the first one stands).
+    pub async fn acknowledge_alert(&self, id: i64, operator: &str, at_ms: i64) -> Result<bool, DbError> {
+        dispatch!(self, db => db.acknowledge_alert(id, operator.to_owned(), at_ms).await)
+    }
+
     /// All devices, by id, with their number of open alerts.
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
         dispatch!(self, db => db.devices().await)
@@ -690,16 +819,19 @@ impl Database {
         dispatch!(self, db => db.report_seqs(device_id.to_owned()).await)
     }
 
-    /// Queues a command (`body`: what the device receives); returns its id.
-    /// Fails with [`DbError::UnknownDevice`] if the device has never reported.
+    /// Queues a command (`body`: what the device receives), recording the
+    /// operator who asked; returns its id. Fails with
+    /// [`DbError::UnknownDevice`] if the device has never reported.
     pub async fn enqueue_command(
         &self,
         device_id: &str,
         kind: &str,
         body: Vec<u8>,
+        requested_by: Option<&str>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
-        let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, now_ms).await)?;
+        let by = requested_by.map(str::to_owned);
+        let id = dispatch!(self, db => db.enqueue_command(device_id.to_owned(), kind.to_owned(), body, by, now_ms).await)?;
         self.note_command_queued(device_id).await;
         Ok(id)
     }

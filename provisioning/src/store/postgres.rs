@@ -44,19 +44,22 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
+use super::metrics::FleetMetrics;
 use super::migrations::{pending, PG_BOOKKEEPING, PG_MIGRATION_LOCK, PG_RECORD};
+use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
     sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
-    report_row, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
+    labelled_count, operator_row, order_row, report_row, state_count, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
-    attribute_group, id_u64, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
-    DeviceRow, IngestOutcome, IngestRequest, NewAlert, StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
+    attribute_group, id_u64, like_anywhere, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions,
+    DeviceDetail, DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert,
+    StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
 
 /// Ingest requests that may wait for a writer before senders wait.
@@ -275,6 +278,35 @@ impl PostgresDb {
         rows.iter().map(alert_row).collect()
     }
 
+    pub(crate) async fn device_page(&self, q: DeviceQuery, offset: i64) -> Result<DevicePage, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let pattern = like_anywhere(&q.search);
+        let filter = q.filter.map_or("", DeviceFilter::as_str);
+        let total =
+            first(conn, sql::DEVICES_COUNT, &[&pattern, &filter], |r| r.i64_at(0)).await?.unwrap_or(0);
+        let (sort, limit) = (q.sort.as_str(), i64::from(q.limit));
+        let rows = conn
+            .query(sql::DEVICES_PAGE.postgres, &[&pattern, &filter, &sort, &q.descending, &limit, &offset])
+            .await?;
+        Ok(DevicePage { total: id_u64(total), rows: rows.iter().map(device_row).collect::<Result<_, _>>()? })
+    }
+
+    pub(crate) async fn alert(&self, id: i64) -> Result<Option<AlertRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::ALERT, &[&id], alert_row).await
+    }
+
+    pub(crate) async fn acknowledge_alert(
+        &self,
+        id: i64,
+        operator: String,
+        at_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::ACKNOWLEDGE_ALERT.postgres, &[&id, &at_ms, &operator]).await? == 1)
+    }
+
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::DEVICES.postgres, &[]).await?;
@@ -343,11 +375,14 @@ impl PostgresDb {
         device_id: String,
         kind: String,
         body: Vec<u8>,
+        requested_by: Option<String>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let rows =
-            pooled.conn()?.query(sql::ENQUEUE_COMMAND.postgres, &[&device_id, &kind, &body, &now_ms]).await?;
+        let rows = pooled
+            .conn()?
+            .query(sql::ENQUEUE_COMMAND.postgres, &[&device_id, &kind, &body, &now_ms, &requested_by])
+            .await?;
         match rows.first() {
             Some(row) => Ok(id_u64(row.i64_at(0)?)),
             None => Err(DbError::UnknownDevice(device_id)),
@@ -639,6 +674,95 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::INCIDENTS.postgres, &[&device_id, &i64::from(limit)]).await?;
         rows.iter().map(incident_row).collect()
+    }
+
+    pub(crate) async fn fleet_metrics(&self) -> Result<FleetMetrics, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let (suspended, alerting) =
+            first(conn, sql::METRIC_SUSPENDED_ALERTING, &[], |r| Ok((r.i64_at(0)?, r.i64_at(1)?)))
+                .await?
+                .unwrap_or_default();
+        let devices = conn.query(sql::METRIC_DEVICES.postgres, &[]).await?;
+        let alerts = conn.query(sql::METRIC_ALERTS_OPEN.postgres, &[]).await?;
+        let commands = conn.query(sql::METRIC_COMMANDS.postgres, &[]).await?;
+        let orders = conn.query(sql::METRIC_ORDERS.postgres, &[]).await?;
+        Ok(FleetMetrics {
+            devices: devices.iter().map(state_count).collect::<Result<_, _>>()?,
+            suspended: id_u64(suspended),
+            alerting: id_u64(alerting),
+            alerts_open: alerts.iter().map(alert_count).collect::<Result<_, _>>()?,
+            commands: commands.iter().map(labelled_count).collect::<Result<_, _>>()?,
+            orders: orders.iter().map(labelled_count).collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub(crate) async fn add_operator(
+        &self,
+        name: String,
+        role: Role,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let changed = pooled
+            .conn()?
+            .execute(sql::INSERT_OPERATOR.postgres, &[&name, &role.as_str(), &hash, &now_ms])
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub(crate) async fn operators(&self) -> Result<Vec<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let rows = pooled.conn()?.query(sql::OPERATORS.postgres, &[]).await?;
+        rows.iter().map(operator_row).collect()
+    }
+
+    pub(crate) async fn operator(&self, name: String) -> Result<Option<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::OPERATOR, &[&name], operator_row).await
+    }
+
+    pub(crate) async fn disable_operator(&self, name: String, now_ms: i64) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::DISABLE_OPERATOR.postgres, &[&name, &now_ms]).await? == 1)
+    }
+
+    pub(crate) async fn set_operator_password(
+        &self,
+        name: String,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::SET_OPERATOR_PASSWORD.postgres, &[&name, &hash, &now_ms]).await? == 1)
+    }
+
+    pub(crate) async fn open_session(&self, session: NewSession) -> Result<(), DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let s = &session;
+        conn.execute(sql::DELETE_EXPIRED_SESSIONS.postgres, &[&s.created_at_ms]).await?;
+        conn.execute(
+            sql::INSERT_SESSION.postgres,
+            &[&s.token_hash, &s.operator, &s.created_at_ms, &s.expires_at_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn session_operator(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<OperatorRow>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        first(pooled.conn()?, sql::SESSION_OPERATOR, &[&token_hash, &now_ms], operator_row).await
+    }
+
+    pub(crate) async fn close_session(&self, token_hash: String) -> Result<bool, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        Ok(pooled.conn()?.execute(sql::DELETE_SESSION.postgres, &[&token_hash]).await? == 1)
     }
 }
 

@@ -4,6 +4,8 @@
 //! return exactly the same thing for the same stored data (counters saturate
 //! and ids are never negative on both).
 
+use super::metrics::{AlertCount, StateCount};
+use super::operators::OperatorRow;
 use super::orders::{CaseEventRow, CaseRow, IncidentRow, OrderEvidence, OrderRow, ReceiptFields};
 use super::{id_u64, AlertRow, CommandRow, DbError, DeviceRow, ReportRow};
 use cpe_protocol::receipt::SignedReceipt;
@@ -97,6 +99,8 @@ pub(crate) fn alert_row(r: &impl Cols) -> Result<AlertRow, DbError> {
         message: r.str_at(4)?,
         raised_at_ms: r.i64_at(5)?,
         cleared_at_ms: r.opt_i64_at(6)?,
+        acknowledged_at_ms: r.opt_i64_at(7)?,
+        acknowledged_by: r.opt_str_at(8)?,
     })
 }
 
@@ -111,7 +115,35 @@ pub(crate) fn command_row(r: &impl Cols) -> Result<CommandRow, DbError> {
         acked_at_ms: r.opt_i64_at(5)?,
         ok: r.opt_bool_at(6)?,
         detail: r.opt_str_at(7)?,
+        requested_by: r.opt_str_at(8)?,
     })
+}
+
+/// [`super::sql::OPERATORS`], [`super::sql::OPERATOR`], [`super::sql::SESSION_OPERATOR`].
+pub(crate) fn operator_row(r: &impl Cols) -> Result<OperatorRow, DbError> {
+    Ok(OperatorRow {
+        name: r.str_at(0)?,
+        role: r.str_at(1)?.parse()?,
+        password_hash: r.str_at(2)?,
+        created_at_ms: r.i64_at(3)?,
+        password_changed_at_ms: r.i64_at(4)?,
+        disabled_at_ms: r.opt_i64_at(5)?,
+    })
+}
+
+/// [`super::sql::METRIC_DEVICES`].
+pub(crate) fn state_count(r: &impl Cols) -> Result<StateCount, DbError> {
+    Ok(StateCount { state: r.str_at(0)?, devices: id_u64(r.i64_at(1)?), newest_report_ms: r.opt_i64_at(2)? })
+}
+
+/// [`super::sql::METRIC_ALERTS_OPEN`].
+pub(crate) fn alert_count(r: &impl Cols) -> Result<AlertCount, DbError> {
+    Ok(AlertCount { kind: r.str_at(0)?, level: r.str_at(1)?, open: id_u64(r.i64_at(2)?) })
+}
+
+/// [`super::sql::METRIC_COMMANDS`], [`super::sql::METRIC_ORDERS`].
+pub(crate) fn labelled_count(r: &impl Cols) -> Result<(String, u64), DbError> {
+    Ok((r.str_at(0)?, id_u64(r.i64_at(1)?)))
 }
 
 /// [`super::sql::CASE`].

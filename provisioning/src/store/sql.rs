@@ -117,10 +117,23 @@ macro_rules! device_select {
     };
 }
 
+/// The filter of a device page (see `DEVICES_PAGE`).
+macro_rules! devices_filter {
+    () => {
+        "
+    WHERE (CAST(?1 AS TEXT) = '' OR d.id LIKE ?1 ESCAPE '\\' OR d.institution_code LIKE ?1 ESCAPE '\\')
+      AND (CAST(?2 AS TEXT) = ''
+        OR (?2 IN ('up', 'down') AND d.state = ?2)
+        OR (?2 = 'suspended' AND d.suspension IS NOT NULL)
+        OR (?2 = 'alerting' AND EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.cleared_at_ms IS NULL)))"
+    };
+}
+
 /// The columns of [`super::rows::alert_row`].
 macro_rules! alert_select {
     () => {
-        "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms FROM alerts"
+        "SELECT id, device_id, kind, level, message, raised_at_ms, cleared_at_ms, acknowledged_at_ms,
+    acknowledged_by FROM alerts"
     };
 }
 
@@ -133,6 +146,13 @@ macro_rules! order_select {
     o.outcome, o.outcome_at_ms, o.detail, o.applied_at, o.device_clock, o.time_floor, o.clock,
     o.resulting_state, o.drill, o.receipt_scheme
     FROM orders o LEFT JOIN commands c ON c.id = o.command_id"
+    };
+}
+
+/// The columns of [`super::rows::operator_row`].
+macro_rules! operator_select {
+    () => {
+        "SELECT name, role, password_hash, created_at_ms, password_changed_at_ms, disabled_at_ms FROM operators"
     };
 }
 
@@ -160,12 +180,34 @@ sql! {
     ALERTS = concat!(alert_select!(), "
     WHERE (NOT ?1 OR cleared_at_ms IS NULL)
     ORDER BY raised_at_ms DESC, id DESC LIMIT ?2");
+    /// One alert.
+    ALERT = concat!(alert_select!(), " WHERE id = ?1");
+    /// The first acknowledgement of an alert, by `?3` at `?2`.
+    ACKNOWLEDGE_ALERT = "UPDATE alerts SET acknowledged_at_ms = ?2, acknowledged_by = ?3
+    WHERE id = ?1 AND acknowledged_at_ms IS NULL";
     /// A device's open alerts, newest first.
     OPEN_ALERTS_OF_DEVICE = concat!(alert_select!(), "
     WHERE device_id = ?1 AND cleared_at_ms IS NULL ORDER BY raised_at_ms DESC, id DESC");
 
     /// All devices.
     DEVICES = concat!(device_select!(), " ORDER BY d.id");
+    /// A page of devices: `?1` LIKE pattern on id and institution code
+    /// (`''` for all), `?2` state filter (`''`, `up`, `down`, `suspended`,
+    /// `alerting`), `?3` sort key (`id`, `last_seen`, `cert_not_after`,
+    /// `state`), `?4` descending, `?5` limit, `?6` offset.
+    DEVICES_PAGE = concat!(device_select!(), devices_filter!(), "
+    ORDER BY
+      CASE WHEN NOT ?4 AND ?3 = 'last_seen' THEN d.last_seen END,
+      CASE WHEN ?4 AND ?3 = 'last_seen' THEN d.last_seen END DESC,
+      CASE WHEN NOT ?4 AND ?3 = 'cert_not_after' THEN d.cert_not_after END,
+      CASE WHEN ?4 AND ?3 = 'cert_not_after' THEN d.cert_not_after END DESC,
+      CASE WHEN NOT ?4 AND ?3 = 'state' THEN d.state END,
+      CASE WHEN ?4 AND ?3 = 'state' THEN d.state END DESC,
+      CASE WHEN NOT ?4 THEN d.id END,
+      CASE WHEN ?4 THEN d.id END DESC
+    LIMIT ?5 OFFSET ?6");
+    /// How many devices `DEVICES_PAGE` pages through (same `?1`, `?2`).
+    DEVICES_COUNT = concat!("SELECT count(*) FROM devices d", devices_filter!());
     /// One device.
     DEVICE = concat!(device_select!(), " WHERE d.id = ?1");
     /// A device's latest reports.
@@ -176,11 +218,11 @@ sql! {
 
     /// A device's latest commands.
     RECENT_COMMANDS = "SELECT id, kind, created_at_ms, delivered_at_ms, CAST(deliveries AS BIGINT),
-    acked_at_ms, ok, detail
+    acked_at_ms, ok, detail, requested_by
     FROM commands WHERE device_id = ?1 ORDER BY id DESC LIMIT ?2";
     /// Queues a command for a device that has reported.
-    ENQUEUE_COMMAND = "INSERT INTO commands (device_id, kind, body, created_at_ms)
-    SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
+    ENQUEUE_COMMAND = "INSERT INTO commands (device_id, kind, body, created_at_ms, requested_by)
+    SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1)
     RETURNING id";
     /// When each device's next unacknowledged command is due (`?1`: redelivery period).
     COMMANDS_DUE = "SELECT device_id, min(coalesce(delivered_at_ms + ?1, -9223372036854775808)) FROM commands
@@ -256,6 +298,45 @@ sql! {
     /// A device's incident records, newest first.
     INCIDENTS = "SELECT seq, incident_id, command_id, segment, summary, report_json,
     recorded_at_ms, received_at_ms FROM incidents WHERE device_id = ?1 ORDER BY seq DESC LIMIT ?2";
+
+    /// Devices per state, with the newest report of each state (for the lag).
+    METRIC_DEVICES = "SELECT state, count(*), max(last_seen) FROM devices GROUP BY state ORDER BY state";
+    /// Devices under a stop order, and devices with open alerts.
+    METRIC_SUSPENDED_ALERTING = "SELECT (SELECT count(*) FROM devices WHERE suspension IS NOT NULL),
+    (SELECT count(DISTINCT device_id) FROM alerts WHERE cleared_at_ms IS NULL)";
+    /// Open alerts per kind and level.
+    METRIC_ALERTS_OPEN = "SELECT kind, level, count(*) FROM alerts WHERE cleared_at_ms IS NULL
+    GROUP BY kind, level ORDER BY kind, level";
+    /// Commands per state.
+    METRIC_COMMANDS = "SELECT CASE WHEN acked_at_ms IS NULL AND delivered_at_ms IS NULL THEN 'queued'
+      WHEN acked_at_ms IS NULL THEN 'delivered' WHEN ok THEN 'succeeded' ELSE 'failed' END, count(*)
+    FROM commands GROUP BY 1 ORDER BY 1";
+    /// Orders per state.
+    METRIC_ORDERS = "SELECT coalesce(o.outcome, CASE WHEN c.delivered_at_ms IS NULL THEN 'queued' ELSE 'delivered' END),
+    count(*) FROM orders o LEFT JOIN commands c ON c.id = o.command_id GROUP BY 1 ORDER BY 1";
+
+    /// A new operator, unless the name is taken.
+    INSERT_OPERATOR = "INSERT INTO operators (name, role, password_hash, created_at_ms, password_changed_at_ms)
+    VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (name) DO NOTHING";
+    /// Every operator, by name.
+    OPERATORS = concat!(operator_select!(), " ORDER BY name");
+    /// One operator.
+    OPERATOR = concat!(operator_select!(), " WHERE name = ?1");
+    /// Disables an enabled operator at `?2`.
+    DISABLE_OPERATOR = "UPDATE operators SET disabled_at_ms = ?2 WHERE name = ?1 AND disabled_at_ms IS NULL";
+    /// A new password hash, changed at `?3`.
+    SET_OPERATOR_PASSWORD = "UPDATE operators SET password_hash = ?2, password_changed_at_ms = ?3 WHERE name = ?1";
+    /// A new session.
+    INSERT_SESSION = "INSERT INTO operator_sessions (token_hash, operator, created_at_ms, expires_at_ms)
+    VALUES (?1, ?2, ?3, ?4)";
+    /// The operator of a session still valid at `?2`.
+    SESSION_OPERATOR = concat!(operator_select!(), " o
+    WHERE o.disabled_at_ms IS NULL AND o.name = (SELECT s.operator FROM operator_sessions s
+      WHERE s.token_hash = ?1 AND s.expires_at_ms > ?2 AND s.created_at_ms >= o.password_changed_at_ms)");
+    /// Ends one session.
+    DELETE_SESSION = "DELETE FROM operator_sessions WHERE token_hash = ?1";
+    /// Forgets sessions expired before `?1`.
+    DELETE_EXPIRED_SESSIONS = "DELETE FROM operator_sessions WHERE expires_at_ms <= ?1";
 }
 
 #[cfg(test)]

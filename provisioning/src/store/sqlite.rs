@@ -32,19 +32,22 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::metrics::FleetMetrics;
 use super::migrations::{pending, SQLITE_BOOKKEEPING, SQLITE_RECORD};
+use super::operators::{NewSession, OperatorRow, Role};
 use super::orders::{
     sign_columns, AckRecorded, CaseDetail, CaseRule, IncidentRow, IssuedOrder, NewCaseEvent, NewOrder,
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row, order_row,
-    report_row, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
+    labelled_count, operator_row, order_row, report_row, state_count, Cols,
 };
 use super::sql::{self, Sql};
 use super::{
-    count_u32, id_u64, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail, DeviceRow,
-    IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT, MAX_GROUP_RECORDS,
+    count_u32, id_u64, like_anywhere, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
+    DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT,
+    MAX_GROUP_RECORDS,
 };
 
 /// Jobs that may wait for the writer before senders wait (back-pressure).
@@ -230,6 +233,39 @@ impl SqliteDb {
             .await
     }
 
+    pub(crate) async fn device_page(&self, q: DeviceQuery, offset: i64) -> Result<DevicePage, DbError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let pattern = like_anywhere(&q.search);
+            let filter = q.filter.map_or("", DeviceFilter::as_str);
+            let total = scalar(&tx, sql::DEVICES_COUNT, params![pattern, filter])?;
+            let rows = all(
+                &tx,
+                sql::DEVICES_PAGE,
+                params![pattern, filter, q.sort.as_str(), q.descending, i64::from(q.limit), offset],
+                |r| device_row(r),
+            )?;
+            Ok(DevicePage { total: id_u64(total), rows })
+        })
+        .await
+    }
+
+    pub(crate) async fn alert(&self, id: i64) -> Result<Option<AlertRow>, DbError> {
+        self.read(move |conn| first(conn, sql::ALERT, [id], |r| alert_row(r))).await
+    }
+
+    pub(crate) async fn acknowledge_alert(
+        &self,
+        id: i64,
+        operator: String,
+        at_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::ACKNOWLEDGE_ALERT, params![id, at_ms, operator])? == 1)
+        })
+        .await
+    }
+
     pub(crate) async fn devices(&self) -> Result<Vec<DeviceRow>, DbError> {
         self.read(|conn| all(conn, sql::DEVICES, [], |r| device_row(r))).await
     }
@@ -266,11 +302,16 @@ impl SqliteDb {
         device_id: String,
         kind: String,
         body: Vec<u8>,
+        requested_by: Option<String>,
         now_ms: i64,
     ) -> Result<u64, DbError> {
         self.write(1, move |conn| {
-            let id =
-                first(conn, sql::ENQUEUE_COMMAND, params![device_id, kind, body, now_ms], |r| r.i64_at(0))?;
+            let id = first(
+                conn,
+                sql::ENQUEUE_COMMAND,
+                params![device_id, kind, body, now_ms, requested_by],
+                |r| r.i64_at(0),
+            )?;
             id.map(id_u64).ok_or_else(|| DbError::UnknownDevice(device_id.clone()))
         })
         .await
@@ -470,6 +511,90 @@ impl SqliteDb {
             all(conn, sql::INCIDENTS, params![device_id, i64::from(limit)], |r| incident_row(r))
         })
         .await
+    }
+
+    pub(crate) async fn fleet_metrics(&self) -> Result<FleetMetrics, DbError> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (suspended, alerting) =
+                first(&tx, sql::METRIC_SUSPENDED_ALERTING, [], |r| Ok((r.i64_at(0)?, r.i64_at(1)?)))?
+                    .unwrap_or_default();
+            Ok(FleetMetrics {
+                devices: all(&tx, sql::METRIC_DEVICES, [], |r| state_count(r))?,
+                suspended: id_u64(suspended),
+                alerting: id_u64(alerting),
+                alerts_open: all(&tx, sql::METRIC_ALERTS_OPEN, [], |r| alert_count(r))?,
+                commands: all(&tx, sql::METRIC_COMMANDS, [], |r| labelled_count(r))?,
+                orders: all(&tx, sql::METRIC_ORDERS, [], |r| labelled_count(r))?,
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn add_operator(
+        &self,
+        name: String,
+        role: Role,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::INSERT_OPERATOR, params![name, role.as_str(), hash, now_ms])? == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn operators(&self) -> Result<Vec<OperatorRow>, DbError> {
+        self.read(|conn| all(conn, sql::OPERATORS, [], |r| operator_row(r))).await
+    }
+
+    pub(crate) async fn operator(&self, name: String) -> Result<Option<OperatorRow>, DbError> {
+        self.read(move |conn| first(conn, sql::OPERATOR, [&name], |r| operator_row(r))).await
+    }
+
+    pub(crate) async fn disable_operator(&self, name: String, now_ms: i64) -> Result<bool, DbError> {
+        self.write(1, move |conn| Ok(execute(conn, sql::DISABLE_OPERATOR, params![name, now_ms])? == 1)).await
+    }
+
+    pub(crate) async fn set_operator_password(
+        &self,
+        name: String,
+        hash: String,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        self.write(1, move |conn| {
+            Ok(execute(conn, sql::SET_OPERATOR_PASSWORD, params![name, hash, now_ms])? == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn open_session(&self, session: NewSession) -> Result<(), DbError> {
+        self.write(1, move |conn| {
+            let s = &session;
+            execute(conn, sql::DELETE_EXPIRED_SESSIONS, [s.created_at_ms])?;
+            execute(
+                conn,
+                sql::INSERT_SESSION,
+                params![s.token_hash, s.operator, s.created_at_ms, s.expires_at_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn session_operator(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<OperatorRow>, DbError> {
+        self.read(move |conn| {
+            first(conn, sql::SESSION_OPERATOR, params![token_hash, now_ms], |r| operator_row(r))
+        })
+        .await
+    }
+
+    pub(crate) async fn close_session(&self, token_hash: String) -> Result<bool, DbError> {
+        self.write(1, move |conn| Ok(execute(conn, sql::DELETE_SESSION, [&token_hash])? == 1)).await
     }
 }
 
