@@ -14,8 +14,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Most connections one client holds at once (a browser opens a few).
-pub const PER_CLIENT: usize = 4;
+/// Most connections one client holds at once (a browser opens up to six
+/// per host; a page, its favicon and the progress script need three).
+pub const PER_CLIENT: usize = 8;
 
 /// Most connections served at once.
 pub const SLOTS: usize = 256;

@@ -23,10 +23,10 @@
 //! [`ANSWER_DEADLINE`]; slots per client and in all are limited by
 //! [`admission`], so hostile LAN hosts cannot deny the page to the others.
 //! A notice page needs no more, and a general HTTP server would cost the
-//! router's binary more than the page itself. The page is served to the LAN by the CPE itself (input traffic),
-//! so a suspension, which blocks only forwarding, never hides it; during a
-//! suspension the firewall also sends LAN HTTP for any address here
-//! ([`crate::orders::firewall`]).
+//! router's binary more than the page itself. The page is served to the
+//! LAN by the CPE itself (input traffic), so a suspension, which blocks
+//! only forwarding, never hides it; during a suspension the firewall also
+//! sends LAN HTTP for any address here ([`crate::orders::firewall`]).
 
 pub mod admission;
 pub mod link;
