@@ -86,8 +86,7 @@ pub enum NetnsError {
 }
 
 /// Why the namespace tests cannot run here, or `None` when they can: they
-/// need root and the `ip` and `nft` tools. Tests print the reason and return
-/// (they are skipped, visibly, rather than failed).
+/// need root and the `ip` and `nft` tools. See [`skip`].
 pub fn unavailable() -> Option<String> {
     let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
         status
@@ -116,12 +115,13 @@ pub fn unavailable() -> Option<String> {
     None
 }
 
-/// Prints `skipped: <test>: <reason>` and returns `true` when the namespace
-/// tests cannot run here (see [`unavailable`]).
+/// Returns `true` (the test returns) when the namespace tests cannot run
+/// here (see [`unavailable`]), having said so, or fails the test under CI
+/// ([`crate::skip_or_fail`]).
 pub fn skip(test: &str) -> bool {
     match unavailable() {
         Some(reason) => {
-            eprintln!("skipped: {test}: {reason}");
+            crate::skip_or_fail(test, &reason);
             true
         }
         None => false,

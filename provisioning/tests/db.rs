@@ -2,7 +2,7 @@
 //! PostgreSQL when `CPE_TEST_POSTGRES_URL` is set (`bash scripts/postgres.sh`
 //! prints it). Each PostgreSQL test works in a fresh schema of its own, so the
 //! tests run in parallel and repeatedly; without the variable they say that
-//! they were skipped.
+//! they were skipped, and under `CI=true` they fail.
 //!
 //! "Two server processes" are two `Database` handles opened on the same URL:
 //! separate writers, separate connections.
@@ -43,10 +43,15 @@ impl Backend {
 
     async fn postgres(test: &str) -> Option<Self> {
         let Ok(base) = std::env::var(PG_ENV) else {
+            // Under CI a suite that passes without PostgreSQL proves nothing.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true: db::{test}::postgres must run, but {PG_ENV} is not set (scripts/test.sh sets it)"
+            );
             // Written past the test harness's capture, so that it shows.
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED db::{test}::postgres: {PG_ENV} is not set (bash scripts/postgres.sh prints it)"
+                "skipped: db::{test}::postgres: {PG_ENV} is not set (bash scripts/postgres.sh prints it)"
             );
             return None;
         };

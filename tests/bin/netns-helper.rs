@@ -10,11 +10,19 @@
 //! netns-helper http --listen ADDR --body TEXT
 //! netns-helper relay --listen ADDR --to ADDR --delay-ms N [--udp]
 //! netns-helper connect --to ADDR --timeout-ms N
+//! netns-helper slow-clients --to ADDR --count N --line-every-ms M --reconnect-ms R
+//! netns-helper http-get --to ADDR --timeout-ms N
 //! ```
 //! Each server prints `listening on ADDR` on stdout once bound, then serves
 //! until killed. `connect` tries one TCP connection and prints its outcome
 //! (`connected`, `refused`, `timeout`, `unreachable: …`), exiting 0 only
-//! when connected. Exit code 2 on bad arguments or when the address cannot
+//! when connected. `slow-clients` is a slowloris attacker: `N` clients
+//! each open a connection, send a request line and then one header line
+//! every `M` ms, never ending the head, and reconnect `R` ms after the
+//! server closes; it prints `attacking` once all have connected once
+//! and a `connects N closed N` line to stderr every second. `http-get`
+//! sends one `GET /` and prints `<status line>` and `<ms>` (until the
+//! answer is complete), exiting 0 only on an answer. Exit code 2 on bad arguments or when the address cannot
 //! be bound.
 
 use std::collections::HashMap;
@@ -29,7 +37,8 @@ use cpe_e2e::netns::dns;
 
 const USAGE: &str = "usage: netns-helper dns --listen ADDR --name NAME=IPV4 … | tcp-echo --listen ADDR | \
                      http --listen ADDR --body TEXT | \
-                     relay --listen ADDR --to ADDR --delay-ms N [--udp] | connect --to ADDR --timeout-ms N";
+                     relay --listen ADDR --to ADDR --delay-ms N [--udp] | connect --to ADDR --timeout-ms N | \
+                     slow-clients --to ADDR --count N --line-every-ms M --reconnect-ms R | http-get --to ADDR --timeout-ms N";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,8 +66,19 @@ fn addr(args: &[String], flag: &str) -> Result<SocketAddr, String> {
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
-    if args.first().map(String::as_str) == Some("connect") {
-        return connect(addr(args, "--to")?, value(args, "--timeout-ms")?);
+    match args.first().map(String::as_str) {
+        Some("connect") => return connect(addr(args, "--to")?, value(args, "--timeout-ms")?),
+        Some("http-get") => return http_get(addr(args, "--to")?, value(args, "--timeout-ms")?),
+        Some("slow-clients") => {
+            let number = |flag| value(args, flag)?.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+            return slow_clients(
+                addr(args, "--to")?,
+                number("--count")?,
+                Duration::from_millis(number("--line-every-ms")?),
+                Duration::from_millis(number("--reconnect-ms")?),
+            );
+        }
+        _ => {}
     }
     let listen = addr(args, "--listen")?;
     match args.first().map(String::as_str) {
@@ -104,6 +124,92 @@ fn connect(to: SocketAddr, timeout_ms: &str) -> Result<(), String> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// One `GET /`; prints the status line and the milliseconds to the whole answer.
+fn http_get(to: SocketAddr, timeout_ms: &str) -> Result<(), String> {
+    let timeout = Duration::from_millis(timeout_ms.parse().map_err(|e| format!("--timeout-ms: {e}"))?);
+    let started = Instant::now();
+    let answer = TcpStream::connect_timeout(&to, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: cpe\r\nConnection: close\r\n\r\n")?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer)?;
+        Ok(answer)
+    });
+    let took = started.elapsed().as_millis();
+    match answer {
+        Ok(answer) if !answer.is_empty() => {
+            let text = String::from_utf8_lossy(&answer);
+            println!("{}\n{took}", text.lines().next().unwrap_or_default());
+            Ok(())
+        }
+        Ok(_) => {
+            println!("closed without an answer\n{took}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            println!("{e}\n{took}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The slowloris attacker (see the module doc); runs until killed.
+fn slow_clients(to: SocketAddr, count: u64, every: Duration, pause: Duration) -> Result<(), String> {
+    let connects = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let closed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (first, all_connected) = mpsc::channel();
+    for _ in 0..count {
+        let (connects, closed, first) = (connects.clone(), closed.clone(), first.clone());
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut announced = false;
+                loop {
+                    if let Ok(mut stream) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+                        connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if !announced {
+                            announced = first.send(()).is_ok();
+                        }
+                        // Wait for the server between lines, so a close is seen at once.
+                        let mut byte = [0_u8; 1];
+                        let mut alive = stream.set_read_timeout(Some(every)).is_ok()
+                            && stream.write_all(b"GET / HTTP/1.1\r\nHost: cpe\r\n").is_ok();
+                        while alive {
+                            alive = match stream.read(&mut byte) {
+                                Err(e)
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                    ) =>
+                                {
+                                    stream.write_all(b"X-Slow: 1\r\n").is_ok()
+                                }
+                                _ => false,
+                            };
+                        }
+                        closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    std::thread::sleep(pause);
+                }
+            })
+            .map_err(|e| format!("thread: {e}"))?;
+    }
+    drop(first);
+    for _ in 0..count {
+        all_connected.recv().map_err(|e| format!("a client thread ended: {e}"))?;
+    }
+    let mut out = std::io::stdout();
+    writeln!(out, "attacking").and_then(|()| out.flush()).map_err(|e| format!("stdout: {e}"))?;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!(
+            "connects {} closed {}",
+            connects.load(std::sync::atomic::Ordering::Relaxed),
+            closed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
 }
 
 fn announce(addr: std::io::Result<SocketAddr>) -> Result<(), String> {

@@ -752,8 +752,7 @@ fn main() {
         }
         return;
     }
-    if let Some(reason) = netns::unavailable() {
-        println!("diagnose_netns: skipped {} scenarios: {reason}", selected.len());
+    if netns::skip(&format!("diagnose_netns ({} scenarios)", selected.len())) {
         return;
     }
     let jobs: usize =

@@ -758,8 +758,7 @@ fn has_japanese(text: &str) -> bool {
 fn notice_page_in_headless_chromium_in_every_state() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/notice.mjs");
     if let Some(reason) = browser_unavailable(&script) {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: the browser test must run: {reason}");
-        eprintln!("skipped: orders_netns chromium: {reason}");
+        cpe_e2e::skip_or_fail("orders_netns chromium", &reason);
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();

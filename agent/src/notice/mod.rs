@@ -6,6 +6,7 @@
 //! whom to call; the last self-diagnosis with what to do; and it lets them
 //! run the self-check themselves.
 //!
+//! - [`admission`]: the pure per-client and total connection limits.
 //! - [`page`]: the pure renderer and the headline's rules.
 //! - [`request`]: the pure, fuzzed request reader and the same-origin rule.
 //! - [`selfcheck`]: the button's gate (LAN clients, one at a time, once a
@@ -17,13 +18,17 @@
 //! `<state_dir>/diagnosis/last.json` on every request, so the page is never
 //! stale, whichever process (daemon or `cpe-agent orders apply`) applied
 //! the last order. One request per connection, its head bounded to 8 KiB,
-//! its body to 1 KiB, both to 10 s: a notice page needs no more, and a
-//! general HTTP server would cost the router's binary more than the page
-//! itself. The page is served to the LAN by the CPE itself (input traffic),
-//! so a suspension, which blocks only forwarding, never hides it; during a
-//! suspension the firewall also sends LAN HTTP for any address here
-//! ([`crate::orders::firewall`]).
+//! its body to 1 KiB, both to [`REQUEST_DEADLINE`] (a terminal sends its
+//! request at once; a client that dribbles it is cut off), the answer to
+//! [`ANSWER_DEADLINE`]; slots per client and in all are limited by
+//! [`admission`], so hostile LAN hosts cannot deny the page to the others.
+//! A notice page needs no more, and a general HTTP server would cost the
+//! router's binary more than the page itself. The page is served to the
+//! LAN by the CPE itself (input traffic), so a suspension, which blocks
+//! only forwarding, never hides it; during a suspension the firewall also
+//! sends LAN HTTP for any address here ([`crate::orders::firewall`]).
 
+pub mod admission;
 pub mod link;
 pub mod page;
 pub mod request;
@@ -48,9 +53,6 @@ use selfcheck::{Pressed, Refusal, Status};
 
 /// Largest diagnosis file read.
 const MAX_DIAGNOSIS_BYTES: u64 = 256 * 1024;
-
-/// Most connections served at once (a clinic has a handful of terminals).
-const MAX_CONNECTIONS: usize = 16;
 
 /// The latest heartbeat figures, shared with the daemon's sampler.
 pub type HealthSlot = Arc<Mutex<Option<Health>>>;
@@ -114,8 +116,16 @@ impl NoticeSource {
 /// Largest request head read; a longer one is answered 431.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
-/// How long a client may take to send its request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request (head and body), from
+/// the moment it is accepted.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
+
+/// How long a client may take to read the answer.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Bytes read from the socket at a time (the head grows in a `Vec` only as
+/// far as the client sends it).
+const READ_CHUNK: usize = 512;
 
 /// One response: status line, content type, extra headers, body.
 struct Response {
@@ -249,11 +259,12 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
     }
 }
 
-/// Reads one request (head and bounded body, in time), answers it, closes.
-async fn handle(mut stream: tokio::net::TcpStream, peer: IpAddr, source: &NoticeSource) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut bytes = Vec::with_capacity(1024);
-    let mut chunk = [0_u8; 1024];
+/// Reads one request head and its (bounded) body; `None` when the client
+/// closed or failed first.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Ask> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut chunk = [0_u8; READ_CHUNK];
     let (ask, end) = loop {
         if let Some(end) = head_end(&bytes) {
             break (parse_request(&bytes[..end]), end);
@@ -262,7 +273,7 @@ async fn handle(mut stream: tokio::net::TcpStream, peer: IpAddr, source: &Notice
             break (Ask::TooLarge, bytes.len());
         }
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => bytes.extend_from_slice(&chunk[..n]),
         }
     };
@@ -270,15 +281,52 @@ async fn handle(mut stream: tokio::net::TcpStream, peer: IpAddr, source: &Notice
     // under the answer; its content is not needed.
     if let Ask::StartSelfCheck { body_len, .. } = ask {
         let mut have = bytes.len() - end;
+        drop(bytes);
         while have < body_len {
             match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return None,
                 Ok(n) => have += n,
             }
         }
     }
-    let _ = stream.write_all(&respond(ask, peer, source)).await;
-    let _ = stream.shutdown().await;
+    Some(ask)
+}
+
+/// Reads one request within [`REQUEST_DEADLINE`], answers it within
+/// [`ANSWER_DEADLINE`], closes.
+async fn handle(mut stream: tokio::net::TcpStream, peer: SocketAddr, source: &NoticeSource) {
+    use tokio::io::AsyncWriteExt;
+    let ask = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut stream)).await {
+        Ok(Some(ask)) => ask,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "notice request not sent in time; closed");
+            return;
+        }
+    };
+    let answer = respond(ask, peer.ip(), source);
+    let written = tokio::time::timeout(ANSWER_DEADLINE, async {
+        let _ = stream.write_all(&answer).await;
+        let _ = stream.shutdown().await;
+    });
+    if written.await.is_err() {
+        tracing::debug!(%peer, "notice answer not read in time; closed");
+    }
+}
+
+/// The connection slots of every listening address, shared.
+type Slots = Arc<Mutex<admission::Admission>>;
+
+/// A slot held by one connection, given back when dropped.
+struct Slot {
+    slots: Slots,
+    client: admission::Client,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).release(self.client);
+    }
 }
 
 /// Serves the page on every address until the future is dropped. An
@@ -286,7 +334,7 @@ async fn handle(mut stream: tokio::net::TcpStream, peer: IpAddr, source: &Notice
 /// and retried every 5 seconds, so the agent never fails to start for it.
 pub async fn serve(addresses: Vec<SocketAddr>, source: NoticeSource) {
     let source = Arc::new(source);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots: Slots = Arc::new(Mutex::new(admission::Admission::default()));
     let mut serving = tokio::task::JoinSet::new();
     for address in addresses {
         let source = source.clone();
@@ -308,19 +356,32 @@ pub async fn serve(addresses: Vec<SocketAddr>, source: NoticeSource) {
     while serving.join_next().await.is_some() {}
 }
 
-async fn accept(listener: &TcpListener, source: &Arc<NoticeSource>, slots: &Arc<tokio::sync::Semaphore>) {
+/// Accepts without ever waiting for a slot: a connection over a limit is
+/// closed at once, so the accept queue keeps moving under attack.
+async fn accept(listener: &TcpListener, source: &Arc<NoticeSource>, slots: &Slots) {
+    let mut refused: u64 = 0;
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let admitted = slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(peer.ip());
+        let client = match admitted {
+            Ok(client) => client,
+            Err(why) => {
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, reason = ?why, refused, "notice page connection refused (per-client or total limit); a LAN host may be flooding the page");
+                }
+                drop(stream);
+                continue;
+            }
+        };
+        let slot = Slot { slots: slots.clone(), client };
         let source = source.clone();
         tokio::spawn(async move {
-            if tokio::time::timeout(REQUEST_TIMEOUT, handle(stream, peer.ip(), &source)).await.is_err() {
-                tracing::debug!(%peer, "notice request timed out");
-            }
-            drop(permit);
+            handle(stream, peer, &source).await;
+            drop(slot);
         });
     }
 }

@@ -454,3 +454,61 @@ fn the_button_runs_once_a_minute_for_same_origin_lan_clients() {
         other.abort();
     });
 }
+
+/// A connection from `from` (a loopback address) to `to`.
+async fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut byte = [0_u8; 1];
+    matches!(tokio::time::timeout(within, stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[test]
+fn slow_and_flooding_clients_are_cut_off_and_do_not_deny_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 66);
+    runtime.block_on(async {
+        let _server = tokio::spawn(serve(vec![addr], source(dir.path(), None)));
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The attacker's first connections take its share of slots and
+        // dribble a head; every one beyond that is closed at once.
+        let mut held = Vec::new();
+        for _ in 0..admission::PER_CLIENT {
+            let mut stream = connect_from(attacker, addr).await;
+            stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            held.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..50 {
+            let mut extra = connect_from(attacker, addr).await;
+            assert!(closed_within(&mut extra, Duration::from_millis(500)).await, "over the per-client limit");
+        }
+        let started = Instant::now();
+        let page = get(addr, "GET").await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        // The head deadline cuts the slow ones off, and their slots return.
+        let cut = Instant::now();
+        for stream in &mut held {
+            assert!(
+                closed_within(stream, REQUEST_DEADLINE + Duration::from_secs(1)).await,
+                "slow head cut off"
+            );
+        }
+        assert!(cut.elapsed() <= REQUEST_DEADLINE + Duration::from_millis(500), "{:?}", cut.elapsed());
+        let mut again = connect_from(attacker, addr).await;
+        again.write_all(b"GET / HTTP/1.1\r\nHost: cpe\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        again.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "the attacker's slots came back: {answer}");
+    });
+}

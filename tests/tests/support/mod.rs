@@ -3,14 +3,18 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 /// The PostgreSQL to test against, or `None` (and a line saying the test was
-/// skipped) when `CPE_TEST_POSTGRES_URL` is unset; scripts/test.sh sets it.
+/// skipped; under CI=true a failure, see [`cpe_e2e::skip_or_fail`]) when
+/// `CPE_TEST_POSTGRES_URL` is unset; scripts/test.sh sets it.
 /// Each call makes a schema of its own and points the URL at it, so tests
 /// running in parallel never see (or mark down) each other's devices;
 /// `prefix` names the test file in the schema, for whoever reads the database.
 pub fn postgres_url(prefix: &str) -> Option<String> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let Ok(base) = std::env::var("CPE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
+        cpe_e2e::skip_or_fail(
+            &format!("{prefix} on PostgreSQL"),
+            "CPE_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)",
+        );
         return None;
     };
     let schema = format!(
