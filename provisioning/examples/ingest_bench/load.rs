@@ -349,8 +349,9 @@ pub struct LoadArgs {
 /// Handshakes per second: ours (full, then resumed) against openssl's.
 pub async fn handshakes(server: &Server, pki: &Pki, args: &LoadArgs, run: i64) -> anyhow::Result<()> {
     let unit = format!("hs-{run}");
-    let full: Vec<Device> = (0..64).map(|n| pki.device(n, &unit, false)).collect::<Result<_, _>>()?;
-    let resuming: Vec<Device> = (0..64).map(|n| pki.device(n, &unit, true)).collect::<Result<_, _>>()?;
+    // Enough devices that none goes over the server's request rate.
+    let full: Vec<Device> = (0..1024).map(|n| pki.device(n, &unit, false)).collect::<Result<_, _>>()?;
+    let resuming: Vec<Device> = (0..1024).map(|n| pki.device(n, &unit, true)).collect::<Result<_, _>>()?;
     let window = Until::Elapsed(Duration::from_secs(args.handshake_seconds));
     let reference = OpensslServer::start(pki).await?;
     let openssl =
@@ -373,8 +374,9 @@ pub async fn handshakes(server: &Server, pki: &Pki, args: &LoadArgs, run: i64) -
 pub async fn storm(server: &Server, pki: &Pki, args: &LoadArgs, run: i64) -> anyhow::Result<()> {
     let unit = format!("storm-{run}");
     // One certificate stands for many devices (issuing 250,000 would take
-    // longer than the storm); each has its own ticket cache.
-    let devices: Vec<Device> = (0..512).map(|n| pki.device(n, &unit, true)).collect::<Result<_, _>>()?;
+    // longer than the storm; 4,096 keep each under the server's request
+    // rate); each has its own ticket cache.
+    let devices: Vec<Device> = (0..4096).map(|n| pki.device(n, &unit, true)).collect::<Result<_, _>>()?;
     let storm = connection_rate(
         &devices,
         server.addr,
@@ -408,7 +410,7 @@ pub async fn peak(
     let period = Duration::from_secs_f64(args.peak_devices as f64 / args.rate as f64);
     let duration = Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
-    let started = Instant::now() + Duration::from_secs(1);
+    let mut devices = Vec::new();
     for n in 0..args.peak_devices {
         let code: InstitutionCode = format!("{:010}", 1_700_000_000 + n).parse()?;
         let mut request = IssueRequest::new(code.clone(), Validity::new(pki.now, 10)?);
@@ -422,7 +424,11 @@ pub async fn peak(
             .identity(identity)
             .timeout(Duration::from_secs(30))
             .build()?;
-        let device = device_id(&code, Some(&unit));
+        devices.push((client, device_id(&code, Some(&unit))));
+    }
+    // All certificates issued and clients built: the schedule starts now.
+    let started = Instant::now() + Duration::from_secs(1);
+    for (n, (client, device)) in devices.into_iter().enumerate() {
         let url = url.clone();
         // Spread the devices over one period.
         let offset = period.mul_f64(n as f64 / args.peak_devices as f64);
@@ -456,24 +462,6 @@ pub async fn peak(
             (sent, acked, failed, lat)
         }));
     }
-    let sampler = {
-        let pid = server.child.id();
-        tokio::spawn(async move {
-            let mut most = 0.0f64;
-            while let Some(pid) = pid {
-                let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { break };
-                if let Some(kib) = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                {
-                    most = most.max(kib / 1024.0);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            most
-        })
-    };
     let (mut sent, mut acked, mut failed, mut latencies) = (0, 0, 0, Vec::new());
     for t in tasks {
         let (s, a, f, l) = t.await?;
@@ -484,7 +472,6 @@ pub async fn peak(
     }
     let elapsed = started.elapsed();
     let (rss, hwm) = server.rss_mib()?;
-    sampler.abort();
     let rows = count_rows(database, &format!("%/{unit}")).await?;
     println!(
         "peak: {} reports/s asked for {} s from {} keep-alive devices: {sent} sent, {acked} acknowledged, \

@@ -71,8 +71,9 @@ struct Args {
     /// Seconds the peak phase lasts (shorter for trial runs).
     #[arg(long, default_value_t = 600)]
     duration: u64,
-    /// Keep-alive devices of the peak phase.
-    #[arg(long, default_value_t = 500)]
+    /// Keep-alive devices of the peak phase (each under the server's
+    /// request rate of 10/s: 2,500 send 5/s each at 12,500/s).
+    #[arg(long, default_value_t = 2500)]
     peak_devices: u64,
     /// Store; default: a new SQLite file in a temp directory.
     #[arg(long)]
