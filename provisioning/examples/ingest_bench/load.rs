@@ -405,26 +405,13 @@ pub async fn peak(
     run: i64,
 ) -> anyhow::Result<()> {
     let unit = format!("peak-{run}");
-    let ca = reqwest::Certificate::from_der(pki.ca.ca_cert_der())?;
     let url = format!("https://{}/v1/reports", server.addr);
     let period = Duration::from_secs_f64(args.peak_devices as f64 / args.rate as f64);
     let duration = Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
     let mut devices = Vec::new();
     for n in 0..args.peak_devices {
-        let code: InstitutionCode = format!("{:010}", 1_700_000_000 + n).parse()?;
-        let mut request = IssueRequest::new(code.clone(), Validity::new(pki.now, 10)?);
-        request.device_id = Some(unit.clone());
-        let issued = pki.ca.issue(&request)?;
-        let identity =
-            reqwest::Identity::from_pem(format!("{}{}", issued.chain_pem, issued.key_pem).as_bytes())?;
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca.clone())
-            .identity(identity)
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        devices.push((client, device_id(&code, Some(&unit))));
+        devices.push(https_device(&pki.ca, pki.now, 1_700_000_000 + n, &unit)?);
     }
     // All certificates issued and clients built: the schedule starts now.
     let started = Instant::now() + Duration::from_secs(1);
@@ -486,6 +473,29 @@ pub async fn peak(
     println!("  server RSS {rss:.1} MiB at the end, peak {hwm:.1} MiB");
     anyhow::ensure!(rows == sent && failed == 0, "reports lost: {sent} sent, {rows} stored, {failed} failed");
     Ok(())
+}
+
+/// A keep-alive HTTPS client (one connection) of the device of institution
+/// `code` with `unit`, trusting `ca`'s server certificates; and its device id.
+pub fn https_device(
+    ca: &CertificationBody,
+    not_before: time::OffsetDateTime,
+    code: u64,
+    unit: &str,
+) -> anyhow::Result<(reqwest::Client, String)> {
+    let code: InstitutionCode = format!("{code:010}").parse()?;
+    let mut request = IssueRequest::new(code.clone(), Validity::new(not_before, 10)?);
+    request.device_id = Some(unit.into());
+    let issued = ca.issue(&request)?;
+    let identity = reqwest::Identity::from_pem(format!("{}{}", issued.chain_pem, issued.key_pem).as_bytes())?;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_der(ca.ca_cert_der())?)
+        .identity(identity)
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    Ok((client, device_id(&code, Some(unit))))
 }
 
 /// Rows in `reports` whose device id is `LIKE pattern`, straight from the store.

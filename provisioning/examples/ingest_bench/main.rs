@@ -28,13 +28,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use cpe_common::institution::InstitutionCode;
 use cpe_protocol::{Event, Health, InterfaceStats, Level, Payload, Record, ReportBatch};
 use cpe_provision::alerts::AlertSink;
 use cpe_provision::clock::now_ms;
 use cpe_provision::server::{self, ingest_record, ServeConfig};
 use cpe_provision::store::{Database, DeviceSeen};
-use cpe_provision::{CertificationBody, IssueRequest, Validity};
+use cpe_provision::{CertificationBody, Validity};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -185,24 +184,10 @@ async fn https(db: Database, args: &Args, run: i64) -> anyhow::Result<(u64, Dura
     let server = tokio::spawn(server::run(listener, config, db, alerts, async {
         let _ = stop_rx.await;
     }));
-    let ca_cert = reqwest::Certificate::from_der(ca.ca_cert_der())?;
     let unit = format!("https-{run}");
-    let mut clients = Vec::new();
-    for c in 0..args.clients {
-        let code: InstitutionCode = format!("{:010}", 1_500_000_000 + c).parse()?;
-        let mut request = IssueRequest::new(code.clone(), Validity::new(now, 10)?);
-        request.device_id = Some(unit.clone());
-        let issued = ca.issue(&request)?;
-        let identity =
-            reqwest::Identity::from_pem(format!("{}{}", issued.chain_pem, issued.key_pem).as_bytes())?;
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca_cert.clone())
-            .identity(identity)
-            .pool_max_idle_per_host(1)
-            .build()?;
-        clients.push((client, cpe_common::institution::device_id(&code, Some(&unit))));
-    }
+    let clients = (0..args.clients)
+        .map(|c| load::https_device(&ca, now, 1_500_000_000 + c, &unit))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let url = format!("https://{addr}/v1/reports");
     let start = Instant::now();
     let mut tasks = Vec::new();
