@@ -301,3 +301,58 @@ async fn a_router_is_served_while_an_attacker_holds_thousands_of_connections() {
     assert_eq!(agent.terminate(Duration::from_secs(10)), Some(0), "{}", agent_log());
     assert_eq!(server.terminate(Duration::from_secs(10)), Some(0), "{}", log());
 }
+
+/// Issue 15: a reconnecting router resumes its TLS session (a ticket, no
+/// full handshake) with the same identity; a device flooding the server with
+/// requests is answered 429 beyond its request rate while the router is
+/// still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_resume_and_a_flooding_device_is_slowed_not_the_others() {
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let unit = cpe_e2e::unique_unit("router");
+    let (mut server, addr) = start_server(d, hard, &unit);
+    let log = || std::fs::read_to_string(d.join("server.log")).unwrap_or_default();
+
+    let router = client_tls(d, "router");
+    let (status, first) = ping(&router, loopback(1), addr).await.unwrap();
+    assert_eq!((status, first.get_ref().1.handshake_kind()), (200, Some(rustls::HandshakeKind::Full)));
+    drop(first);
+    let (status, again) = ping(&router, loopback(1), addr).await.unwrap();
+    assert_eq!(
+        (status, again.get_ref().1.handshake_kind()),
+        (200, Some(rustls::HandshakeKind::Resumed)),
+        "the reconnect did not resume its session\n{}",
+        log()
+    );
+    drop(again);
+
+    // The attacker's device: 150 requests as fast as it can (the default
+    // rate: 10 a second, bursts of 60).
+    let attacker = client_tls(d, "attacker");
+    let started = Instant::now();
+    let (mut answered, mut slowed) = (0usize, 0usize);
+    for _ in 0..150 {
+        match ping(&attacker, loopback(5), addr).await.map(|(status, _)| status) {
+            Some(200) => answered += 1,
+            Some(429) => slowed += 1,
+            other => panic!("unexpected answer to the flooding device: {other:?}\n{}", log()),
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    let latencies = router_requests(&router, addr, 5, log).await;
+    println!(
+        "flooding device: {answered} requests served, {slowed} answered 429 in {took:.1} s; \
+         the router meanwhile: max {:.1} ms (5 requests, all 200)",
+        latencies[4].as_secs_f64() * 1000.0
+    );
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let allowed = 60 + (10.0 * took).ceil() as usize + 1;
+    assert!(
+        slowed > 0 && answered <= allowed,
+        "served {answered} (at most {allowed} allowed), 429: {slowed}"
+    );
+    assert!(log().contains("too many requests from this device"), "the refusals were not logged\n{}", log());
+    assert_eq!(server.terminate(Duration::from_secs(10)), Some(0), "{}", log());
+}

@@ -2,10 +2,16 @@
 //!
 //! Everything the agent sends to the carrier goes over mutual TLS with the
 //! stored identity. The crypto provider is ring (no OpenSSL on the device).
+//!
+//! The configuration keeps a small TLS session cache: a reconnect (after a
+//! line drop, or a storm of them nationwide) resumes with the carrier's
+//! session ticket instead of a full handshake with certificate signatures,
+//! cheaper for the router and for the carrier. It lives as long as the
+//! configuration: a new identity gets a new configuration and no old tickets.
 
 use std::sync::Arc;
 
-use rustls::client::ClientConfig;
+use rustls::client::{ClientConfig, Resumption};
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 
@@ -22,6 +28,10 @@ pub enum TlsError {
     Identity(#[from] rustls::Error),
 }
 
+/// TLS sessions kept for resumption: one carrier, a ticket per connection
+/// (the agent holds two: reports and the command long-poll), and spares.
+pub const SESSION_CACHE: usize = 8;
+
 /// A rustls client configuration that trusts `server_roots` and presents
 /// `identity` as its client certificate.
 pub fn client_config(
@@ -34,9 +44,10 @@ pub fn client_config(
     if added == 0 {
         return Err(TlsError::NoRoots(format!("{ignored} certificate(s) ignored")));
     }
-    let config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())?;
+    config.resumption = Resumption::in_memory_sessions(SESSION_CACHE);
     Ok(config)
 }

@@ -96,6 +96,15 @@ pub struct ServeArgs {
     /// Most connections of one device certificate; when reached, its oldest idle one makes room.
     #[arg(long, default_value_t = ConnectionLimits::default().max_per_device)]
     max_connections_per_device: usize,
+    /// Requests per second one device may make, sustained, over all its
+    /// connections; above it the server answers 429 (the agent backs off).
+    #[arg(long, default_value_t = ConnectionLimits::default().device_requests_per_s,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    device_request_rate: u32,
+    /// Requests one device may make at once above --device-request-rate.
+    #[arg(long, default_value_t = ConnectionLimits::default().device_request_burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    device_request_burst: u32,
     /// POST every alert as JSON to this URL.
     #[arg(long)]
     webhook: Option<String>,
@@ -305,6 +314,8 @@ fn connection_limits(args: &ServeArgs) -> Result<ConnectionLimits> {
         max_total,
         max_per_address: args.max_connections_per_address,
         max_per_device: args.max_connections_per_device,
+        device_requests_per_s: args.device_request_rate,
+        device_request_burst: args.device_request_burst,
     })
 }
 

@@ -22,6 +22,14 @@
 //!   so an attacker holding connections cannot lock out a router; if every
 //!   connection is busy, the new one is closed.
 //!
+//! - **Requests per device** ([`ConnectionLimits::device_requests_per_s`],
+//!   [`ConnectionLimits::device_request_burst`]): a token bucket per device
+//!   identity, over all its connections; a request over it is answered 429
+//!   with `Retry-After` (the agent backs off), so a misbehaving or hostile
+//!   device cannot take the server's time from the others. Only buckets
+//!   that are not full are kept (a full one is the same as none), so the
+//!   map stays as small as the set of devices sending right now.
+//!
 //! [`Registry`] keeps the counts under one mutex; each connection holds a
 //! [`Slot`] that leaves the registry when dropped. Refusals are logged at
 //! most once per [`REFUSAL_LOG_EVERY`] with their count.
@@ -57,6 +65,10 @@ pub struct ConnectionLimits {
     pub max_per_address: usize,
     /// Most authenticated connections of one device identity.
     pub max_per_device: usize,
+    /// Requests per second one device may make, sustained.
+    pub device_requests_per_s: u32,
+    /// Requests one device may make at once above the sustained rate.
+    pub device_request_burst: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -69,6 +81,10 @@ impl Default for ConnectionLimits {
             max_per_address: 512,
             // An agent uses two (reports, the long-poll).
             max_per_device: 8,
+            // An agent reports about once a minute and drains a backlog in
+            // batches: ten a second is far above what a healthy one sends.
+            device_requests_per_s: 10,
+            device_request_burst: 60,
         }
     }
 }
@@ -85,6 +101,9 @@ pub enum Refusal {
     /// Too many connections of its device, none of them idle.
     #[error("too many connections of this device, all of them busy")]
     Device,
+    /// Too many requests of its device.
+    #[error("too many requests from this device")]
+    Rate,
 }
 
 #[derive(Debug)]
@@ -110,8 +129,25 @@ struct Counts {
     /// By id, so the oldest connection comes first.
     entries: BTreeMap<u64, Entry>,
     per_address: HashMap<IpAddr, usize>,
+    /// Request buckets of the devices whose bucket is not full.
+    buckets: HashMap<String, Bucket>,
     refused: u64,
     last_refusal_log: Option<Instant>,
+}
+
+/// A device's request tokens when last looked at.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refilled(self, now: Instant, limits: &ConnectionLimits) -> f64 {
+        let rate = f64::from(limits.device_requests_per_s);
+        (self.tokens + now.duration_since(self.at).as_secs_f64() * rate)
+            .min(f64::from(limits.device_request_burst))
+    }
 }
 
 impl Counts {
@@ -135,7 +171,7 @@ impl Counts {
         if self.last_refusal_log.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_EVERY) {
             tracing::warn!(
                 %address, reason = %refusal, refused = self.refused, open = self.entries.len(),
-                "connections refused (connection limits; see --max-connections*)"
+                "connections or requests refused (see --max-connections*, --device-request-*)"
             );
             self.last_refusal_log = Some(now);
             self.refused = 0;
@@ -229,6 +265,32 @@ impl Slot {
         }
         if let Some(entry) = counts.entries.get_mut(&self.id) {
             entry.device = Some(device.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Takes a request token of the connection's device: `Err` when the
+    /// device is over its request rate (answer 429; nothing else is done).
+    /// Connections without an identity yet are not counted.
+    pub fn take_request_token(&self) -> Result<(), Refusal> {
+        let limits = self.registry.limits;
+        let now = Instant::now();
+        let mut guard = self.registry.counts();
+        let counts = &mut *guard;
+        let Some(entry) = counts.entries.get(&self.id) else { return Ok(()) };
+        let Some(device) = entry.device.as_deref() else { return Ok(()) };
+        let address = entry.address;
+        let full = Bucket { tokens: f64::from(limits.device_request_burst), at: now };
+        let tokens = counts.buckets.get(device).copied().unwrap_or(full).refilled(now, &limits);
+        if tokens < 1.0 {
+            counts.buckets.insert(device.to_owned(), Bucket { tokens, at: now });
+            counts.note_refusal(Refusal::Rate, address);
+            return Err(Refusal::Rate);
+        }
+        counts.buckets.insert(device.to_owned(), Bucket { tokens: tokens - 1.0, at: now });
+        if counts.buckets.len() > 2 * counts.entries.len() + 1024 {
+            let burst = f64::from(limits.device_request_burst);
+            counts.buckets.retain(|_, b| b.refilled(now, &limits) < burst);
         }
         Ok(())
     }
@@ -423,6 +485,63 @@ mod tests {
         let started = Instant::now();
         tokio::time::timeout(4 * idle, slot.closing()).await.unwrap();
         assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_device_over_its_request_rate_is_refused_and_others_are_not() {
+        let registry = Registry::new(ConnectionLimits {
+            device_requests_per_s: 20,
+            device_request_burst: 3,
+            ..ConnectionLimits::default()
+        });
+        let noisy = registry.admit(ip(2)).unwrap();
+        noisy.authenticate("1312345678/main").unwrap();
+        // Its second connection shares the bucket.
+        let noisy_too = registry.admit(ip(2)).unwrap();
+        noisy_too.authenticate("1312345678/main").unwrap();
+        let quiet = registry.admit(ip(3)).unwrap();
+        quiet.authenticate("2712345678/main").unwrap();
+        for _ in 0..2 {
+            noisy.take_request_token().unwrap();
+        }
+        noisy_too.take_request_token().unwrap();
+        assert_eq!(noisy.take_request_token().unwrap_err(), Refusal::Rate);
+        assert_eq!(noisy_too.take_request_token().unwrap_err(), Refusal::Rate);
+        quiet.take_request_token().unwrap();
+        // 20 a second: one token back after 50 ms, and only one.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        noisy.take_request_token().unwrap();
+        assert_eq!(noisy.take_request_token().unwrap_err(), Refusal::Rate);
+        // Not yet authenticated: not counted.
+        let anonymous = registry.admit(ip(4)).unwrap();
+        for _ in 0..10 {
+            anonymous.take_request_token().unwrap();
+        }
+    }
+
+    #[test]
+    fn full_request_buckets_are_not_kept() {
+        let registry = Registry::new(ConnectionLimits {
+            device_requests_per_s: 1000,
+            max_per_address: 2000,
+            ..ConnectionLimits::default()
+        });
+        let slots: Vec<Slot> = (0..1100)
+            .map(|n| {
+                let slot = registry.admit(ip(2)).unwrap();
+                slot.authenticate(&format!("{:010}/main", 1_300_000_000 + n)).unwrap();
+                slot.take_request_token().unwrap();
+                slot
+            })
+            .collect();
+        drop(slots);
+        // Refilled by now (1000 a second, burst 60, 1 taken: 1 ms).
+        std::thread::sleep(Duration::from_millis(20));
+        let last = registry.admit(ip(2)).unwrap();
+        last.authenticate("1399999999/main").unwrap();
+        last.take_request_token().unwrap();
+        let kept: Vec<String> = registry.counts().buckets.keys().cloned().collect();
+        assert_eq!(kept, ["1399999999/main"]);
     }
 
     #[test]

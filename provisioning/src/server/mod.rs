@@ -22,8 +22,9 @@
 //! - this module: the listener, one task per connection, the liveness
 //!   watcher, the certificate-expiry watcher (one fleet summary a day);
 //! - `limits`: connection limits and deadlines (handshake, idle, per address,
-//!   per device, overall) and the open-file limit;
-//! - `tls`: the rustls configuration and the identity a client certificate gives;
+//!   per device, overall), per-device request rates and the open-file limit;
+//! - `tls`: the rustls configuration (session tickets for reconnecting
+//!   devices) and the identity a client certificate gives;
 //! - `routes`: which handler serves which endpoint, reply and body helpers;
 //! - `ingest`: `POST /v1/reports` and the alerts its events raise;
 //! - `long_poll`: `GET /v1/commands?wait=S`;
@@ -201,8 +202,12 @@ async fn serve_connection(
         let peer = identity.clone();
         // In flight (not idle) until the reply is made; a long-poll included.
         let request = in_service.request();
+        let within_rate = in_service.take_request_token();
         async move {
-            let reply = routes::handle(&state, &peer, req).await;
+            let reply = match within_rate {
+                Ok(()) => routes::handle(&state, &peer, req).await,
+                Err(refusal) => routes::too_many_requests(refusal),
+            };
             drop(request);
             Ok::<_, Infallible>(reply)
         }

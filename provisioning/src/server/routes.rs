@@ -56,6 +56,19 @@ pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
     }
 }
 
+/// The answer to a request over its device's rate ([`super::limits`]): 429,
+/// try again in a second (a token comes back within `1 / rate` ≤ 1 s).
+pub(super) fn too_many_requests(refusal: super::limits::Refusal) -> Reply {
+    let mut reply = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "{refusal}; slow down and try again / リクエストが多すぎます。間隔をあけて再試行してください"
+        ),
+    );
+    reply.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    reply
+}
+
 pub(super) async fn handle(state: &State, peer: &Peer, req: Request<Incoming>) -> Reply {
     let identity = &peer.identity;
     let path = req.uri().path().to_owned();

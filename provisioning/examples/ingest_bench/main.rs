@@ -1,14 +1,20 @@
-//! Benchmark: report ingest of `cpe-provision serve` over HTTPS with mutual
-//! TLS, next to a baseline of the same inserts straight through the storage
-//! API, both measured in the same run. The figure is the ratio.
+//! Benchmarks of the carrier server. Phases (`--phase`, repeatable):
+//!
+//! - `ingest` (default): report ingest of the server over HTTPS with mutual
+//!   TLS, next to a baseline of the same inserts straight through the
+//!   storage API, both measured in the same run. The figure is the ratio.
+//! - `handshakes`, `storm`, `peak`: the carrier under load, with
+//!   `cpe-provision serve` in its own process (see `load.rs`).
 //!
 //! ```text
-//! cargo run --release -p cpe-provision --example ingest_bench -- \
+//! cargo build --profile carrier-bench -p cpe-provision --bin cpe-provision --example ingest_bench
+//! target/carrier-bench/examples/ingest_bench \
 //!     [--database sqlite:/tmp/bench.db | --database "$CPE_TEST_POSTGRES_URL"] \
-//!     [--clients 32] [--reports 50000] [--batch 1]
+//!     [--phase ingest] [--clients 32] [--reports 50000] [--batch 1] \
+//!     [--phase handshakes --phase storm --phase peak] [--duration 600] [--rate 12500]
 //! ```
 //!
-//! Each of `--clients` simulated devices has its own institution certificate
+//! In the ingest phase, each of `--clients` simulated devices has its own institution certificate
 //! and one keep-alive HTTPS connection, and posts `--batch` records per
 //! request (heartbeats with three interfaces; every 20th record an event)
 //! until `--reports` are stored in all. The baseline stores the identical
@@ -22,18 +28,52 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use cpe_common::institution::InstitutionCode;
 use cpe_protocol::{Event, Health, InterfaceStats, Level, Payload, Record, ReportBatch};
 use cpe_provision::alerts::AlertSink;
 use cpe_provision::clock::now_ms;
 use cpe_provision::server::{self, ingest_record, ServeConfig};
 use cpe_provision::store::{Database, DeviceSeen};
-use cpe_provision::{CertificationBody, IssueRequest, Validity};
+use cpe_provision::{CertificationBody, Validity};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+mod load;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    Ingest,
+    Handshakes,
+    Storm,
+    Peak,
+}
+
 #[derive(Parser, Debug)]
 struct Args {
+    /// What to measure; repeatable.
+    #[arg(long, value_enum, default_values_t = [Phase::Ingest])]
+    phase: Vec<Phase>,
+    /// The server binary of the load phases; default: `cpe-provision` next to this example's directory.
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// Connections at once in the handshake and storm phases.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds each handshake measurement lasts.
+    #[arg(long, default_value_t = 10)]
+    handshake_seconds: u64,
+    /// Device connections of the reconnect storm.
+    #[arg(long, default_value_t = 250_000)]
+    storm_devices: u64,
+    /// Reports per second of the peak phase (3x the national peak by default).
+    #[arg(long, default_value_t = 12_500)]
+    rate: u64,
+    /// Seconds the peak phase lasts (shorter for trial runs).
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    /// Keep-alive devices of the peak phase (each under the server's
+    /// request rate of 10/s: 2,500 send 5/s each at 12,500/s).
+    #[arg(long, default_value_t = 2500)]
+    peak_devices: u64,
     /// Store; default: a new SQLite file in a temp directory.
     #[arg(long)]
     database: Option<String>,
@@ -145,24 +185,10 @@ async fn https(db: Database, args: &Args, run: i64) -> anyhow::Result<(u64, Dura
     let server = tokio::spawn(server::run(listener, config, db, alerts, async {
         let _ = stop_rx.await;
     }));
-    let ca_cert = reqwest::Certificate::from_der(ca.ca_cert_der())?;
     let unit = format!("https-{run}");
-    let mut clients = Vec::new();
-    for c in 0..args.clients {
-        let code: InstitutionCode = format!("{:010}", 1_500_000_000 + c).parse()?;
-        let mut request = IssueRequest::new(code.clone(), Validity::new(now, 10)?);
-        request.device_id = Some(unit.clone());
-        let issued = ca.issue(&request)?;
-        let identity =
-            reqwest::Identity::from_pem(format!("{}{}", issued.chain_pem, issued.key_pem).as_bytes())?;
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca_cert.clone())
-            .identity(identity)
-            .pool_max_idle_per_host(1)
-            .build()?;
-        clients.push((client, cpe_common::institution::device_id(&code, Some(&unit))));
-    }
+    let clients = (0..args.clients)
+        .map(|c| load::https_device(&ca, now, 1_500_000_000 + c, &unit))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let url = format!("https://{addr}/v1/reports");
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -199,7 +225,43 @@ fn main() -> anyhow::Result<()> {
     let url =
         args.database.clone().unwrap_or_else(|| format!("sqlite:{}", temp.path().join("bench.db").display()));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let load_phases: Vec<Phase> = args.phase.iter().copied().filter(|p| *p != Phase::Ingest).collect();
     runtime.block_on(async {
+        if !load_phases.is_empty() {
+            anyhow::ensure!(args.concurrency > 0 && args.rate > 0 && args.peak_devices > 0, "counts must be positive");
+            let binary = match &args.server_bin {
+                Some(path) => path.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .and_then(std::path::Path::parent)
+                    .context("no directory above this example")?
+                    .join("cpe-provision"),
+            };
+            let pki = load::Pki::new()?;
+            let server = load::Server::start(&binary, &pki, &url).await?;
+            let run = now_ms() / 1000;
+            let settings = load::LoadArgs {
+                concurrency: args.concurrency,
+                handshake_seconds: args.handshake_seconds,
+                storm_devices: args.storm_devices,
+                rate: args.rate,
+                duration: args.duration,
+                peak_devices: args.peak_devices,
+            };
+            println!("carrier under load: {} (server pid own process), database {}", binary.display(), url.split('@').next_back().unwrap_or(""));
+            for phase in load_phases {
+                match phase {
+                    Phase::Handshakes => load::handshakes(&server, &pki, &settings, run).await?,
+                    Phase::Storm => load::storm(&server, &pki, &settings, run).await?,
+                    Phase::Peak => load::peak(&server, &pki, &settings, &url, run).await?,
+                    Phase::Ingest => {}
+                }
+            }
+            server.stop().await?;
+        }
+        if !args.phase.contains(&Phase::Ingest) {
+            return Ok(());
+        }
         let db = Database::open(&url).await.context("opening the database")?;
         let run = now_ms() / 1000;
         println!(
