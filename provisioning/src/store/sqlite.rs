@@ -811,7 +811,8 @@ fn ingest_one(conn: &Connection, req: &IngestRequest) -> Result<IngestOutcome, D
 fn open_writer(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    let mode: String =
+        retry_while_busy(|| Ok(conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(DbError::Unavailable(format!(
             "SQLite database {} cannot use WAL mode (got {mode}): use a local file system",
@@ -827,8 +828,25 @@ fn open_writer(path: &Path) -> Result<Connection, DbError> {
          PRAGMA journal_size_limit = 67108864;",
     )?;
     conn.set_prepared_statement_cache_capacity(64);
-    migrate(&conn)?;
+    retry_while_busy(|| migrate(&conn))?;
     Ok(conn)
+}
+
+/// Runs `step` again while SQLite answers "busy" without waiting out the
+/// busy timeout, up to [`BUSY_TIMEOUT`] in all. SQLite skips the busy handler
+/// where waiting could deadlock: switching a new database to WAL and taking
+/// the write lock of the migrations while several servers open the same
+/// fresh file at once (seen as "database is locked" from one of them).
+fn retry_while_busy<T>(mut step: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, DbError> {
