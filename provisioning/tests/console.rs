@@ -183,12 +183,46 @@ async fn roles_sessions_and_errors_through_the_api() {
     let ack = format!("/api/v1/alerts/{alert}/acknowledge");
     let (status, body) = api.call(Method::POST, &ack, Some(&viewer), None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert_eq!((body["role"].as_str(), body["required_role"].as_str()), (Some("viewer"), Some("operator")));
     let (status, body) = api.call(Method::POST, &ack, Some(&sato), None).await;
     assert_eq!((status, body["acknowledged_by"].as_str()), (StatusCode::OK, Some("sato")), "{body}");
     let (status, _) = api.call(Method::POST, "/api/v1/alerts/999999/acknowledge", Some(&sato), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = api.call(Method::POST, "/api/v1/alerts/abc/acknowledge", Some(&sato), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The console asks who is signed in and what the role allows.
+    let (status, me) = api.call(Method::GET, "/api/v1/session", Some(&viewer), None).await;
+    assert_eq!(
+        (status, me["operator"].as_str(), me["role"].as_str()),
+        (StatusCode::OK, Some("yamada"), Some("viewer"))
+    );
+    assert_eq!(
+        (me["may"]["acknowledge_alert"].as_bool(), me["may"]["sign_order"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let (_, me) = api.call(Method::GET, "/api/v1/session", Some(&sato), None).await;
+    assert_eq!(
+        (me["may"]["acknowledge_alert"].as_bool(), me["may"]["case_step"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let (status, body) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}/case"), Some(&viewer), None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "no case yet");
+
+    // The web console's page and modules, with the security headers on
+    // them and on the API's answers.
+    for path in ["/", "/console/app.js", "/api/v1/session"] {
+        let resp = api.client.get(format!("{}{path}", api.base)).bearer_auth(&viewer).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let headers = resp.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"), "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.is_empty(), "{path}");
+    }
+    let page = api.client.get(format!("{}/", api.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<script type=\"module\" src=\"/console/app.js\">"), "{page}");
 
     // The browser's cookie works only from the console's own origin.
     let with_cookie = |origin: Option<String>| {
@@ -251,6 +285,9 @@ async fn only_compliance_signs_a_stop_and_the_trail_names_the_operator() {
     let (status, body) = api.call(Method::POST, "/api/v1/orders/stop", Some(&kato), Some(stop)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("refused")), "{body}");
     let (_, trail) = api.call(Method::GET, &format!("/api/v1/cases/{case_id}"), Some(&viewer), None).await;
+    let (_, latest) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}/case"), Some(&viewer), None).await;
+    assert_eq!(latest, trail, "the device's latest case is this one");
     let operators: Vec<&str> =
         trail["events"].as_array().unwrap().iter().map(|e| e["operator"].as_str().unwrap()).collect();
     assert_eq!(operators, ["kato", "kato"], "{trail}");
