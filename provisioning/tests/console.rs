@@ -413,3 +413,58 @@ async fn metrics_are_prometheus_text_that_promtool_accepts() {
     promtool_check(&text);
     api.stop().await;
 }
+
+/// Retention (issue 10): a device's graph over the API, in exactly the
+/// shape the console draws, for a viewer; bad windows 400, unknown devices 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_series_over_the_api() {
+    use cpe_protocol::{Health, InterfaceStats, Payload, Record};
+    let api = Api::start().await;
+    let now_ms = cpe_provision::clock::now_ms();
+    let seen = DeviceSeen { id: DEVICE.into(), institution_code: DEVICE[..10].into(), cert_not_after: None };
+    let records: Vec<IngestRecord> = (0..3u8)
+        .map(|i| {
+            let health = Health {
+                cpu_pct: f32::from(i) * 10.0,
+                mem_pct: 50.0,
+                interfaces: vec![InterfaceStats {
+                    name: "wan0".into(),
+                    rx_bps: 2000.0,
+                    tx_bps: 500.0,
+                    ..InterfaceStats::default()
+                }],
+                ..Health::default()
+            };
+            let at_unix_ms = now_ms - 3_600_000 + i64::from(i) * 60_000;
+            cpe_provision::server::ingest_record(&Record {
+                seq: 10 + u64::from(i),
+                at_unix_ms,
+                payload: Payload::Heartbeat(health),
+            })
+        })
+        .collect();
+    api.db.ingest(&seen, records, now_ms).await.unwrap();
+    let viewer = api.login("yamada").await;
+    let path = format!("/api/v1/devices/{DEVICE_IN_PATH}/series");
+    let (status, series) = api.call(Method::GET, &path, Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    assert_eq!(series["resolution_s"], 60);
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{series}");
+    let first = points[0].as_object().unwrap();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["at_unix_ms", "cpu_pct", "lines", "mem_pct"]);
+    assert_eq!(points[1]["cpu_pct"], 10.0);
+    assert_eq!(points[1]["lines"], json!([{"name": "wan0", "rx_bps": 2000.0, "tx_bps": 500.0}]));
+    let (status, week) = api.call(Method::GET, &format!("{path}?hours=168"), Some(&viewer), None).await;
+    assert_eq!((status, &week["resolution_s"]), (StatusCode::OK, &json!(420)), "{week}");
+    for bad in ["hours=0", "hours=721", "hours=x"] {
+        let (status, body) = api.call(Method::GET, &format!("{path}?{bad}"), Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) =
+        api.call(Method::GET, "/api/v1/devices/1312345678%2Fnone/series", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    api.stop().await;
+}

@@ -38,6 +38,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Default page size of the device list.
 const DEFAULT_PAGE: u32 = 50;
 
+/// Default window of a device's graph, hours.
+const DEFAULT_SERIES_HOURS: u32 = 24;
+
 /// What the handlers share.
 pub(super) struct State {
     pub(super) db: Database,
@@ -122,7 +125,7 @@ impl From<DeviceError> for ApiError {
             DeviceError::Unknown(_) | DeviceError::UnknownAlert(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            DeviceError::PageSize(_) => Self::bad(e.to_string()),
+            DeviceError::PageSize(_) | DeviceError::SeriesHours(_) => Self::bad(e.to_string()),
             DeviceError::Store(db) => store_error(db),
             DeviceError::Encode(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
@@ -473,6 +476,12 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
         Endpoint::Device => {
             who.act(Action::View, now)?;
             ok(&devices::detail(db, id_param(&m)?).await?)
+        }
+        // Retention (issue 10): a device's graph.
+        Endpoint::Series => {
+            who.act(Action::View, now)?;
+            let (from, to) = devices::last_hours(query_num(&m, "hours", DEFAULT_SERIES_HOURS)?, now_ms)?;
+            ok(&devices::series(db, id_param(&m)?, from, to).await?)
         }
         Endpoint::Incidents => {
             who.act(Action::View, now)?;

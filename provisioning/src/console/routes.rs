@@ -48,6 +48,8 @@ pub enum Endpoint {
     Stop,
     /// POST /api/v1/orders/resume.
     Resume,
+    /// GET /api/v1/devices/{id}/series?hours=N: the device's graph (retention, issue 10).
+    Series,
     /// GET /api/v1/openapi.json.
     OpenApi,
     /// GET /metrics: Prometheus text exposition.
@@ -79,6 +81,8 @@ pub const ROUTES: &[(&str, &str, Endpoint)] = &[
     ("POST", "/api/v1/orders/resume", Endpoint::Resume),
     ("GET", "/api/v1/orders/{id}", Endpoint::Order),
     ("GET", "/api/v1/orders/{id}/verify", Endpoint::VerifyOrder),
+    // Retention (issue 10): graphs read at the resolution retention keeps.
+    ("GET", "/api/v1/devices/{id}/series", Endpoint::Series),
     ("GET", "/api/v1/openapi.json", Endpoint::OpenApi),
     ("GET", "/metrics", Endpoint::Metrics),
     // Web console: what the pages need beyond the CLI's views.
