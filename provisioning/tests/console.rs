@@ -191,6 +191,46 @@ async fn roles_sessions_and_errors_through_the_api() {
     let (status, _) = api.call(Method::POST, "/api/v1/alerts/abc/acknowledge", Some(&sato), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // The browser's cookie works only from the console's own origin.
+    let with_cookie = |origin: Option<String>| {
+        let mut req =
+            api.client.post(format!("{}{ack}", api.base)).header("cookie", format!("cpe_session={sato}"));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req
+    };
+    let resp = with_cookie(None).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = with_cookie(Some("https://evil.example".into())).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = with_cookie(Some(api.base.clone())).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A remote diagnosis is queued by an operator.
+    let commands = format!("/api/v1/devices/{DEVICE_IN_PATH}/commands");
+    let (status, body) =
+        api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "diagnose"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["command_id"].is_u64());
+    let (status, _) = api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "reboot"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) =
+        api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "diagnose", "x": 1}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are refused");
+    let (_, detail) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}"), Some(&sato), None).await;
+    assert_eq!(detail["recent_commands"][0]["requested_by"], "sato", "{detail}");
+
+    api.stop().await;
+}
+
+/// What the web console's pages ask beyond the CLI's views, and the pages
+/// themselves with the security headers (on the API's answers too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pages_and_what_they_ask() {
+    let api = Api::start().await;
+    let (viewer, sato) = (api.login("yamada").await, api.login("sato").await);
     // The console asks who is signed in and what the role allows.
     let (status, me) = api.call(Method::GET, "/api/v1/session", Some(&viewer), None).await;
     assert_eq!(
@@ -223,37 +263,6 @@ async fn roles_sessions_and_errors_through_the_api() {
     }
     let page = api.client.get(format!("{}/", api.base)).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<script type=\"module\" src=\"/console/app.js\">"), "{page}");
-
-    // The browser's cookie works only from the console's own origin.
-    let with_cookie = |origin: Option<String>| {
-        let mut req =
-            api.client.post(format!("{}{ack}", api.base)).header("cookie", format!("cpe_session={sato}"));
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        req
-    };
-    let resp = with_cookie(None).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = with_cookie(Some("https://evil.example".into())).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = with_cookie(Some(api.base.clone())).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-
-    // A remote diagnosis is queued by an operator.
-    let commands = format!("/api/v1/devices/{DEVICE_IN_PATH}/commands");
-    let (status, body) =
-        api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "diagnose"}))).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(body["command_id"].is_u64());
-    let (status, _) = api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "reboot"}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) =
-        api.call(Method::POST, &commands, Some(&sato), Some(json!({"kind": "diagnose", "x": 1}))).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "unknown fields are refused");
-    let (_, detail) =
-        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}"), Some(&sato), None).await;
-    assert_eq!(detail["recent_commands"][0]["requested_by"], "sato", "{detail}");
 
     api.stop().await;
 }

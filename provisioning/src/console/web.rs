@@ -37,11 +37,13 @@ pub struct Asset {
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// Every file of the console (`/` is the page; the rest are its modules).
 pub const ASSETS: &[Asset] = &[
     Asset { path: "/", content_type: HTML, body: include_str!("web/index.html") },
     Asset { path: "/console/console.css", content_type: CSS, body: include_str!("web/console.css") },
+    Asset { path: "/console/icon.svg", content_type: SVG, body: include_str!("web/icon.svg") },
     Asset { path: "/console/app.js", content_type: JS, body: include_str!("web/app.js") },
     Asset { path: "/console/api.js", content_type: JS, body: include_str!("web/api.js") },
     Asset { path: "/console/dom.js", content_type: JS, body: include_str!("web/dom.js") },

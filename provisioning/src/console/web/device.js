@@ -15,30 +15,6 @@ import { href } from './app.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/**
- * The graph points of the last 24 h, in the shape of
- * GET /api/v1/devices/{id}/series (see graph.js). Until that endpoint is
- * merged, built from the detail's recent heartbeats (CPU and memory from
- * their summaries; line rates only from the latest health).
- */
-export function seriesFromDetail(detail) {
-  const beats = detail.recent_reports.filter((r) => r.kind === 'heartbeat');
-  const health = parseJson(detail.row.last_health);
-  const newest = Math.max(...beats.map((r) => r.recorded_at_ms));
-  const points = beats.map((r) => {
-    const summary = parseJson(r.summary) ?? {};
-    const lines =
-      r.recorded_at_ms === newest
-        ? (health?.interfaces ?? []).map((i) => ({ name: i.name, rx_bps: i.rx_bps, tx_bps: i.tx_bps }))
-        : [];
-    return { at_unix_ms: r.recorded_at_ms, cpu_pct: summary.cpu_pct ?? null, mem_pct: summary.mem_pct ?? null, lines };
-  });
-  const times = points.map((p) => p.at_unix_ms).sort((a, b) => a - b);
-  const steps = times.slice(1).map((at, i) => at - times[i]).filter((step) => step > 0);
-  const resolution = steps.length ? Math.round(Math.min(...steps) / 1000) : 60;
-  return { resolution_s: Math.max(resolution, 1), points };
-}
-
 function parseJson(text) {
   if (!text) return null;
   try {
@@ -55,20 +31,21 @@ export async function renderDevice(view, context) {
     return;
   }
   const path = `/api/v1/devices/${segment(id)}`;
-  const detail = await get(path, signal);
-  let latestCase = null;
-  try {
-    latestCase = await get(`${path}/case`, signal);
-  } catch (error) {
-    if (error.status !== 404) throw error;
-  }
+  const [detail, series, latestCase] = await Promise.all([
+    get(path, signal),
+    get(`${path}/series?hours=24`, signal),
+    get(`${path}/case`, signal).catch((error) => {
+      if (error.status === 404) return null;
+      throw error;
+    }),
+  ]);
   const now = Date.now();
   const health = parseJson(detail.row.last_health);
   replace(
     view,
     h('h1', null, t('device.title', { id: detail.row.id }), ' ', stateChips(detail.row)),
     facts(detail, health),
-    section('graphs', t('device.graphs'), deviceGraphs(seriesFromDetail(detail), now - DAY_MS, now)),
+    section('graphs', t('device.graphs'), deviceGraphs(series, now - DAY_MS, now)),
     section('alerts', t('device.alerts'), alertTable(detail.open_alerts, context, { showDevice: false })),
     section('diagnosis', t('device.diagnosis'), diagnosis(detail, context)),
     section('commands', t('device.commands'), commands(detail)),

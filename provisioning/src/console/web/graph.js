@@ -6,7 +6,8 @@
 //
 // (the shape of GET /api/v1/devices/{id}/series). Each series is one or
 // more <polyline>s with one vertex per point: a silence longer than three
-// resolution steps breaks the line instead of drawing a slope across it.
+// usual steps (the resolution, or the device's heartbeat interval when that
+// is longer) breaks the line instead of drawing a slope across it.
 
 import { h, svg } from './dom.js';
 import { t, clock, bps, pct } from './i18n.js';
@@ -37,7 +38,7 @@ function chart({ kind, title, series, from, to, top, format, gapMs }) {
   const plotH = HEIGHT - TOP - BOTTOM;
   const x = (at) => LEFT + ((at - from) / (to - from)) * plotW;
   const y = (v) => TOP + plotH - (Math.min(v, top) / top) * plotH;
-  const grid = [0, 0.25, 0.5, 0.75, 1].map((f) => [
+  const grid = [0, 0.2, 0.4, 0.6, 0.8, 1].map((f) => [
     svg('line', { class: 'grid', x1: LEFT, x2: WIDTH - RIGHT, y1: y(top * f), y2: y(top * f) }),
     svg('text', { class: 'axis', x: LEFT - 6, y: y(top * f) + 4, 'text-anchor': 'end' }, format(top * f)),
   ]);
@@ -107,13 +108,18 @@ function runs(values, gapMs) {
   return out;
 }
 
-const inWindow = (points, from, to) =>
-  points.filter((p) => p.at_unix_ms >= from && p.at_unix_ms <= to).sort((a, b) => a.at_unix_ms - b.at_unix_ms);
-
-/** The graphs of a device over [from, to]: CPU and memory, then one per line. */
-export function deviceGraphs(series, from, to) {
-  const points = inWindow(series.points ?? [], from, to);
-  const gapMs = Math.max(3 * (series.resolution_s ?? 60) * 1000, 1);
+/**
+ * The graphs of a device over [from, to] (widened to its first and last
+ * point: a bucket may start before the window): CPU and memory, then one
+ * chart per line. Every point the server sent is drawn.
+ */
+export function deviceGraphs(series, windowFrom, windowTo) {
+  const points = [...(series.points ?? [])].sort((a, b) => a.at_unix_ms - b.at_unix_ms);
+  const from = Math.min(windowFrom, points[0]?.at_unix_ms ?? windowFrom);
+  const to = Math.max(windowTo, points.at(-1)?.at_unix_ms ?? windowTo);
+  const steps = points.slice(1).map((p, i) => p.at_unix_ms - points[i].at_unix_ms).sort((a, b) => a - b);
+  const usualStep = Math.max((series.resolution_s ?? 60) * 1000, steps[Math.floor(steps.length / 2)] ?? 0);
+  const gapMs = 3 * usualStep;
   const value = (field) => points.map((p) => [p.at_unix_ms, p[field] ?? null]);
   const resources = chart({
     kind: 'resources',

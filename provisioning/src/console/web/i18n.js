@@ -371,7 +371,7 @@ export function bps(v) {
   return `${value.toFixed(digits)} ${units[i]}`;
 }
 
-/** A span of time: days, hours, minutes, seconds (the two largest). */
+/** A span of time from its largest unit down to seconds (a countdown). */
 export function duration(ms) {
   let seconds = Math.max(0, Math.floor(ms / 1000));
   const parts = [];
@@ -383,9 +383,9 @@ export function duration(ms) {
   ]) {
     const n = Math.floor(seconds / size);
     seconds -= n * size;
-    if (n || (unit === 's' && !parts.length)) parts.push(t(`time.${unit}`, { n }));
+    if (n || parts.length || unit === 's') parts.push(t(`time.${unit}`, { n }));
   }
-  return parts.slice(0, 2).join(current === 'ja' ? '' : ' ');
+  return parts.join(current === 'ja' ? '' : ' ');
 }
 
 /** A refused request in plain words: what happened, what to do. */
