@@ -14,25 +14,11 @@
 // 出す」 (refused: 403 in words), and records ⑤ the check as compliance.
 // Prints what it saw as one JSON line (the Rust test asserts on it); exits 1
 // with a message when a step cannot be done. Screenshots go to `shots`.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const step = JSON.parse(process.argv[2] ?? '{}');
-const userDataDir = mkdtempSync(join(tmpdir(), 'cpe-console-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
+const { context, close } = await launch('cpe-console', {
   // The test server's certificate comes from the test's own CA.
   ignoreHTTPSErrors: true,
   viewport: { width: 1280, height: 900 },
@@ -256,7 +242,6 @@ try {
   console.error(`console.mjs: ${error.message}\nbrowser errors: ${JSON.stringify(errors)}`);
   exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 process.exit(exitCode);

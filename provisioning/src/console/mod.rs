@@ -1,5 +1,5 @@
-//! The operator listener: the carrier's operators reach the JSON API
-//! (`/api/v1/`) here, and Prometheus scrapes `GET /metrics`
+//! The operator listener: the carrier's operators reach the web console
+//! (`/`) and the JSON API (`/api/v1/`) here, and Prometheus scrapes `GET /metrics`
 //! ([`crate::metrics`]; counts only, no device ids, no session needed),
 //! over TLS, on a listener of its own apart from the device listener
 //! ([`crate::server`]).
