@@ -102,11 +102,19 @@ try {
     await page.$$eval('.count', (cards) => cards.map((c) => [c.dataset.filter, Number(c.querySelector('.n').innerText.replace(/[^0-9]/g, ''))])),
   );
   seen.first_page_rows = (await page.$$('#devices tr[data-device]')).length;
+  // The fleet page loaded afresh (counts and the first page): what an operator waits for.
+  const loading = Date.now();
+  await page.reload({ waitUntil: 'load' });
+  await ready(page, 'fleet');
+  await page.waitForSelector('.count');
+  seen.fleet_load_ms = Date.now() - loading;
   seen.first_page_status = await text(page, '#page-status');
   await shot(page, 'fleet');
+  const paging = Date.now();
   await page.click('#next');
   await page.waitForFunction(() => location.hash.includes('offset=50'));
   await page.waitForSelector('#view[data-ready="fleet"]');
+  seen.next_page_ms = Date.now() - paging;
   seen.second_page_status = await text(page, '#page-status');
   const started = Date.now();
   await page.fill('#search', step.code);
@@ -123,8 +131,10 @@ try {
   await shot(page, 'fleet-search');
 
   // The device page: graphs drawn from the series, the alert acknowledged.
+  const opening = Date.now();
   await page.click(`#devices tr[data-device="${step.device}"] a`);
   await ready(page, 'device');
+  seen.device_load_ms = Date.now() - opening;
   seen.device_title = await text(page, 'h1');
   seen.cpu_vertices = await vertices(page, 'figure[data-kind="resources"]', 'cpu_pct');
   seen.mem_vertices = await vertices(page, 'figure[data-kind="resources"]', 'mem_pct');
