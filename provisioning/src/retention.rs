@@ -198,6 +198,16 @@ impl RetentionStore for Database {
     }
 }
 
+impl<T: RetentionStore + Sync + Send> RetentionStore for std::sync::Arc<T> {
+    fn batch(
+        &self,
+        step: RetentionStep,
+        limit: u32,
+    ) -> impl Future<Output = Result<RetentionBatch, DbError>> + Send {
+        T::batch(self, step, limit)
+    }
+}
+
 /// One run at `now_ms`: each step of [`plan`] in batches until a batch
 /// comes back short (its source is drained). Other work runs between batches.
 pub async fn run_once(
@@ -223,9 +233,44 @@ pub async fn run_once(
     Ok(report)
 }
 
+/// Runs [`run_once`] on `store` now and then every `every` until `shutdown`,
+/// logging what each run did (a failed run is logged and retried at the
+/// next period: batches already committed stay done). For `serve`.
+pub async fn run_periodically(
+    store: impl RetentionStore,
+    policy: RetentionPolicy,
+    every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let work = async {
+        loop {
+            let started = std::time::Instant::now();
+            match run_once(&store, &policy, crate::clock::now_ms()).await {
+                Ok(r) => tracing::info!(
+                    heartbeats_rolled_up = r.heartbeats_rolled_up,
+                    five_minute_buckets_written = r.five_minute_buckets_written,
+                    five_minute_buckets_rolled_up = r.five_minute_buckets_rolled_up,
+                    hourly_buckets_written = r.hourly_buckets_written,
+                    hourly_buckets_deleted = r.hourly_buckets_deleted,
+                    events_deleted = r.events_deleted,
+                    batches = r.batches,
+                    elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "retention run"
+                ),
+                Err(e) => tracing::warn!(error = %e, "retention run failed; retried at the next period"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = shutdown => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
@@ -311,6 +356,26 @@ mod tests {
         // A second run finds nothing left: one empty batch per step.
         let again = run_once(&fake([0; 4], None), &policy, NOW).await.unwrap_or_default();
         assert_eq!(again, RetentionReport { batches: 4, ..RetentionReport::default() });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serve_runs_at_start_and_every_period_until_shutdown() {
+        let store = Arc::new(fake([0; 4], None));
+        let every = Duration::from_mins(10);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task =
+            tokio::spawn(run_periodically(Arc::clone(&store), RetentionPolicy::default(), every, async {
+                let _ = stopped.await;
+            }));
+        let calls = |s: &Fake| s.calls.lock().map(|c| c.len()).unwrap_or_default();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(calls(&store), 4, "one run (four empty batches) at start");
+        tokio::time::sleep(every * 2).await;
+        assert_eq!(calls(&store), 12, "and one per period");
+        let _ = stop.send(());
+        assert!(task.await.is_ok());
+        tokio::time::sleep(every * 3).await;
+        assert_eq!(calls(&store), 12, "none after shutdown");
     }
 
     #[tokio::test]
