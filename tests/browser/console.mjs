@@ -116,6 +116,13 @@ try {
   await page.waitForSelector('#view[data-ready="fleet"]');
   seen.next_page_ms = Date.now() - paging;
   seen.second_page_status = await text(page, '#page-status');
+  // The state filter: only the silent devices, counted by the server.
+  await page.selectOption('#filter', 'down');
+  await page.waitForFunction(() => location.hash.includes('filter=down') && document.querySelector('#view[data-ready="fleet"]'));
+  seen.down_rows = await page.$$eval('#devices tr[data-device]', (rows) => rows.map((r) => r.cells[2].innerText.trim()));
+  seen.down_status = await text(page, '#page-status');
+  await page.selectOption('#filter', '');
+  await page.waitForFunction(() => !location.hash.includes('filter=') && document.querySelector('#view[data-ready="fleet"]'));
   const started = Date.now();
   await page.fill('#search', step.code);
   await page.waitForFunction(

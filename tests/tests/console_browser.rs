@@ -333,6 +333,11 @@ async fn fleet_and_device_as_seeded(seen: &Value, api: &Api, alert: i64, case: u
     let grouped = format!("{},{:03}", all / 1000, all % 1000);
     assert!(field(seen, "first_page_status").contains(&grouped), "{seen}");
     assert!(field(seen, "second_page_status").contains("51"), "{seen}");
+    // Filtered by state on the server: the silent ones, all shown as down.
+    let down = seen["down_rows"].as_array().unwrap();
+    assert_eq!(down.len(), OTHERS_DOWN as usize, "{seen}");
+    assert!(down.iter().all(|state| state == "応答なし"), "{seen}");
+    assert!(field(seen, "down_status").starts_with(&format!("{OTHERS_DOWN} 台中")), "{seen}");
     // Found by its institution code.
     assert_eq!(seen["search_rows"], json!([DEVICE]), "{seen}");
 
