@@ -108,7 +108,7 @@ function diagnosis(detail, context) {
         checks.map((c) =>
           h(
             'tr',
-            { class: `check ${c.status}`, 'data-check': c.name },
+            { class: `check is-${c.status}`, 'data-check': c.name },
             h('td', null, h('span', { class: `chip ${c.status}` }, t(`check.${c.status}`))),
             h('td', null, t(`segment.${c.segment}`)),
             h('td', null, h('code', null, c.name)),
