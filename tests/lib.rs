@@ -220,6 +220,32 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// Why a headless-Chromium test driving `script` (under `tests/browser/`)
+/// cannot run here, if it cannot: Debian's chromium, node, playwright-core
+/// (`npm ci` in tests/browser) and the Japanese fonts are needed, all
+/// installed by scripts/setup.sh.
+pub fn browser_unavailable(script: &std::path::Path) -> Option<String> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        return Some("/usr/bin/chromium is not installed (scripts/setup.sh installs it)".into());
+    }
+    let node = Command::new("node").arg("--version").output();
+    if !node.is_ok_and(|o| o.status.success()) {
+        return Some("node is not installed (scripts/setup.sh installs nodejs)".into());
+    }
+    let modules = script.with_file_name("node_modules").join("playwright-core");
+    if !modules.exists() {
+        return Some(format!(
+            "{} is missing (scripts/setup.sh runs npm ci in tests/browser)",
+            modules.display()
+        ));
+    }
+    let fonts = std::path::Path::new("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc");
+    if !fonts.exists() {
+        return Some("fonts-noto-cjk is not installed (scripts/setup.sh installs it)".into());
+    }
+    None
+}
+
 /// What a recording server keeps: one entry per message or request body.
 type Recorded = Arc<Mutex<Vec<String>>>;
 

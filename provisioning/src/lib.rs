@@ -63,6 +63,7 @@ pub mod expiry;
 pub mod metrics;
 pub mod operators;
 pub mod pki;
+pub mod retention;
 pub mod server;
 pub mod store;
 

@@ -439,3 +439,29 @@ fn operator_add_list_passwd_disable() {
     assert!(json[1]["disabled_at_ms"].is_i64(), "{json}");
     assert!(json[1].get("password_hash").is_none(), "{json}");
 }
+
+/// Retention (issue 10): `retention run` rolls up what is past its period
+/// (here two heartbeats received in 1970), says what it did, and repeats harmlessly.
+#[test]
+fn retention_run_reports_counts_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_with_certificates(dir.path(), &[("a", None), ("b", None)]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["retention", "run", "--json", "--database", &url];
+        args.extend_from_slice(extra);
+        let out: serde_json::Value = serde_json::from_str(&provision_ok(&args, dir.path())).unwrap();
+        out
+    };
+    let first = run(&[]);
+    assert_eq!(first["heartbeats_rolled_up"], 2, "{first}");
+    assert_eq!(first["batches"], 4, "{first}");
+    let again = run(&["--retention-batch", "1"]);
+    assert_eq!((again["heartbeats_rolled_up"].as_u64(), again["batches"].as_u64()), (Some(0), Some(4)));
+    let text = provision_ok(&["retention", "run", "--database", &url], dir.path());
+    assert!(text.contains("0 heartbeats rolled up"), "{text}");
+    let err =
+        provision_err(&["retention", "run", "--database", &url, "--retention-full-days", "40"], dir.path());
+    assert!(err.contains("full resolution (40) <= five-minute (30)"), "{err}");
+    let missing = format!("sqlite:{}", dir.path().join("none.db").display());
+    assert_eq!(provision(&["retention", "run", "--database", &missing], dir.path()).status.code(), Some(2));
+}

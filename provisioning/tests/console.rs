@@ -183,6 +183,7 @@ async fn roles_sessions_and_errors_through_the_api() {
     let ack = format!("/api/v1/alerts/{alert}/acknowledge");
     let (status, body) = api.call(Method::POST, &ack, Some(&viewer), None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+    assert_eq!((body["role"].as_str(), body["required_role"].as_str()), (Some("viewer"), Some("operator")));
     let (status, body) = api.call(Method::POST, &ack, Some(&sato), None).await;
     assert_eq!((status, body["acknowledged_by"].as_str()), (StatusCode::OK, Some("sato")), "{body}");
     let (status, _) = api.call(Method::POST, "/api/v1/alerts/999999/acknowledge", Some(&sato), None).await;
@@ -224,6 +225,48 @@ async fn roles_sessions_and_errors_through_the_api() {
     api.stop().await;
 }
 
+/// What the web console's pages ask beyond the CLI's views, and the pages
+/// themselves with the security headers (on the API's answers too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pages_and_what_they_ask() {
+    let api = Api::start().await;
+    let (viewer, sato) = (api.login("yamada").await, api.login("sato").await);
+    // The console asks who is signed in and what the role allows.
+    let (status, me) = api.call(Method::GET, "/api/v1/session", Some(&viewer), None).await;
+    assert_eq!(
+        (status, me["operator"].as_str(), me["role"].as_str()),
+        (StatusCode::OK, Some("yamada"), Some("viewer"))
+    );
+    assert_eq!(
+        (me["may"]["acknowledge_alert"].as_bool(), me["may"]["sign_order"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let (_, me) = api.call(Method::GET, "/api/v1/session", Some(&sato), None).await;
+    assert_eq!(
+        (me["may"]["acknowledge_alert"].as_bool(), me["may"]["case_step"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let (status, body) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}/case"), Some(&viewer), None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "no case yet");
+
+    // The web console's page and modules, with the security headers on
+    // them and on the API's answers.
+    for path in ["/", "/console/app.js", "/api/v1/session"] {
+        let resp = api.client.get(format!("{}{path}", api.base)).bearer_auth(&viewer).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let headers = resp.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("script-src 'self'"), "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.is_empty(), "{path}");
+    }
+    let page = api.client.get(format!("{}/", api.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<script type=\"module\" src=\"/console/app.js\">"), "{page}");
+
+    api.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_compliance_signs_a_stop_and_the_trail_names_the_operator() {
     let api = Api::start().await;
@@ -251,6 +294,9 @@ async fn only_compliance_signs_a_stop_and_the_trail_names_the_operator() {
     let (status, body) = api.call(Method::POST, "/api/v1/orders/stop", Some(&kato), Some(stop)).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("refused")), "{body}");
     let (_, trail) = api.call(Method::GET, &format!("/api/v1/cases/{case_id}"), Some(&viewer), None).await;
+    let (_, latest) =
+        api.call(Method::GET, &format!("/api/v1/devices/{DEVICE_IN_PATH}/case"), Some(&viewer), None).await;
+    assert_eq!(latest, trail, "the device's latest case is this one");
     let operators: Vec<&str> =
         trail["events"].as_array().unwrap().iter().map(|e| e["operator"].as_str().unwrap()).collect();
     assert_eq!(operators, ["kato", "kato"], "{trail}");
@@ -374,5 +420,60 @@ async fn metrics_are_prometheus_text_that_promtool_accepts() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
     promtool_check(&text);
+    api.stop().await;
+}
+
+/// Retention (issue 10): a device's graph over the API, in exactly the
+/// shape the console draws, for a viewer; bad windows 400, unknown devices 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_series_over_the_api() {
+    use cpe_protocol::{Health, InterfaceStats, Payload, Record};
+    let api = Api::start().await;
+    let now_ms = cpe_provision::clock::now_ms();
+    let seen = DeviceSeen { id: DEVICE.into(), institution_code: DEVICE[..10].into(), cert_not_after: None };
+    let records: Vec<IngestRecord> = (0..3u8)
+        .map(|i| {
+            let health = Health {
+                cpu_pct: f32::from(i) * 10.0,
+                mem_pct: 50.0,
+                interfaces: vec![InterfaceStats {
+                    name: "wan0".into(),
+                    rx_bps: 2000.0,
+                    tx_bps: 500.0,
+                    ..InterfaceStats::default()
+                }],
+                ..Health::default()
+            };
+            let at_unix_ms = now_ms - 3_600_000 + i64::from(i) * 60_000;
+            cpe_provision::server::ingest_record(&Record {
+                seq: 10 + u64::from(i),
+                at_unix_ms,
+                payload: Payload::Heartbeat(health),
+            })
+        })
+        .collect();
+    api.db.ingest(&seen, records, now_ms).await.unwrap();
+    let viewer = api.login("yamada").await;
+    let path = format!("/api/v1/devices/{DEVICE_IN_PATH}/series");
+    let (status, series) = api.call(Method::GET, &path, Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    assert_eq!(series["resolution_s"], 60);
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{series}");
+    let first = points[0].as_object().unwrap();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["at_unix_ms", "cpu_pct", "lines", "mem_pct"]);
+    assert_eq!(points[1]["cpu_pct"], 10.0);
+    assert_eq!(points[1]["lines"], json!([{"name": "wan0", "rx_bps": 2000.0, "tx_bps": 500.0}]));
+    let (status, week) = api.call(Method::GET, &format!("{path}?hours=168"), Some(&viewer), None).await;
+    assert_eq!((status, &week["resolution_s"]), (StatusCode::OK, &json!(420)), "{week}");
+    for bad in ["hours=0", "hours=721", "hours=x"] {
+        let (status, body) = api.call(Method::GET, &format!("{path}?{bad}"), Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, _) =
+        api.call(Method::GET, "/api/v1/devices/1312345678%2Fnone/series", Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     api.stop().await;
 }

@@ -1264,3 +1264,148 @@ async fn fleet_metrics_count_states_alerts_and_commands(b: &Backend) {
     assert_eq!(m.commands, [("delivered".to_owned(), 1), ("failed".to_owned(), 1), ("queued".to_owned(), 1)]);
     assert!(m.orders.is_empty());
 }
+
+// Retention and graphs (issue 10).
+
+both!(series_read_at_the_resolution_retention_keeps, retention_bounds_reports_and_is_idempotent);
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+/// The CPU figure of heartbeat `i` (distinct, so that means can be checked).
+fn cpu_of(i: u64) -> f32 {
+    f32::from(u16::try_from(i % 97).unwrap())
+}
+
+/// A heartbeat as the server stores it, recorded at `at_ms`.
+fn heartbeat(seq: u64, at_ms: i64) -> IngestRecord {
+    use cpe_protocol::{Health, InterfaceStats, Payload, Record};
+    let health = Health {
+        cpu_pct: cpu_of(seq),
+        mem_pct: 40.0,
+        interfaces: vec![InterfaceStats {
+            name: "wan0".into(),
+            rx_bps: 1000.0,
+            tx_bps: 10.0 * f64::from(cpu_of(seq)),
+            ..InterfaceStats::default()
+        }],
+        ..Health::default()
+    };
+    cpe_provision::server::ingest_record(&Record {
+        seq,
+        at_unix_ms: at_ms,
+        payload: Payload::Heartbeat(health),
+    })
+}
+
+/// `days` of heartbeats every ten minutes up to `now`, each stored a
+/// second after it was recorded, and one event a day; returns the heartbeats' times.
+async fn seed_days(db: &Database, dev: &DeviceSeen, days: i64, now: i64) -> Vec<i64> {
+    let every = 10 * MINUTE;
+    let count = u64::try_from(days * DAY / every).unwrap();
+    let start = now - days * DAY;
+    let mut times = Vec::new();
+    for seq in 1..=count {
+        let at = start + i64::try_from(seq).unwrap() * every - every / 2;
+        times.push(at);
+        let mut batch = vec![heartbeat(seq, at)];
+        if seq % 144 == 0 {
+            batch.push(IngestRecord { seq: 1_000_000 + seq, at_unix_ms: at, ..record(0, None) });
+        }
+        db.ingest(dev, batch, at + 1000).await.unwrap();
+    }
+    times
+}
+
+// Exact figures are intended: means of small integers.
+#[allow(clippy::float_cmp)]
+async fn series_read_at_the_resolution_retention_keeps(b: &Backend) {
+    use cpe_provision::devices;
+    use cpe_provision::retention::{run_once, RetentionPolicy};
+    let db = b.open().await;
+    let dev = device("1312345678/cpe-01");
+    let now = T0;
+    let times = seed_days(&db, &dev, 2, now).await;
+
+    let day = devices::series(&db, &dev.id, now - DAY, now).await.unwrap();
+    assert_eq!((day.resolution_s, day.points.len()), (60, 144));
+    let first = &day.points[0];
+    assert_eq!(first.at_unix_ms, times[144] / MINUTE * MINUTE);
+    assert_eq!(first.cpu_pct, f64::from(cpu_of(145)));
+    assert_eq!((first.mem_pct, first.lines.len(), first.lines[0].name.as_str()), (40.0, 1, "wan0"));
+    assert_eq!(first.lines[0].tx_bps, 10.0 * f64::from(cpu_of(145)));
+    assert!(matches!(
+        devices::series(&db, "1312345678/none", now - DAY, now).await,
+        Err(devices::DeviceError::Unknown(_))
+    ));
+
+    // Keep one day at full resolution: the older day is read from five-minute rollups,
+    // and the graph over both days takes the rollups' resolution.
+    let policy = RetentionPolicy { full_resolution_days: 1, five_minute_days: 2, hourly_days: 3, batch: 50 };
+    let report = run_once(&db, &policy, now).await.unwrap();
+    assert_eq!(report.heartbeats_rolled_up, 144);
+    assert_eq!(report.five_minute_buckets_written, 144);
+    assert!(report.batches > 3, "{report:?}");
+    let both_days = devices::series(&db, &dev.id, now - 2 * DAY, now).await.unwrap();
+    assert_eq!((both_days.resolution_s, both_days.points.len()), (300, 288));
+    let old = &both_days.points[0];
+    assert_eq!((old.at_unix_ms, old.cpu_pct), (times[0] / (5 * MINUTE) * (5 * MINUTE), f64::from(cpu_of(1))));
+    assert_eq!(old.lines[0].tx_bps, 10.0 * f64::from(cpu_of(1)));
+    // The last day is still at full resolution.
+    assert_eq!(devices::series(&db, &dev.id, now - DAY, now).await.unwrap(), day);
+
+    // Two days later both days are hourly: each hour is the mean of its six heartbeats.
+    let report = run_once(&db, &policy, now + 2 * DAY).await.unwrap();
+    assert_eq!((report.heartbeats_rolled_up, report.five_minute_buckets_rolled_up), (144, 288));
+    // Batches of 50 split hours: a split hour is merged into on the next batch.
+    assert!((48..48 + 6).contains(&report.hourly_buckets_written), "{report:?}");
+    let hourly = devices::series(&db, &dev.id, now - 2 * DAY, now).await.unwrap();
+    // … and the first day's hours are past the three days hourly rollups are kept.
+    assert_eq!((report.hourly_buckets_deleted, hourly.resolution_s, hourly.points.len()), (24, 3600, 24));
+    assert_eq!(hourly.points[0].at_unix_ms, now - DAY);
+    let mean: f64 = (145..=150).map(|i| f64::from(cpu_of(i))).sum::<f64>() / 6.0;
+    assert!((hourly.points[0].cpu_pct - mean).abs() < 0.01, "{} vs {mean}", hourly.points[0].cpu_pct);
+    assert!(devices::last_hours(0, now).is_err() && devices::last_hours(721, now).is_err());
+    assert_eq!(devices::last_hours(24, now).unwrap(), (now - DAY, now));
+}
+
+/// Eight days of heartbeats, one retention run: `reports` keeps seven days
+/// of heartbeats (and the events), the eighth day is in five-minute rollups;
+/// a second run, or two processes at once, change nothing more.
+async fn retention_bounds_reports_and_is_idempotent(b: &Backend) {
+    use cpe_provision::retention::{run_once, RetentionPolicy};
+    let db = b.open().await;
+    let dev = device("1312345678/cpe-01");
+    let now = T0;
+    seed_days(&db, &dev, 8, now).await;
+    let before = db.report_seqs(&dev.id).await.unwrap().len();
+    assert_eq!(before, 8 * 144 + 8);
+
+    let policy = RetentionPolicy { batch: 100, ..RetentionPolicy::default() };
+    let second = b.open().await;
+    let (a, c) = tokio::join!(run_once(&db, &policy, now), run_once(&second, &policy, now));
+    let (a, c) = (a.unwrap(), c.unwrap());
+    // Each old heartbeat was taken by exactly one of the two runs.
+    assert_eq!(a.heartbeats_rolled_up + c.heartbeats_rolled_up, 144);
+    let kept = db.report_seqs(&dev.id).await.unwrap();
+    assert_eq!(kept.len(), 7 * 144 + 8);
+    assert!(kept.iter().filter(|(seq, _)| *seq < 1_000_000).all(|&(_, received)| received >= now - 7 * DAY));
+
+    let again = run_once(&db, &policy, now).await.unwrap();
+    assert_eq!((again.heartbeats_rolled_up, again.five_minute_buckets_written, again.batches), (0, 0, 4));
+    assert_eq!(db.report_seqs(&dev.id).await.unwrap().len(), 7 * 144 + 8);
+
+    // The rolled-up day is still in the graph: one five-minute point per heartbeat.
+    let graph = cpe_provision::devices::series(&db, &dev.id, now - 8 * DAY, now - 7 * DAY).await.unwrap();
+    assert_eq!((graph.resolution_s, graph.points.len()), (300, 144));
+
+    // 400 days later everything has aged out: heartbeats, rollups and events.
+    let much_later = now + 400 * DAY + 8 * DAY;
+    let report = run_once(&db, &policy, much_later).await.unwrap();
+    assert_eq!(report.events_deleted, 8);
+    assert_eq!(report.heartbeats_rolled_up, 7 * 144);
+    assert!(db.report_seqs(&dev.id).await.unwrap().is_empty());
+    let graph = cpe_provision::devices::series(&db, &dev.id, now - 8 * DAY, now).await.unwrap();
+    assert!(graph.points.is_empty(), "{graph:?}");
+}

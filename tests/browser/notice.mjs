@@ -10,25 +10,10 @@
 // `<name>-diagnosis.png`, the Japanese diagnosis) and prints what it saw as one JSON line (the Rust test asserts
 // on it). Exits 1 with a message when the page cannot be loaded or the
 // self-check does not finish.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const step = JSON.parse(process.argv[2] ?? '{}');
-const userDataDir = mkdtempSync(join(tmpdir(), 'cpe-notice-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
+const { context, close } = await launch('cpe-notice', {
   viewport: { width: 390, height: 844 },
   deviceScaleFactor: 2,
   locale: 'ja-JP',
@@ -85,7 +70,6 @@ try {
   console.error(`notice.mjs: ${error.message}`);
   exitCode = 1;
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
 process.exit(exitCode);

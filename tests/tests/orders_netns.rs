@@ -687,30 +687,10 @@ fn suspension_sends_lan_http_to_the_notice_page_and_refuses_https_at_once() {
     assert_eq!(world.lan.tcp_connect(at(PLATFORM, 443), 1000).unwrap(), Reach::Connected, "and HTTPS too");
 }
 
-/// Why the browser test cannot run here, if it cannot.
+/// Why the browser test cannot run here, if it cannot: root for the
+/// namespaces, then what every browser test needs.
 fn browser_unavailable(script: &Path) -> Option<String> {
-    if let Some(reason) = netns::unavailable() {
-        return Some(reason);
-    }
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium is not installed (scripts/setup.sh installs it)".into());
-    }
-    let node = std::process::Command::new("node").arg("--version").output();
-    if !node.is_ok_and(|o| o.status.success()) {
-        return Some("node is not installed (scripts/setup.sh installs nodejs)".into());
-    }
-    let modules = script.with_file_name("node_modules").join("playwright-core");
-    if !modules.exists() {
-        return Some(format!(
-            "{} is missing (scripts/setup.sh runs npm ci in tests/browser)",
-            modules.display()
-        ));
-    }
-    let fonts = Path::new("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc");
-    if !fonts.exists() {
-        return Some("fonts-noto-cjk is not installed (scripts/setup.sh installs it)".into());
-    }
-    None
+    netns::unavailable().or_else(|| cpe_e2e::browser_unavailable(script))
 }
 
 /// One visit with headless Chromium from the LAN host (`tests/browser/notice.mjs`).

@@ -7,6 +7,7 @@
 //! - [`devices`]: `devices`, `device show`, `alerts`, `command`, `cert expiry`;
 //! - [`compliance`]: `keys`, `case`, `order`, `incidents` (§2.2);
 //! - [`operators`]: `operator add|list|disable|passwd` (console sign-ins);
+//! - [`retention`]: `retention run` and the retention options of `serve`;
 //! - [`views`]: text tables and JSON of what the store returns;
 //! - [`support`]: opening the store, the runtime of a command, files.
 
@@ -14,6 +15,7 @@ pub mod compliance;
 pub mod devices;
 pub mod operators;
 pub mod pki;
+pub mod retention;
 pub mod serve;
 pub mod support;
 pub mod views;
@@ -93,6 +95,10 @@ pub enum Command {
     /// Operators of the console and the API: add, list, disable, set passwords.
     #[command(subcommand)]
     Operator(operators::OperatorCommand),
+    /// Data retention: heartbeats at full resolution, then five-minute and
+    /// hourly rollups, each for its period.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
     /// A device's incident records (self-diagnosis results), newest first.
     Incidents {
         /// Device id (`<institution code>/<device>`).
@@ -127,6 +133,7 @@ pub fn run(cli: Cli, now: OffsetDateTime) -> Result<()> {
         Command::Case(command) => compliance::case(command, now),
         Command::Order(command) => compliance::order(command, now),
         Command::Operator(command) => operators::operator(&command),
+        Command::Retention(command) => retention::retention(&command),
         Command::Incidents { device, limit, viewer } => compliance::incidents(&device, limit, &viewer),
     }
 }

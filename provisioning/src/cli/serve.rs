@@ -19,6 +19,7 @@ use cpe_provision::CertificationBody;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::retention::RetentionArgs;
 use super::support::{create_or_open_database, runtime, DEFAULT_DATABASE};
 
 /// `cpe-provision serve`.
@@ -132,6 +133,11 @@ pub struct ServeArgs {
     /// Days an order signed through the API stays valid.
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=365))]
     order_valid_days: u32,
+    #[command(flatten)]
+    retention: RetentionArgs,
+    /// Minutes between retention runs (the first runs at start).
+    #[arg(long, value_name = "MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    retention_every: u64,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -222,6 +228,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         }),
         None => None,
     };
+    let retention = args.retention.policy()?;
     let limits = connection_limits(args)?;
     let console = args.operator_listen.map(|addr| {
         let config = ConsoleConfig {
@@ -272,6 +279,12 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
             }
             None => None,
         };
+        tokio::spawn(cpe_provision::retention::run_periodically(
+            db.clone(),
+            retention,
+            Duration::from_secs(args.retention_every.saturating_mul(60)),
+            stopped(stop_rx.clone()),
+        ));
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(());

@@ -27,7 +27,7 @@ use crate::compliance::orders::{self, ReasonText, Signing};
 use crate::compliance::{reverify, ComplianceError};
 use crate::devices::{self, DeviceError};
 use crate::operators::{self, sessions, Action, OperatorError, SignedIn};
-use crate::store::{Database, DbError, DeviceFilter, DeviceQuery, DeviceSort};
+use crate::store::{Database, DbError, DeviceFilter, DeviceQuery, DeviceSort, Role};
 
 /// A reply.
 pub(super) type Reply = Response<Full<Bytes>>;
@@ -37,6 +37,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Default page size of the device list.
 const DEFAULT_PAGE: u32 = 50;
+
+/// Default window of a device's graph, hours.
+const DEFAULT_SERIES_HOURS: u32 = 24;
 
 /// What the handlers share.
 pub(super) struct State {
@@ -53,11 +56,14 @@ pub(super) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// A role refusal: the asker's role and the least role the action needs
+    /// (the console words its refusal from them).
+    roles: Option<(Role, Role)>,
 }
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), roles: None }
     }
 
     fn bad(message: impl Into<String>) -> Self {
@@ -69,8 +75,20 @@ impl ApiError {
         struct Body<'a> {
             error: &'a str,
             message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            role: Option<Role>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            required_role: Option<Role>,
         }
-        json(self.status, &Body { error: self.code, message: &self.message })
+        json(
+            self.status,
+            &Body {
+                error: self.code,
+                message: &self.message,
+                role: self.roles.map(|(role, _)| role),
+                required_role: self.roles.map(|(_, required)| required),
+            },
+        )
     }
 }
 
@@ -89,7 +107,11 @@ impl From<OperatorError> for ApiError {
             OperatorError::BadCredentials | OperatorError::Unauthenticated => {
                 (StatusCode::UNAUTHORIZED, "unauthenticated")
             }
-            OperatorError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            OperatorError::Forbidden { role, action, .. } => {
+                let mut refused = Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string());
+                refused.roles = Some((*role, action.least_role()));
+                return refused;
+            }
             OperatorError::Store(db) => return store_error(db),
             _ => (StatusCode::BAD_REQUEST, "bad_request"),
         };
@@ -103,7 +125,7 @@ impl From<DeviceError> for ApiError {
             DeviceError::Unknown(_) | DeviceError::UnknownAlert(_) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            DeviceError::PageSize(_) => Self::bad(e.to_string()),
+            DeviceError::PageSize(_) | DeviceError::SeriesHours(_) => Self::bad(e.to_string()),
             DeviceError::Store(db) => store_error(db),
             DeviceError::Encode(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
@@ -255,9 +277,38 @@ struct LoginBody {
 #[derive(Serialize)]
 struct LoginReply<'a> {
     operator: &'a str,
-    role: crate::store::Role,
+    role: Role,
     token: &'a str,
     expires_at_ms: i64,
+}
+
+/// `GET /api/v1/session`: who is signed in and which actions their role
+/// allows, so the console offers only what the server will do.
+#[derive(Serialize)]
+struct SessionReply<'a> {
+    operator: &'a str,
+    role: Role,
+    may: std::collections::BTreeMap<&'static str, bool>,
+}
+
+impl<'a> SessionReply<'a> {
+    fn of(who: &'a SignedIn) -> Self {
+        let may = Action::ALL
+            .into_iter()
+            .filter_map(|action| {
+                let name = match action {
+                    Action::View => return None,
+                    Action::AcknowledgeAlert => "acknowledge_alert",
+                    Action::QueueCommand => "queue_command",
+                    Action::RecordIncident => "record_incident",
+                    Action::CaseStep => "case_step",
+                    Action::SignOrder => "sign_order",
+                };
+                Some((name, who.may(action)))
+            })
+            .collect();
+        Self { operator: &who.name, role: who.role, may }
+    }
 }
 
 #[derive(Deserialize)]
@@ -414,6 +465,8 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
             }
             Ok(resp)
         }
+        // Anyone signed in may see their own session.
+        Endpoint::Session => ok(&SessionReply::of(&who)),
         Endpoint::Devices => {
             who.act(Action::View, now)?;
             ok(&devices::page(db, &device_query(&m)?).await?)
@@ -421,6 +474,12 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
         Endpoint::Device => {
             who.act(Action::View, now)?;
             ok(&devices::detail(db, id_param(&m)?).await?)
+        }
+        // Retention (issue 10): a device's graph.
+        Endpoint::Series => {
+            who.act(Action::View, now)?;
+            let (from, to) = devices::last_hours(query_num(&m, "hours", DEFAULT_SERIES_HOURS)?, now_ms)?;
+            ok(&devices::series(db, id_param(&m)?, from, to).await?)
         }
         Endpoint::Incidents => {
             who.act(Action::View, now)?;
@@ -459,7 +518,8 @@ pub(super) async fn serve(state: &State, m: Matched, req: Request<Incoming>) -> 
         | Endpoint::Order
         | Endpoint::VerifyOrder
         | Endpoint::Stop
-        | Endpoint::Resume => compliance(state, &who, &m, req, now).await,
+        | Endpoint::Resume
+        | Endpoint::DeviceCase => compliance(state, &who, &m, req, now).await,
     }
 }
 
@@ -519,6 +579,10 @@ async fn compliance(
             let check: CheckBody = body(req).await?;
             cases::check(db, case_id, check.corrected, &check.note, &actor).await?;
             ok(&cases::load(db, case_id).await?)
+        }
+        Endpoint::DeviceCase => {
+            who.act(Action::View, now)?;
+            ok(&orders::device_case(db, id_param(m)?).await?)
         }
         Endpoint::Orders => {
             who.act(Action::View, now)?;

@@ -1,5 +1,5 @@
-//! The operator listener: the carrier's operators reach the JSON API
-//! (`/api/v1/`) here, and Prometheus scrapes `GET /metrics`
+//! The operator listener: the carrier's operators reach the web console
+//! (`/`) and the JSON API (`/api/v1/`) here, and Prometheus scrapes `GET /metrics`
 //! ([`crate::metrics`]; counts only, no device ids, no session needed),
 //! over TLS, on a listener of its own apart from the device listener
 //! ([`crate::server`]).
@@ -17,10 +17,13 @@
 //! - `routes`: the route table, path and query parsing (pure);
 //! - `api`: the handlers, each calling the library use case the CLI calls;
 //! - `openapi.json`: the API's OpenAPI 3 document, served at
-//!   `/api/v1/openapi.json` and checked against `routes::ROUTES` by a test.
+//!   `/api/v1/openapi.json` and checked against `routes::ROUTES` by a test;
+//! - `web`: the web console's pages (embedded files under `web/`) at `/`,
+//!   and the security headers every reply carries.
 
 mod api;
 pub mod routes;
+pub mod web;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -131,7 +134,12 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> ap
     let method = req.method().as_str().to_owned();
     let target =
         req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let reply = match routes::route(&method, &target) {
+    if let Some(asset) = web::asset(&method, req.uri().path()) {
+        let mut reply = web::reply(asset);
+        web::secure(reply.headers_mut());
+        return reply;
+    }
+    let mut reply = match routes::route(&method, &target) {
         Ok(matched) => match api::serve(state, matched, req).await {
             Ok(reply) => reply,
             Err(e) => e.reply(),
@@ -164,5 +172,6 @@ async fn handle(state: &State, req: hyper::Request<hyper::body::Incoming>) -> ap
     if reply.status().is_client_error() || reply.status().is_server_error() {
         tracing::info!(%method, path = %target.split('?').next().unwrap_or_default(), status = %reply.status(), "operator request refused");
     }
+    web::secure(reply.headers_mut());
     reply
 }

@@ -48,10 +48,16 @@ pub enum Endpoint {
     Stop,
     /// POST /api/v1/orders/resume.
     Resume,
+    /// GET /api/v1/devices/{id}/series?hours=N: the device's graph (retention, issue 10).
+    Series,
     /// GET /api/v1/openapi.json.
     OpenApi,
     /// GET /metrics: Prometheus text exposition.
     Metrics,
+    /// GET /api/v1/session: who is signed in and what their role allows (web console).
+    Session,
+    /// GET /api/v1/devices/{id}/case: the device's latest §2.2 case (web console).
+    DeviceCase,
 }
 
 /// The route table: method, path pattern (`{name}` is one segment), endpoint.
@@ -75,8 +81,13 @@ pub const ROUTES: &[(&str, &str, Endpoint)] = &[
     ("POST", "/api/v1/orders/resume", Endpoint::Resume),
     ("GET", "/api/v1/orders/{id}", Endpoint::Order),
     ("GET", "/api/v1/orders/{id}/verify", Endpoint::VerifyOrder),
+    // Retention (issue 10): graphs read at the resolution retention keeps.
+    ("GET", "/api/v1/devices/{id}/series", Endpoint::Series),
     ("GET", "/api/v1/openapi.json", Endpoint::OpenApi),
     ("GET", "/metrics", Endpoint::Metrics),
+    // Web console: what the pages need beyond the CLI's views.
+    ("GET", "/api/v1/session", Endpoint::Session),
+    ("GET", "/api/v1/devices/{id}/case", Endpoint::DeviceCase),
 ];
 
 /// A request matched to an endpoint.
@@ -168,7 +179,7 @@ mod tests {
         assert_eq!(m.query.get("limit").map(String::as_str), Some("50"));
         assert_eq!(route("POST", "/api/v1/orders/stop").unwrap().endpoint, Endpoint::Stop);
         assert_eq!(route("GET", "/api/v1/orders/7").unwrap().id.as_deref(), Some("7"));
-        assert_eq!(route("PUT", "/api/v1/session"), Err(NoRoute::Method(vec!["POST", "DELETE"])));
+        assert_eq!(route("PUT", "/api/v1/session"), Err(NoRoute::Method(vec!["POST", "DELETE", "GET"])));
         assert_eq!(route("GET", "/api/v1/nothing"), Err(NoRoute::UnknownPath));
         assert_eq!(route("GET", "/api/v1/devices/"), Err(NoRoute::UnknownPath));
     }

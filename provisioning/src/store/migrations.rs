@@ -59,7 +59,7 @@ pub const PG_RECORD: &str = "INSERT INTO schema_migrations (version, name, appli
     VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)";
 
 /// All migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4, V5, V6_HEARTBEAT_ROLLUPS];
 
 const V1: Migration = Migration {
     version: 1,
@@ -401,6 +401,41 @@ ALTER TABLE alerts ADD COLUMN acknowledged_by TEXT;
 ALTER TABLE commands ADD COLUMN requested_by TEXT;
 ";
 
+/// Data retention (issue 10): heartbeats older than the full-resolution
+/// period are rolled up into five-minute buckets, those into hourly ones,
+/// and hourly ones are deleted at the end of their period (see
+/// `crate::retention`). One row per device, resolution and bucket; lines
+/// are a JSON array of `{name, samples, rx_bps, tx_bps}`. Retention finds
+/// old reports by kind and reception time (one index, appended to at the
+/// right edge by ingest) and old rollups by resolution and bucket.
+const V6_HEARTBEAT_ROLLUPS: Migration = Migration {
+    version: 6,
+    name: "heartbeat rollups; reports by reception time",
+    sqlite: HEARTBEAT_ROLLUPS,
+    postgres: HEARTBEAT_ROLLUPS,
+};
+
+/// The same statements in both dialects (`DOUBLE PRECISION` is a REAL column in SQLite).
+const HEARTBEAT_ROLLUPS: &str = "
+CREATE TABLE heartbeat_rollups (
+    device_id TEXT NOT NULL,
+    resolution_s BIGINT NOT NULL CHECK (resolution_s IN (300, 3600)),
+    bucket_ms BIGINT NOT NULL,
+    samples BIGINT NOT NULL CHECK (samples > 0),
+    cpu_min DOUBLE PRECISION NOT NULL,
+    cpu_avg DOUBLE PRECISION NOT NULL,
+    cpu_max DOUBLE PRECISION NOT NULL,
+    mem_min DOUBLE PRECISION NOT NULL,
+    mem_avg DOUBLE PRECISION NOT NULL,
+    mem_max DOUBLE PRECISION NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (device_id, resolution_s, bucket_ms)
+);
+
+CREATE INDEX heartbeat_rollups_by_age ON heartbeat_rollups (resolution_s, bucket_ms);
+CREATE INDEX reports_by_received ON reports (kind, received_at_ms);
+";
+
 /// Highest version this build knows.
 pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -424,8 +459,8 @@ mod tests {
     #[test]
     fn pending_are_the_missing_ones_and_newer_databases_are_refused() {
         assert_eq!(pending(&[]).unwrap().len(), MIGRATIONS.len());
-        assert_eq!(pending(&[1]).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), [2, 3, 4, 5]);
-        assert!(pending(&[1, 2, 3, 4, 5]).unwrap().is_empty());
+        assert_eq!(pending(&[1]).unwrap().iter().map(|m| m.version).collect::<Vec<_>>(), [2, 3, 4, 5, 6]);
+        assert!(pending(&[1, 2, 3, 4, 5, 6]).unwrap().is_empty());
         assert!(matches!(pending(&[latest_version() + 1]), Err(super::super::DbError::SchemaTooNew { .. })));
     }
 

@@ -564,6 +564,7 @@ macro_rules! dispatch {
 pub mod metrics;
 pub mod operators;
 pub mod orders;
+pub mod series;
 
 pub use operators::{NewSession, OperatorRow, Role};
 pub use orders::{
@@ -571,6 +572,47 @@ pub use orders::{
     NewOrder, OrderEvidence, OrderOutcome, OrderRow, OrderSigner, ReceiptFields, RuleRefusal,
     SignedForDevice, Step,
 };
+
+/// One batch of data retention (what to do is decided by `crate::retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionStep {
+    /// Heartbeats received before the time are rolled up into five-minute
+    /// buckets and deleted.
+    RollUpHeartbeats {
+        /// Unix ms.
+        before_ms: i64,
+    },
+    /// Five-minute rollups of buckets before the time are rolled up into
+    /// hourly buckets and deleted.
+    RollUpFiveMinutes {
+        /// Unix ms.
+        before_ms: i64,
+    },
+    /// Hourly rollups of buckets before the time are deleted.
+    DeleteHourly {
+        /// Unix ms.
+        before_ms: i64,
+    },
+    /// Events received before the time are deleted.
+    DeleteEvents {
+        /// Unix ms.
+        before_ms: i64,
+    },
+}
+
+/// What one retention batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionBatch {
+    /// Rows taken (deleted) from the source.
+    pub taken: u64,
+    /// Rollup buckets written (new or merged into).
+    pub written: u64,
+}
+
+/// Resolution column value of a rollup width.
+pub(crate) fn resolution_s(width_ms: i64) -> i64 {
+    width_ms / 1000
+}
 
 /// How often (in `now_ms` terms) [`Database::take_commands`] re-reads when
 /// each device's next command is due.
@@ -811,6 +853,24 @@ impl Database {
     /// One device with its recent reports, open alerts and recent commands.
     pub async fn device(&self, id: &str) -> Result<Option<DeviceDetail>, DbError> {
         dispatch!(self, db => db.device(id.to_owned()).await)
+    }
+
+    /// What the store holds of a device's heartbeats in [`from_ms`, `to_ms`)
+    /// at every resolution; `None` if the device has never reported.
+    pub async fn heartbeat_series(
+        &self,
+        device_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<series::StoredSeries>, DbError> {
+        dispatch!(self, db => db.heartbeat_series(device_id.to_owned(), from_ms, to_ms).await)
+    }
+
+    /// Runs one retention batch of at most `limit` rows in one transaction
+    /// (rollups and deletions together: a batch is done wholly or not at all,
+    /// and each row is taken by one caller only, across processes).
+    pub async fn retention_batch(&self, step: RetentionStep, limit: u32) -> Result<RetentionBatch, DbError> {
+        dispatch!(self, db => db.retention_batch(step, i64::from(limit)).await)
     }
 
     /// Every stored report of a device as (seq, received at Unix ms), in seq

@@ -52,15 +52,21 @@ use super::orders::{
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
-    labelled_count, operator_row, order_row, report_row, state_count, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, heartbeat_sample,
+    incident_row, labelled_count, operator_row, order_row, report_row, rollup_row, state_count, Cols,
 };
+use super::series::{absorb, merge_per_device, StoredSeries, FIVE_MINUTES_MS, HOUR_MS};
 use super::sql::{self, Sql};
 use super::{
-    attribute_group, id_u64, like_anywhere, redact_url, to_i64, AlertRow, CommandHints, DbError, DbOptions,
-    DeviceDetail, DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert,
-    StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
+    attribute_group, id_u64, like_anywhere, redact_url, resolution_s, to_i64, AlertRow, CommandHints,
+    DbError, DbOptions, DeviceDetail, DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome,
+    IngestRequest, NewAlert, RetentionBatch, RetentionStep, StoredRecord, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
+
+/// Key of the advisory lock that serialises retention batches ("cpe-ret").
+const PG_RETENTION_LOCK: i64 = 0x0063_7065_2d72_6574;
+/// Takes [`PG_RETENTION_LOCK`] until the end of the transaction.
+const PG_RETENTION_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock($1)";
 
 /// Ingest requests that may wait for a writer before senders wait.
 const QUEUE_DEPTH: usize = 4096;
@@ -311,6 +317,116 @@ impl PostgresDb {
         let mut pooled = self.inner.pool.get().await?;
         let rows = pooled.conn()?.query(sql::DEVICES.postgres, &[]).await?;
         rows.iter().map(device_row).collect()
+    }
+
+    pub(crate) async fn heartbeat_series(
+        &self,
+        id: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<StoredSeries>, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let conn = pooled.conn()?;
+        let queries = [sql::DEVICE_KNOWN, sql::HEARTBEATS_BETWEEN, sql::ROLLUPS_BETWEEN];
+        let mut stmts = Vec::with_capacity(queries.len());
+        for q in queries {
+            stmts.push(conn.prepare(q.postgres).await?);
+        }
+        // One read-only REPEATABLE READ transaction: a retention batch
+        // moving rows between tiers is seen wholly or not at all.
+        let tx = conn
+            .client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        if tx.query_opt(&stmts[0], &[&id]).await?.is_none() {
+            return Ok(None);
+        }
+        let mut heartbeats = Vec::new();
+        for row in tx.query(&stmts[1], &[&id, &from_ms, &to_ms]).await? {
+            heartbeats.extend(heartbeat_sample(&row)?);
+        }
+        let mut tiers = [Vec::new(), Vec::new()];
+        for (tier, width) in tiers.iter_mut().zip([FIVE_MINUTES_MS, HOUR_MS]) {
+            for row in tx.query(&stmts[2], &[&id, &resolution_s(width), &from_ms, &to_ms]).await? {
+                tier.push(rollup_row(&row)?);
+            }
+        }
+        tx.commit().await?;
+        let [five_minutes, hourly] = tiers;
+        Ok(Some(StoredSeries { heartbeats, five_minutes, hourly }))
+    }
+
+    pub(crate) async fn retention_batch(
+        &self,
+        step: RetentionStep,
+        limit: i64,
+    ) -> Result<RetentionBatch, DbError> {
+        let mut pooled = self.inner.pool.get().await?;
+        let tx = pooled.conn()?.client.transaction().await?;
+        // One retention batch at a time across processes: two batches
+        // merging into the same bucket would lose one's samples.
+        tx.execute(PG_RETENTION_LOCK_SQL, &[&PG_RETENTION_LOCK]).await?;
+        let (taken, into_ms) = match step {
+            RetentionStep::RollUpHeartbeats { before_ms } => {
+                let mut rows = Vec::new();
+                for r in tx.query(sql::TAKE_OLD_HEARTBEATS.postgres, &[&before_ms, &limit]).await? {
+                    rows.push(heartbeat_sample(&r)?.map(|s| r.str_at(3).map(|d| (d, s))).transpose()?);
+                }
+                (rows, FIVE_MINUTES_MS)
+            }
+            RetentionStep::RollUpFiveMinutes { before_ms } => {
+                let mut rows = Vec::new();
+                let res = resolution_s(FIVE_MINUTES_MS);
+                for r in tx.query(sql::TAKE_OLD_ROLLUPS.postgres, &[&res, &before_ms, &limit]).await? {
+                    rows.push(Some((r.str_at(9)?, rollup_row(&r)?)));
+                }
+                (rows, HOUR_MS)
+            }
+            RetentionStep::DeleteHourly { before_ms } => {
+                let res = resolution_s(HOUR_MS);
+                let n = tx.query(sql::TAKE_OLD_ROLLUPS.postgres, &[&res, &before_ms, &limit]).await?.len();
+                tx.commit().await?;
+                return Ok(RetentionBatch { taken: n as u64, written: 0 });
+            }
+            RetentionStep::DeleteEvents { before_ms } => {
+                let n = tx.execute(sql::DELETE_OLD_EVENTS.postgres, &[&before_ms, &limit]).await?;
+                tx.commit().await?;
+                return Ok(RetentionBatch { taken: n, written: 0 });
+            }
+        };
+        let count = taken.len() as u64;
+        let fresh = merge_per_device(taken.into_iter().flatten().collect(), into_ms);
+        let res = resolution_s(into_ms);
+        let (get, put) =
+            (tx.prepare(sql::ROLLUP.postgres).await?, tx.prepare(sql::PUT_ROLLUP.postgres).await?);
+        for (device, bucket) in &fresh {
+            let stored = tx.query_opt(&get, &[device, &res, &bucket.start_ms]).await?;
+            let r = absorb(stored.map(|row| rollup_row(&row)).transpose()?, bucket.clone(), into_ms);
+            let lines = serde_json::to_string(&r.lines).unwrap_or_else(|_| "[]".into());
+            let samples = i64::from(r.samples);
+            tx.execute(
+                &put,
+                &[
+                    device,
+                    &res,
+                    &r.start_ms,
+                    &samples,
+                    &r.cpu.min,
+                    &r.cpu.avg,
+                    &r.cpu.max,
+                    &r.mem.min,
+                    &r.mem.avg,
+                    &r.mem.max,
+                    &lines,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(RetentionBatch { taken: count, written: fresh.len() as u64 })
     }
 
     pub(crate) async fn report_seqs(&self, id: String) -> Result<Vec<(u64, i64)>, DbError> {

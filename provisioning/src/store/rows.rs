@@ -7,8 +7,10 @@
 use super::metrics::{AlertCount, StateCount};
 use super::operators::OperatorRow;
 use super::orders::{CaseEventRow, CaseRow, IncidentRow, OrderEvidence, OrderRow, ReceiptFields};
+use super::series::{LineMean, Rollup, Spread};
 use super::{id_u64, AlertRow, CommandRow, DbError, DeviceRow, ReportRow};
 use cpe_protocol::receipt::SignedReceipt;
+use cpe_protocol::Payload;
 
 /// Reads typed columns from either backend's row.
 pub(crate) trait Cols {
@@ -19,6 +21,7 @@ pub(crate) trait Cols {
     fn opt_bool_at(&self, i: usize) -> Result<Option<bool>, DbError>;
     fn bytes_at(&self, i: usize) -> Result<Vec<u8>, DbError>;
     fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError>;
+    fn f64_at(&self, i: usize) -> Result<f64, DbError>;
 }
 
 /// Implements [`Cols`] for a backend's row type with its fallible getter.
@@ -44,6 +47,9 @@ macro_rules! impl_cols {
                 Ok(self.$get(i)?)
             }
             fn opt_bytes_at(&self, i: usize) -> Result<Option<Vec<u8>>, DbError> {
+                Ok(self.$get(i)?)
+            }
+            fn f64_at(&self, i: usize) -> Result<f64, DbError> {
                 Ok(self.$get(i)?)
             }
         }
@@ -234,5 +240,30 @@ pub(crate) fn incident_row(r: &impl Cols) -> Result<IncidentRow, DbError> {
         report_json: r.str_at(5)?,
         recorded_at_ms: r.i64_at(6)?,
         received_at_ms: r.i64_at(7)?,
+    })
+}
+
+/// [`super::sql::HEARTBEATS_BETWEEN`], [`super::sql::TAKE_OLD_HEARTBEATS`]:
+/// a stored heartbeat as a rollup of one sample, at its recording time (or
+/// its reception time if the device's clock was ahead); `None` if the body
+/// holds no heartbeat with numbers.
+pub(crate) fn heartbeat_sample(r: &impl Cols) -> Result<Option<Rollup>, DbError> {
+    let at_ms = r.i64_at(0)?.min(r.i64_at(1)?);
+    Ok(match postcard::from_bytes::<Payload>(&r.bytes_at(2)?) {
+        Ok(Payload::Heartbeat(health)) => Rollup::of_heartbeat(at_ms, &health),
+        _ => None,
+    })
+}
+
+/// The `rollup_columns!` of [`super::sql`].
+pub(crate) fn rollup_row(r: &impl Cols) -> Result<Rollup, DbError> {
+    let lines = r.str_at(8)?;
+    Ok(Rollup {
+        start_ms: r.i64_at(0)?,
+        samples: saturating_u32(r.i64_at(1)?),
+        cpu: Spread { min: r.f64_at(2)?, avg: r.f64_at(3)?, max: r.f64_at(4)? },
+        mem: Spread { min: r.f64_at(5)?, avg: r.f64_at(6)?, max: r.f64_at(7)? },
+        lines: serde_json::from_str::<Vec<LineMean>>(&lines)
+            .map_err(|e| DbError::OutOfRange { what: "rollup lines", value: format!("{lines:?}: {e}") })?,
     })
 }

@@ -156,6 +156,13 @@ macro_rules! operator_select {
     };
 }
 
+/// The columns of [`super::rows::rollup_row`].
+macro_rules! rollup_columns {
+    () => {
+        "bucket_ms, samples, cpu_min, cpu_avg, cpu_max, mem_min, mem_avg, mem_max, lines"
+    };
+}
+
 sql! {
     /// Applied schema versions, ascending.
     SCHEMA_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version";
@@ -314,6 +321,43 @@ sql! {
     /// Orders per state.
     METRIC_ORDERS = "SELECT coalesce(o.outcome, CASE WHEN c.delivered_at_ms IS NULL THEN 'queued' ELSE 'delivered' END),
     count(*) FROM orders o LEFT JOIN commands c ON c.id = o.command_id GROUP BY 1 ORDER BY 1";
+
+    /// Whether a device has reported.
+    DEVICE_KNOWN = "SELECT 1 FROM devices WHERE id = ?1";
+    /// A device's heartbeats recorded in [`?2`, `?3`), for
+    /// [`super::rows::heartbeat_sample`].
+    HEARTBEATS_BETWEEN = "SELECT recorded_at_ms, received_at_ms, body FROM reports
+    WHERE device_id = ?1 AND kind = 'heartbeat' AND recorded_at_ms >= ?2 AND recorded_at_ms < ?3";
+    /// A device's rollups `?2` seconds wide with buckets starting in [`?3`, `?4`).
+    ROLLUPS_BETWEEN = concat!("SELECT ", rollup_columns!(), " FROM heartbeat_rollups
+    WHERE device_id = ?1 AND resolution_s = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4");
+    /// One stored rollup.
+    ROLLUP = concat!("SELECT ", rollup_columns!(), " FROM heartbeat_rollups
+    WHERE device_id = ?1 AND resolution_s = ?2 AND bucket_ms = ?3");
+    /// Stores a rollup, replacing the one of its bucket (which the caller has merged in).
+    PUT_ROLLUP = concat!("INSERT INTO heartbeat_rollups (device_id, resolution_s, ", rollup_columns!(), ")
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    ON CONFLICT (device_id, resolution_s, bucket_ms) DO UPDATE SET samples = excluded.samples,
+      cpu_min = excluded.cpu_min, cpu_avg = excluded.cpu_avg, cpu_max = excluded.cpu_max,
+      mem_min = excluded.mem_min, mem_avg = excluded.mem_avg, mem_max = excluded.mem_max,
+      lines = excluded.lines");
+    /// Takes (deletes and returns) at most `?2` heartbeats received before
+    /// `?1`, oldest first, for [`super::rows::heartbeat_sample`] (+ device id).
+    /// Each row is returned to one transaction only, across processes.
+    TAKE_OLD_HEARTBEATS = "DELETE FROM reports WHERE kind = 'heartbeat' AND (device_id, seq) IN (
+      SELECT device_id, seq FROM reports WHERE kind = 'heartbeat' AND received_at_ms < ?1
+      ORDER BY received_at_ms LIMIT ?2)
+    RETURNING recorded_at_ms, received_at_ms, body, device_id";
+    /// Takes at most `?3` rollups `?1` seconds wide with buckets before `?2`,
+    /// oldest first, for [`super::rows::rollup_row`] (+ device id).
+    TAKE_OLD_ROLLUPS = concat!("DELETE FROM heartbeat_rollups WHERE resolution_s = ?1 AND (device_id, bucket_ms) IN (
+      SELECT device_id, bucket_ms FROM heartbeat_rollups WHERE resolution_s = ?1 AND bucket_ms < ?2
+      ORDER BY bucket_ms LIMIT ?3)
+    RETURNING ", rollup_columns!(), ", device_id");
+    /// Deletes at most `?2` events received before `?1`, oldest first.
+    DELETE_OLD_EVENTS = "DELETE FROM reports WHERE kind = 'event' AND (device_id, seq) IN (
+      SELECT device_id, seq FROM reports WHERE kind = 'event' AND received_at_ms < ?1
+      ORDER BY received_at_ms LIMIT ?2)";
 
     /// A new operator, unless the name is taken.
     INSERT_OPERATOR = "INSERT INTO operators (name, role, password_hash, created_at_ms, password_changed_at_ms)

@@ -40,14 +40,15 @@ use super::orders::{
     OrderEvidence, OrderRow, OrderSigner, StoredAck, DETAIL_ORDERS,
 };
 use super::rows::{
-    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, incident_row,
-    labelled_count, operator_row, order_row, report_row, state_count, Cols,
+    alert_count, alert_row, case_row, command_row, device_row, event_row, evidence_row, heartbeat_sample,
+    incident_row, labelled_count, operator_row, order_row, report_row, rollup_row, state_count, Cols,
 };
+use super::series::{absorb, merge_per_device, StoredSeries, FIVE_MINUTES_MS, HOUR_MS};
 use super::sql::{self, Sql};
 use super::{
-    count_u32, id_u64, like_anywhere, to_i64, AlertRow, CommandHints, DbError, DbOptions, DeviceDetail,
-    DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert, DETAIL_RECENT,
-    MAX_GROUP_RECORDS,
+    count_u32, id_u64, like_anywhere, resolution_s, to_i64, AlertRow, CommandHints, DbError, DbOptions,
+    DeviceDetail, DeviceFilter, DevicePage, DeviceQuery, DeviceRow, IngestOutcome, IngestRequest, NewAlert,
+    RetentionBatch, RetentionStep, DETAIL_RECENT, MAX_GROUP_RECORDS,
 };
 
 /// Jobs that may wait for the writer before senders wait (back-pressure).
@@ -286,6 +287,104 @@ impl SqliteDb {
                 })?,
                 latest_incident: first(&tx, sql::INCIDENTS, params![id, 1], |r| incident_row(r))?,
             }))
+        })
+        .await
+    }
+
+    pub(crate) async fn heartbeat_series(
+        &self,
+        id: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<StoredSeries>, DbError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            if first(&tx, sql::DEVICE_KNOWN, [&id], |_| Ok(()))?.is_none() {
+                return Ok(None);
+            }
+            let rollups = |width: i64| {
+                all(&tx, sql::ROLLUPS_BETWEEN, params![id, resolution_s(width), from_ms, to_ms], |r| {
+                    rollup_row(r)
+                })
+            };
+            Ok(Some(StoredSeries {
+                heartbeats: all(&tx, sql::HEARTBEATS_BETWEEN, params![id, from_ms, to_ms], |r| {
+                    heartbeat_sample(r)
+                })?
+                .into_iter()
+                .flatten()
+                .collect(),
+                five_minutes: rollups(FIVE_MINUTES_MS)?,
+                hourly: rollups(HOUR_MS)?,
+            }))
+        })
+        .await
+    }
+
+    pub(crate) async fn retention_batch(
+        &self,
+        step: RetentionStep,
+        limit: i64,
+    ) -> Result<RetentionBatch, DbError> {
+        let weight = usize::try_from(limit).unwrap_or(MAX_GROUP_RECORDS).min(MAX_GROUP_RECORDS);
+        self.write(weight, move |conn| {
+            let (taken, into_ms) = match step {
+                RetentionStep::RollUpHeartbeats { before_ms } => {
+                    let rows = all(conn, sql::TAKE_OLD_HEARTBEATS, params![before_ms, limit], |r| {
+                        heartbeat_sample(r)?.map(|s| r.str_at(3).map(|d| (d, s))).transpose()
+                    })?;
+                    (rows, FIVE_MINUTES_MS)
+                }
+                RetentionStep::RollUpFiveMinutes { before_ms } => {
+                    let rows = all(
+                        conn,
+                        sql::TAKE_OLD_ROLLUPS,
+                        params![resolution_s(FIVE_MINUTES_MS), before_ms, limit],
+                        |r| Ok(Some((r.str_at(9)?, rollup_row(r)?))),
+                    )?;
+                    (rows, HOUR_MS)
+                }
+                RetentionStep::DeleteHourly { before_ms } => {
+                    let n = all(
+                        conn,
+                        sql::TAKE_OLD_ROLLUPS,
+                        params![resolution_s(HOUR_MS), before_ms, limit],
+                        |_| Ok(()),
+                    )?;
+                    return Ok(RetentionBatch { taken: n.len() as u64, written: 0 });
+                }
+                RetentionStep::DeleteEvents { before_ms } => {
+                    let n = execute(conn, sql::DELETE_OLD_EVENTS, params![before_ms, limit])?;
+                    return Ok(RetentionBatch { taken: n, written: 0 });
+                }
+            };
+            let count = taken.len() as u64;
+            let fresh = merge_per_device(taken.into_iter().flatten().collect(), into_ms);
+            let res = resolution_s(into_ms);
+            for (device, bucket) in &fresh {
+                let stored =
+                    first(conn, sql::ROLLUP, params![device, res, bucket.start_ms], |r| rollup_row(r))?;
+                let r = absorb(stored, bucket.clone(), into_ms);
+                let lines = serde_json::to_string(&r.lines).unwrap_or_else(|_| "[]".into());
+                execute(
+                    conn,
+                    sql::PUT_ROLLUP,
+                    params![
+                        device,
+                        res,
+                        r.start_ms,
+                        i64::from(r.samples),
+                        r.cpu.min,
+                        r.cpu.avg,
+                        r.cpu.max,
+                        r.mem.min,
+                        r.mem.avg,
+                        r.mem.max,
+                        lines
+                    ],
+                )?;
+            }
+            Ok(RetentionBatch { taken: count, written: fresh.len() as u64 })
         })
         .await
     }
