@@ -126,6 +126,26 @@ impl PgConn {
         Ok(self.client.query(&stmt, params).await?)
     }
 
+    /// Prepares `queries` and starts a read-only REPEATABLE READ
+    /// transaction: one consistent snapshot for all of them.
+    async fn snapshot(
+        &mut self,
+        queries: &[Sql],
+    ) -> Result<(Vec<Statement>, tokio_postgres::Transaction<'_>), DbError> {
+        let mut stmts = Vec::with_capacity(queries.len());
+        for q in queries {
+            stmts.push(self.prepare(q.postgres).await?);
+        }
+        let tx = self
+            .client
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await?;
+        Ok((stmts, tx))
+    }
+
     async fn execute(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, DbError> {
         let stmt = self.prepare(sql).await?;
         Ok(self.client.execute(&stmt, params).await?)
@@ -326,20 +346,10 @@ impl PostgresDb {
         to_ms: i64,
     ) -> Result<Option<StoredSeries>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let conn = pooled.conn()?;
-        let queries = [sql::DEVICE_KNOWN, sql::HEARTBEATS_BETWEEN, sql::ROLLUPS_BETWEEN];
-        let mut stmts = Vec::with_capacity(queries.len());
-        for q in queries {
-            stmts.push(conn.prepare(q.postgres).await?);
-        }
-        // One read-only REPEATABLE READ transaction: a retention batch
-        // moving rows between tiers is seen wholly or not at all.
-        let tx = conn
-            .client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
+        // A retention batch moving rows between resolutions is seen wholly or not at all.
+        let (stmts, tx) = pooled
+            .conn()?
+            .snapshot(&[sql::DEVICE_KNOWN, sql::HEARTBEATS_BETWEEN, sql::ROLLUPS_BETWEEN])
             .await?;
         if tx.query_opt(&stmts[0], &[&id]).await?.is_none() {
             return Ok(None);
@@ -437,7 +447,6 @@ impl PostgresDb {
 
     pub(crate) async fn device(&self, id: String) -> Result<Option<DeviceDetail>, DbError> {
         let mut pooled = self.inner.pool.get().await?;
-        let conn = pooled.conn()?;
         let queries = [
             sql::DEVICE,
             sql::RECENT_REPORTS,
@@ -446,19 +455,8 @@ impl PostgresDb {
             sql::ORDERS_OF_DEVICE,
             sql::INCIDENTS,
         ];
-        let mut stmts = Vec::with_capacity(queries.len());
-        for q in queries {
-            stmts.push(conn.prepare(q.postgres).await?);
-        }
         let limit = i64::from(DETAIL_RECENT);
-        // One read-only REPEATABLE READ transaction: a consistent snapshot.
-        let tx = conn
-            .client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await?;
+        let (stmts, tx) = pooled.conn()?.snapshot(&queries).await?;
         let Some(row) = tx.query_opt(&stmts[0], &[&id]).await? else { return Ok(None) };
         let row = device_row(&row)?;
         let recent_reports =
